@@ -1,0 +1,334 @@
+"""The object service: Create, Get, List, Update, UpdateStatus, Delete and Watch with Kubernetes' semantics.
+
+This is the API server's logic, independent of gRPC so that the master's own
+control loops can call it in-process (see `ctl.client.LocalClient`) while
+kybctl and kubelets reach the same code through `master.api.grpc_service`.
+
+Every write is defaulted, then validated, before it can reach etcd; invalid
+input never reaches the store. Updates and deletes carry the resourceVersion
+the caller read; the store's transaction checks it, so no update is lost.
+A spec change bumps metadata.generation; status is written only by
+UpdateStatus. Deletion of an object with finalizers, or of a pod bound to a
+node, is two-step: the first delete sets deletionTimestamp, and the key goes
+when the finalizers are gone or the kubelet confirms with a zero grace period.
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from ctl.api import kinds
+from ctl.api.kinds import Kind
+from ctl.api.selectors import FieldSelector, LabelSelector, parse_field_selector, parse_label_selector
+from ctl.machinery.log import get_logger, obj_ref
+from master.api.defaults import apply_defaults
+from master.api.validation import validate
+from master.store.errors import Conflict, NotFound
+from master.store.etcd import Store
+from proto import objects_pb2 as pb
+
+log = get_logger("apiserver")
+
+EVENT_TTL_SECONDS = 3600
+_NAME_CHARS = string.ascii_lowercase + string.digits
+
+
+class InvalidRequest(ValueError):
+    """A request that can never succeed as sent (gRPC INVALID_ARGUMENT)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WatchEvent:
+    """One event of an API watch."""
+
+    type: str  # ADDED, MODIFIED, DELETED, BOOKMARK
+    object: Message | None  # None for BOOKMARK
+    resource_version: str
+
+
+def resolve_kind(resource: str) -> Kind:
+    """The kind of a resource name; unknown names are InvalidRequest."""
+    try:
+        return kinds.lookup(resource)
+    except kinds.UnknownKind as err:
+        raise InvalidRequest(f"resource: Unsupported value: {resource!r}") from err
+
+
+def _now() -> Timestamp:
+    ts = Timestamp()
+    ts.GetCurrentTime()
+    ts.nanos = 0  # Kubernetes timestamps have second precision
+    return ts
+
+
+def _parse_rv(value: str, field: str = "metadata.resourceVersion") -> int:
+    try:
+        rv = int(value)
+    except ValueError:
+        raise InvalidRequest(f"{field}: Invalid value: {value!r}: must be a decimal integer") from None
+    if rv <= 0:
+        raise InvalidRequest(f"{field}: Invalid value: {value!r}: must be positive")
+    return rv
+
+
+def _selectors(label_selector: str, field_selector: str) -> tuple[LabelSelector, FieldSelector]:
+    try:
+        return parse_label_selector(label_selector), parse_field_selector(field_selector)
+    except ValueError as err:
+        raise InvalidRequest(str(err)) from err
+
+
+def _spec_of(obj: Message) -> bytes:
+    """The part of an object whose change bumps generation (spec, or the whole body for spec-less kinds)."""
+    for field in ("spec", "subsets"):
+        if any(f.name == field for f in obj.DESCRIPTOR.fields):
+            value = getattr(obj, field)
+            if isinstance(value, Message):
+                return value.SerializeToString(deterministic=True)
+            return b"".join(v.SerializeToString(deterministic=True) for v in value)
+    return b""
+
+
+class ObjectService:
+    """Kubernetes' API semantics over the etcd store."""
+
+    def __init__(self, *, store: Store) -> None:
+        self.store = store
+
+    # ---------------------------------------------------------------- create
+
+    async def create(self, obj: Message) -> Message:
+        """Default, validate and store a new object."""
+        kind = kinds.kind_of(obj)
+        obj = _copy(obj)
+        meta = obj.metadata
+        if meta.resource_version:
+            raise InvalidRequest("metadata.resourceVersion: Invalid value: "
+                                 f"{meta.resource_version!r}: must be empty on create")
+        if not meta.name and meta.generate_name:
+            meta.name = meta.generate_name + "".join(secrets.choice(_NAME_CHARS) for _ in range(5))
+        if not kind.namespaced:
+            meta.namespace = ""
+        apply_defaults(obj)
+        validate(obj)
+        meta.uid = str(uuid.uuid4())
+        meta.creation_timestamp.CopyFrom(_now())
+        meta.ClearField("deletion_timestamp")
+        meta.generation = 1
+        if kind.kind in ("Pod", "ReplicaSet", "Deployment"):
+            obj.ClearField("status")
+        if kind.kind == "Pod":
+            obj.status.phase = "Pending"
+        lease = 0
+        if kind.kind == "Event":
+            lease = await self.store.grant_lease(EVENT_TTL_SECONDS)
+        created = await self.store.create(obj, lease=lease)
+        log.debug("created", object=obj_ref(kind.resource, meta.name, meta.namespace))
+        return created
+
+    # ------------------------------------------------------------------ read
+
+    async def get(self, resource: str, name: str, namespace: str = "") -> Message:
+        """One object."""
+        kind = resolve_kind(resource)
+        if not name:
+            raise InvalidRequest("name: Required value")
+        return await self.store.get(kind, name, self._ns(kind, namespace))
+
+    async def list(self, resource: str, namespace: str = "", *, label_selector: str = "",
+                   field_selector: str = "") -> tuple[list[Message], str]:
+        """Objects matching the selectors, and the list's resourceVersion."""
+        kind = resolve_kind(resource)
+        labels, fields = _selectors(label_selector, field_selector)
+        items, rev = await self.store.list(kind, namespace if kind.namespaced else "")
+        if not (labels.is_empty() and fields.is_empty()):
+            items = [o for o in items if labels.matches(o.metadata.labels) and fields.matches(o)]
+        return items, str(rev)
+
+    # ---------------------------------------------------------------- update
+
+    async def update(self, obj: Message) -> Message:
+        """Replace an object's metadata and spec (not its status) at the version the caller read."""
+        kind = kinds.kind_of(obj)
+        obj = _copy(obj)
+        if not kind.namespaced:
+            obj.metadata.namespace = ""
+        elif not obj.metadata.namespace:
+            obj.metadata.namespace = "default"
+        if not obj.metadata.resource_version:
+            raise InvalidRequest("metadata.resourceVersion: Required value: must be set for an update")
+        expected = _parse_rv(obj.metadata.resource_version)
+        old = await self.store.get(kind, obj.metadata.name, obj.metadata.namespace)
+        if int(old.metadata.resource_version) != expected:
+            raise Conflict(f'Operation cannot be fulfilled on {kind.resource} "{obj.metadata.name}": the object '
+                           "has been modified; please apply your changes to the latest version and try again")
+        apply_defaults(obj)
+        validate(obj, old=old)
+        meta = obj.metadata
+        meta.uid = old.metadata.uid
+        meta.creation_timestamp.CopyFrom(old.metadata.creation_timestamp)
+        if old.metadata.HasField("deletion_timestamp"):
+            meta.deletion_timestamp.CopyFrom(old.metadata.deletion_timestamp)
+            meta.deletion_grace_period_seconds = old.metadata.deletion_grace_period_seconds
+        else:
+            meta.ClearField("deletion_timestamp")
+            meta.deletion_grace_period_seconds = 0
+        if any(f.name == "status" for f in obj.DESCRIPTOR.fields):
+            obj.status.CopyFrom(old.status)
+        meta.generation = old.metadata.generation + (1 if _spec_of(obj) != _spec_of(old) else 0)
+        if meta.HasField("deletion_timestamp") and not meta.finalizers and not self._awaits_kubelet(old):
+            # The last finalizer is gone: the two-step deletion completes.
+            return await self.store.delete(kind, meta.name, meta.namespace, expected_revision=expected)
+        return await self.store.update(obj, expected_revision=expected)
+
+    async def update_status(self, obj: Message) -> Message:
+        """Replace only an object's status, at the version the caller read; generation is unchanged."""
+        kind = kinds.kind_of(obj)
+        if not any(f.name == "status" for f in obj.DESCRIPTOR.fields):
+            raise InvalidRequest(f"{kind.resource} have no status")
+        if not obj.metadata.resource_version:
+            raise InvalidRequest("metadata.resourceVersion: Required value: must be set for an update")
+        expected = _parse_rv(obj.metadata.resource_version)
+        namespace = self._ns(kind, obj.metadata.namespace)
+        old = await self.store.get(kind, obj.metadata.name, namespace)
+        if int(old.metadata.resource_version) != expected:
+            raise Conflict(f'Operation cannot be fulfilled on {kind.resource} "{obj.metadata.name}": the object '
+                           "has been modified; please apply your changes to the latest version and try again")
+        new = _copy(old)
+        new.status.CopyFrom(obj.status)
+        validate(new, old=old)
+        return await self.store.update(new, expected_revision=expected)
+
+    # ---------------------------------------------------------------- delete
+
+    async def delete(self, resource: str, name: str, namespace: str = "", *, resource_version: str = "",
+                     unconditional: bool = False, propagation_policy: str = "",
+                     grace_period_seconds: int | None = None) -> tuple[Message, bool]:
+        """Delete an object; returns its last state and whether its key is gone (False: terminating)."""
+        kind = resolve_kind(resource)
+        namespace = self._ns(kind, namespace)
+        if not resource_version and not unconditional:
+            raise InvalidRequest("resourceVersion: Required value: a delete carries the version it read, "
+                                 "or is explicitly unconditional")
+        if propagation_policy not in ("", "Background", "Foreground", "Orphan"):
+            raise InvalidRequest(f'propagationPolicy: Unsupported value: "{propagation_policy}": supported '
+                                 'values: "Background", "Foreground", "Orphan"')
+        if grace_period_seconds is not None and grace_period_seconds < 0:
+            raise InvalidRequest("gracePeriodSeconds: Invalid value: must be greater than or equal to 0")
+        old = await self.store.get(kind, name, namespace)
+        current = int(old.metadata.resource_version)
+        if resource_version and _parse_rv(resource_version, "resourceVersion") != current:
+            raise Conflict(f'Operation cannot be fulfilled on {kind.resource} "{name}": the object has been '
+                           "modified; please apply your changes to the latest version and try again")
+        new = _copy(old)
+        meta = new.metadata
+        finalizers = list(meta.finalizers)
+        if propagation_policy == "Orphan" and "orphan" not in finalizers and _has_dependents_kind(kind):
+            finalizers.append("orphan")
+        if propagation_policy == "Foreground" and "foregroundDeletion" not in finalizers and \
+                _has_dependents_kind(kind):
+            finalizers.append("foregroundDeletion")
+        grace = self._grace(old, grace_period_seconds)
+        if not finalizers and grace == 0:
+            return await self.store.delete(kind, name, namespace, expected_revision=current), True
+        if meta.HasField("deletion_timestamp") and list(meta.finalizers) == finalizers and (
+                grace is None or grace >= meta.deletion_grace_period_seconds):
+            return old, False  # already terminating; nothing changes
+        del meta.finalizers[:]
+        meta.finalizers.extend(finalizers)
+        if not meta.HasField("deletion_timestamp") or grace is not None:
+            meta.deletion_timestamp.CopyFrom(_now())
+            if grace:
+                meta.deletion_timestamp.seconds += grace
+            meta.deletion_grace_period_seconds = grace or 0
+        updated = await self.store.update(new, expected_revision=current)
+        log.debug("terminating", object=obj_ref(kind.resource, name, namespace), grace=grace)
+        return updated, False
+
+    @staticmethod
+    def _grace(obj: Message, requested: int | None) -> int | None:
+        """The graceful-termination period of a delete: only pods bound to a node wait for their kubelet."""
+        if not isinstance(obj, pb.Pod) or not obj.spec.node_name:
+            return 0
+        if requested is not None:
+            return requested
+        return obj.spec.termination_grace_period_seconds
+
+    @staticmethod
+    def _awaits_kubelet(obj: Message) -> bool:
+        return isinstance(obj, pb.Pod) and bool(obj.spec.node_name) and \
+            obj.metadata.deletion_grace_period_seconds > 0
+
+    # ----------------------------------------------------------------- watch
+
+    async def watch(self, resource: str, namespace: str = "", *, label_selector: str = "",
+                    field_selector: str = "", resource_version: str = "",
+                    bookmarks: bool = False) -> AsyncIterator[WatchEvent]:
+        """Changes after `resource_version` (or every existing object as ADDED first, when it is empty).
+
+        With `bookmarks`, the initial ADDED events are followed by a BOOKMARK
+        carrying the list's version, so a client that reconnects after it
+        resumes exactly there.
+
+        With selectors, an object that stops matching is sent as DELETED and one
+        that starts matching as ADDED, as in Kubernetes.
+        """
+        kind = resolve_kind(resource)
+        labels, fields = _selectors(label_selector, field_selector)
+        namespace = namespace if kind.namespaced else ""
+        everything = labels.is_empty() and fields.is_empty()
+
+        def matches(o: Message | None) -> bool:
+            return o is not None and (everything or (labels.matches(o.metadata.labels) and fields.matches(o)))
+
+        if resource_version:
+            after = _parse_rv(resource_version, "resourceVersion")
+        else:
+            items, after = await self.store.list(kind, namespace)
+            for item in items:
+                if matches(item):
+                    yield WatchEvent("ADDED", item, item.metadata.resource_version)
+            if bookmarks:
+                yield WatchEvent("BOOKMARK", None, str(after))
+        async for batch in self.store.watch(kind, namespace, after=after):
+            for ev in batch:
+                if everything:
+                    yield WatchEvent(ev.type, ev.object, str(ev.revision))
+                    continue
+                now = ev.type != "DELETED" and matches(ev.object)
+                before = matches(ev.previous) if ev.type == "MODIFIED" else (ev.type == "DELETED" and
+                                                                               matches(ev.object))
+                if now and before:
+                    yield WatchEvent("MODIFIED", ev.object, str(ev.revision))
+                elif now:
+                    yield WatchEvent("ADDED", ev.object, str(ev.revision))
+                elif before:
+                    gone = ev.object
+                    gone.metadata.resource_version = str(ev.revision)
+                    yield WatchEvent("DELETED", gone, str(ev.revision))
+
+    @staticmethod
+    def _ns(kind: Kind, namespace: str) -> str:
+        if not kind.namespaced:
+            return ""
+        return namespace or "default"
+
+
+def _has_dependents_kind(kind: Kind) -> bool:
+    return kind.kind in ("Deployment", "ReplicaSet")
+
+
+def _copy(obj: Message) -> Message:
+    out = type(obj)()
+    out.CopyFrom(obj)
+    return out
+
+
+__all__ = ["InvalidRequest", "NotFound", "ObjectService", "WatchEvent", "resolve_kind"]

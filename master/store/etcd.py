@@ -1,0 +1,306 @@
+"""The state store: Kybernetes objects as protobuf values in etcd.
+
+Keys are `/registry/<resource>/<namespace>/<name>` (cluster-scoped kinds drop
+the namespace). An object's resourceVersion is its key's mod_revision, so the
+store never writes it; it is filled in on every read. Writes that must not
+lose an update are etcd transactions comparing mod_revision, which makes
+optimistic concurrency exact.
+
+We talk to etcd through aetcd's client and its generated etcd stubs, and use the
+raw KV/Watch RPCs for transactions and watches because we need the response
+headers (revisions) and the compaction signal. Several endpoints go into one
+gRPC channel with pick_first, so the channel fails over when a member dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import aetcd
+import grpc
+from aetcd import rpc
+from google.protobuf.message import Message
+
+from ctl.api.kinds import Kind, kind_of
+from ctl.machinery.log import get_logger
+from master.store.errors import AlreadyExists, Conflict, NotFound, StoreError, TooOld, Unavailable
+
+log = get_logger("store")
+
+_CHANNEL_OPTIONS = {
+    "grpc.initial_reconnect_backoff_ms": 100,
+    "grpc.min_reconnect_backoff_ms": 100,
+    "grpc.max_reconnect_backoff_ms": 1000,
+    "grpc.keepalive_time_ms": 10_000,
+    "grpc.keepalive_timeout_ms": 3_000,
+    "grpc.max_receive_message_length": 256 * 1024 * 1024,
+    "grpc.max_send_message_length": 64 * 1024 * 1024,
+}
+
+
+def _prefix_end(prefix: bytes) -> bytes:
+    """etcd's range end for "every key starting with prefix"."""
+    return prefix[:-1] + bytes([prefix[-1] + 1])
+
+
+def key_for(kind: Kind, name: str, namespace: str = "") -> bytes:
+    """The etcd key of one object."""
+    if kind.namespaced:
+        return f"/registry/{kind.resource}/{namespace}/{name}".encode()
+    return f"/registry/{kind.resource}/{name}".encode()
+
+
+def prefix_for(kind: Kind, namespace: str = "") -> bytes:
+    """The key prefix of every object of a kind, or of one namespace's objects."""
+    if kind.namespaced and namespace:
+        return f"/registry/{kind.resource}/{namespace}/".encode()
+    return f"/registry/{kind.resource}/".encode()
+
+
+@dataclass(frozen=True, slots=True)
+class StoreEvent:
+    """One change seen by a watch: ADDED, MODIFIED or DELETED, with the object after (or before, for DELETED)."""
+
+    type: str
+    object: Message
+    revision: int
+    previous: Message | None = None
+
+
+def _decode(kind: Kind, kv: Any) -> Message:
+    obj = kind.message()
+    obj.ParseFromString(kv.value)
+    obj.metadata.resource_version = str(kv.mod_revision)
+    return obj
+
+
+def _encode(obj: Message) -> bytes:
+    # resourceVersion is etcd's; never stored in the value.
+    rv = obj.metadata.resource_version
+    obj.metadata.resource_version = ""
+    try:
+        return obj.SerializeToString(deterministic=True)
+    finally:
+        obj.metadata.resource_version = rv
+
+
+def _unavailable(err: grpc.RpcError) -> bool:
+    code = err.code() if hasattr(err, "code") else None
+    return code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED)
+
+
+class Store:
+    """Typed CRUD and watch of Kybernetes objects in etcd."""
+
+    def __init__(self, *, endpoints: Sequence[str], timeout: float = 5.0) -> None:
+        self._endpoints = list(endpoints)
+        self._timeout = timeout
+        self._client: aetcd.Client | None = None
+        self._kv: Any = None
+        self._watch: Any = None
+        self._maint: Any = None
+        self._lease: Any = None
+
+    async def connect(self) -> None:
+        """Open the channel (lazy: etcd may still be down; calls then fail UNAVAILABLE)."""
+        target = await _grpc_target(self._endpoints)
+        host, _, port = target.rpartition(":")
+        self._client = aetcd.Client(host=host, port=int(port), timeout=self._timeout, options=_CHANNEL_OPTIONS)
+        await self._client.connect()
+        self._kv = rpc.KVStub(self._client.channel)
+        self._watch = rpc.WatchStub(self._client.channel)
+        self._maint = rpc.MaintenanceStub(self._client.channel)
+        self._lease = rpc.LeaseStub(self._client.channel)
+
+    async def close(self) -> None:
+        """Close the channel."""
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    async def _call(self, method: Any, request: Any) -> Any:
+        try:
+            return await method(request, timeout=self._timeout)
+        except grpc.RpcError as err:
+            if _unavailable(err):
+                raise Unavailable(f"etcd unavailable: {err.details() or err.code().name}") from err
+            raise StoreError(f"etcd error: {err.details()}") from err
+
+    # ------------------------------------------------------------------ reads
+
+    async def get(self, kind: Kind, name: str, namespace: str = "") -> Message:
+        """One object, or NotFound."""
+        resp = await self._call(self._kv.Range, rpc.RangeRequest(key=key_for(kind, name, namespace)))
+        if not resp.kvs:
+            raise NotFound(f'{kind.resource} "{name}" not found')
+        return _decode(kind, resp.kvs[0])
+
+    async def list(self, kind: Kind, namespace: str = "") -> tuple[list[Message], int]:
+        """Every object of a kind (in one namespace, or all), and the store revision of the read."""
+        prefix = prefix_for(kind, namespace)
+        resp = await self._call(self._kv.Range, rpc.RangeRequest(key=prefix, range_end=_prefix_end(prefix)))
+        return [_decode(kind, kv) for kv in resp.kvs], resp.header.revision
+
+    async def revision(self) -> int:
+        """The store's current revision."""
+        resp = await self._call(self._kv.Range, rpc.RangeRequest(key=b"/registry/", range_end=b"/registry0",
+                                                                  count_only=True))
+        return resp.header.revision
+
+    # ----------------------------------------------------------------- writes
+
+    async def create(self, obj: Message, *, lease: int = 0) -> Message:
+        """Write a new object; AlreadyExists if its key is taken. Returns it with its resourceVersion."""
+        kind = kind_of(obj)
+        key = key_for(kind, obj.metadata.name, obj.metadata.namespace)
+        txn = rpc.TxnRequest(
+            compare=[rpc.Compare(key=key, result=rpc.Compare.EQUAL, target=rpc.Compare.CREATE, create_revision=0)],
+            success=[rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=_encode(obj), lease=lease))],
+        )
+        resp = await self._call(self._kv.Txn, txn)
+        if not resp.succeeded:
+            raise AlreadyExists(f'{kind.resource} "{obj.metadata.name}" already exists')
+        out = type(obj)()
+        out.CopyFrom(obj)
+        out.metadata.resource_version = str(resp.header.revision)
+        return out
+
+    async def update(self, obj: Message, *, expected_revision: int) -> Message:
+        """Replace an object if its key's mod_revision is still `expected_revision`; else Conflict/NotFound."""
+        kind = kind_of(obj)
+        key = key_for(kind, obj.metadata.name, obj.metadata.namespace)
+        txn = rpc.TxnRequest(
+            compare=[rpc.Compare(key=key, result=rpc.Compare.EQUAL, target=rpc.Compare.MOD,
+                                 mod_revision=expected_revision)],
+            success=[rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=_encode(obj)))],
+            failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=key, count_only=True))],
+        )
+        resp = await self._call(self._kv.Txn, txn)
+        if not resp.succeeded:
+            self._raise_precondition(kind, obj.metadata.name, resp)
+        out = type(obj)()
+        out.CopyFrom(obj)
+        out.metadata.resource_version = str(resp.header.revision)
+        return out
+
+    async def delete(self, kind: Kind, name: str, namespace: str = "", *,
+                     expected_revision: int | None = None) -> Message:
+        """Remove an object's key, optionally only at `expected_revision`. Returns the last state."""
+        key = key_for(kind, name, namespace)
+        compare = [rpc.Compare(key=key, result=rpc.Compare.GREATER, target=rpc.Compare.CREATE, create_revision=0)]
+        if expected_revision is not None:
+            compare = [rpc.Compare(key=key, result=rpc.Compare.EQUAL, target=rpc.Compare.MOD,
+                                   mod_revision=expected_revision)]
+        txn = rpc.TxnRequest(
+            compare=compare,
+            success=[rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=key, prev_kv=True))],
+            failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=key, count_only=True))],
+        )
+        resp = await self._call(self._kv.Txn, txn)
+        if not resp.succeeded:
+            self._raise_precondition(kind, name, resp)
+        prev = resp.responses[0].response_delete_range.prev_kvs
+        if not prev:
+            raise NotFound(f'{kind.resource} "{name}" not found')
+        obj = _decode(kind, prev[0])
+        obj.metadata.resource_version = str(resp.header.revision)
+        return obj
+
+    @staticmethod
+    def _raise_precondition(kind: Kind, name: str, resp: Any) -> None:
+        exists = resp.responses and resp.responses[0].response_range.count > 0
+        if not exists:
+            raise NotFound(f'{kind.resource} "{name}" not found')
+        raise Conflict(f'Operation cannot be fulfilled on {kind.resource} "{name}": the object has been '
+                       "modified; please apply your changes to the latest version and try again")
+
+    async def compact(self, revision: int) -> None:
+        """Compact etcd's history up to `revision` (tests and housekeeping)."""
+        await self._call(self._kv.Compact, rpc.CompactionRequest(revision=revision, physical=True))
+
+    async def grant_lease(self, ttl: int) -> int:
+        """A new etcd lease (Events expire through one)."""
+        resp = await self._call(self._lease.LeaseGrant, rpc.LeaseGrantRequest(TTL=ttl))
+        return resp.ID
+
+    # ------------------------------------------------------------------ watch
+
+    async def watch(self, kind: Kind, namespace: str = "", *, after: int) -> AsyncIterator[list[StoreEvent]]:
+        """Every change to a kind after revision `after`, in order, batched per etcd response.
+
+        The stream survives etcd outages and member failover: it re-opens from
+        the last revision it delivered, so nothing is lost or repeated. A
+        compacted start gives TooOld.
+        """
+        prefix = prefix_for(kind, namespace)
+        last = after
+        backoff = 0.05
+        while True:
+            requests: asyncio.Queue[Any] = asyncio.Queue()
+            requests.put_nowait(rpc.WatchRequest(create_request=rpc.WatchCreateRequest(
+                key=prefix, range_end=_prefix_end(prefix), start_revision=last + 1, prev_kv=True,
+                progress_notify=True)))
+
+            async def request_iter(q: asyncio.Queue[Any] = requests) -> AsyncIterator[Any]:
+                while True:
+                    item = await q.get()
+                    if item is None:
+                        return
+                    yield item
+
+            call = self._watch.Watch(request_iter())
+            try:
+                async for resp in call:
+                    if resp.compact_revision:
+                        raise TooOld(f"resource version {after} too old, re-list (compacted at "
+                                     f"{resp.compact_revision})")
+                    if resp.canceled:
+                        raise StoreError(f"etcd canceled the watch: {resp.cancel_reason}")
+                    backoff = 0.05
+                    if not resp.events:
+                        continue
+                    batch = []
+                    for ev in resp.events:
+                        batch.append(_event(kind, ev))
+                    last = resp.events[-1].kv.mod_revision
+                    yield batch
+            except grpc.RpcError as err:
+                if not _unavailable(err):
+                    raise StoreError(f"etcd watch error: {err.details()}") from err
+                log.warning("etcd watch interrupted, resuming", resource=kind.resource, after=last,
+                            error=err.code().name)
+            finally:
+                requests.put_nowait(None)
+                call.cancel()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 1.0)
+
+
+def _event(kind: Kind, ev: Any) -> StoreEvent:
+    if ev.type == rpc.Event.DELETE:
+        obj = kind.message()
+        if ev.prev_kv.value:
+            obj.ParseFromString(ev.prev_kv.value)
+        obj.metadata.resource_version = str(ev.kv.mod_revision)
+        return StoreEvent("DELETED", obj, ev.kv.mod_revision)
+    obj = _decode(kind, ev.kv)
+    prev = _decode(kind, ev.prev_kv) if ev.prev_kv.value else None
+    etype = "ADDED" if ev.kv.create_revision == ev.kv.mod_revision else "MODIFIED"
+    return StoreEvent(etype, obj, ev.kv.mod_revision, prev)
+
+
+async def _grpc_target(endpoints: Sequence[str]) -> str:
+    """Turn http://h:p URLs into one gRPC target listing every member's address (for failover)."""
+    loop = asyncio.get_running_loop()
+    addrs = []
+    for ep in endpoints:
+        parts = urlsplit(ep if "://" in ep else f"http://{ep}")
+        host, port = parts.hostname or "127.0.0.1", parts.port or 2379
+        infos = await loop.getaddrinfo(host, port, family=socket.AF_INET, type=socket.SOCK_STREAM)
+        addrs.append(f"{infos[0][4][0]}:{port}")
+    return "ipv4:" + ",".join(addrs)
