@@ -1,0 +1,482 @@
+"""Run etcd 3.4 as a private child process.
+
+`EtcdProcess` owns one etcd member: its own directory (etcd data in `<data_dir>/data`, its combined
+stdout/stderr in `<data_dir>/etcd.log`), client and peer URLs on 127.0.0.1. `start()` returns once the
+member answers `GET /health` with `{"health":"true"}` (which in 3.4 also means a leader exists), so a
+cluster's members must be started concurrently (`start_cluster`). `stop()` goes by pid: SIGTERM, then
+SIGKILL after a deadline.
+
+`EtcdSupervisor` is what `kyb-master` runs when no `--etcd` is given: one member under the master's data
+dir, on the same ports across master restarts (remembered in `<data_dir>/ports.json`), restarted with
+exponential backoff whenever it dies, stopped with the master.
+
+Every child is started in its own session (so a Ctrl-C aimed at the master does not kill etcd before the
+master has shut down) and with PR_SET_PDEATHSIG=SIGTERM, so it dies with its parent even when the parent
+is SIGKILLed. The kernel ties the death signal to the *thread* that forked, which is the event loop's
+thread here; run the loop on a thread that lives as long as etcd should.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import json
+import os
+import shutil
+import signal
+import socket
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+DEFAULT_CLIENT_PORT = 2379
+DEFAULT_PEER_PORT = 2380
+HOST = "127.0.0.1"
+_PR_SET_PDEATHSIG = 1
+# Loaded in the parent: the preexec hook runs between fork and exec, where loading libraries is unwise.
+_LIBC = ctypes.CDLL(None, use_errno=True)
+
+
+class EtcdStartError(RuntimeError):
+    """etcd exited or did not become healthy during start(); the message carries the log's tail."""
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct ports that were free on 127.0.0.1 a moment ago (all bound at once, then released)."""
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind((HOST, 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def port_is_free(port: int) -> bool:
+    """Whether 127.0.0.1:port could be bound now (SO_REUSEADDR as etcd does, so TIME_WAIT is no obstacle)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+        return True
+
+
+def _die_with_parent(parent_pid: int) -> Callable[[], None]:
+    """A preexec_fn that makes the child receive SIGTERM when its parent dies."""
+
+    def preexec() -> None:
+        if _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+            os._exit(126)
+        # The parent may have died between fork and prctl; then no death signal will ever come.
+        if os.getppid() != parent_pid:
+            os._exit(126)
+
+    return preexec
+
+
+def _child_env() -> dict[str, str]:
+    # etcd reads ETCD_* variables as flags; a stray one in the parent's environment must not reconfigure it.
+    return {k: v for k, v in os.environ.items() if not k.startswith(("ETCD_", "ETCDCTL_"))}
+
+
+async def _http_health(port: int, *, timeout: float) -> bool:
+    """GET http://127.0.0.1:port/health and report whether etcd says it is healthy."""
+    writer: asyncio.StreamWriter | None = None
+    try:
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(HOST, port)
+            writer.write(f"GET /health HTTP/1.0\r\nHost: {HOST}:{port}\r\n\r\n".encode())
+            await writer.drain()
+            response = await reader.read()
+    except (OSError, TimeoutError):
+        return False
+    finally:
+        if writer is not None:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+    head, _, body = response.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.") or head.split(b" ", 2)[1:2] != [b"200"]:
+        return False
+    try:
+        return json.loads(body).get("health") == "true"
+    except ValueError:
+        return False
+
+
+class EtcdProcess:
+    """One private etcd member, run as a child process. Ports given as 0 are picked free at construction."""
+
+    def __init__(
+        self,
+        *,
+        data_dir: Path,
+        client_port: int = 0,
+        peer_port: int = 0,
+        name: str = "default",
+        initial_cluster: str | None = None,
+        initial_cluster_state: str = "new",
+        initial_cluster_token: str = "kybernetes",
+        auto_compaction_retention: str | None = None,
+        extra_args: Sequence[str] = (),
+        binary: str = "etcd",
+        start_timeout: float = 30.0,
+    ) -> None:
+        if initial_cluster_state not in ("new", "existing"):
+            raise ValueError(
+                f"initial_cluster_state: must be 'new' or 'existing', got {initial_cluster_state!r}"
+            )
+        for field, port in (("client_port", client_port), ("peer_port", peer_port)):
+            if not 0 <= port <= 65535:
+                raise ValueError(f"{field}: must be between 0 and 65535, got {port}")
+        self.data_dir = Path(data_dir)
+        self.name = name
+        self.initial_cluster_state = initial_cluster_state
+        self.initial_cluster_token = initial_cluster_token
+        self.auto_compaction_retention = auto_compaction_retention
+        self.extra_args = tuple(extra_args)
+        self.binary = binary
+        self.start_timeout = start_timeout
+        # Only ports we picked ourselves may be re-picked when another process grabs them before etcd binds.
+        self._auto_client = client_port == 0
+        self._auto_peer = peer_port == 0
+        self._explicit_cluster = initial_cluster
+        self.client_port, self.peer_port = client_port, peer_port
+        self._pick_missing_ports()
+        self._process: asyncio.subprocess.Process | None = None
+
+    def _pick_missing_ports(self) -> None:
+        picked = iter(free_ports(2))
+        if self._auto_client:
+            self.client_port = next(picked)
+        if self._auto_peer:
+            self.peer_port = next(picked)
+
+    @property
+    def endpoint(self) -> str:
+        """The client URL, e.g. http://127.0.0.1:2379."""
+        return f"http://{HOST}:{self.client_port}"
+
+    @property
+    def peer_url(self) -> str:
+        return f"http://{HOST}:{self.peer_port}"
+
+    @property
+    def initial_cluster(self) -> str:
+        return self._explicit_cluster or f"{self.name}={self.peer_url}"
+
+    @property
+    def etcd_data_dir(self) -> Path:
+        return self.data_dir / "data"
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "etcd.log"
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    @property
+    def returncode(self) -> int | None:
+        return self._process.returncode if self._process is not None else None
+
+    @property
+    def running(self) -> bool:
+        """Started and not yet exited (not necessarily healthy)."""
+        return self._process is not None and self._process.returncode is None
+
+    def command(self) -> list[str]:
+        """The etcd command line this member runs."""
+        binary = shutil.which(self.binary)
+        if binary is None:
+            raise EtcdStartError(f"binary: {self.binary!r} not found on PATH (install package etcd-server)")
+        args = [
+            binary,
+            f"--name={self.name}",
+            f"--data-dir={self.etcd_data_dir}",
+            f"--listen-client-urls={self.endpoint}",
+            f"--advertise-client-urls={self.endpoint}",
+            f"--listen-peer-urls={self.peer_url}",
+            f"--initial-advertise-peer-urls={self.peer_url}",
+            f"--initial-cluster={self.initial_cluster}",
+            f"--initial-cluster-state={self.initial_cluster_state}",
+            f"--initial-cluster-token={self.initial_cluster_token}",
+            # The default (100000) keeps that many raft entries in memory; we are small and restart often.
+            "--snapshot-count=10000",
+            "--quota-backend-bytes=2147483648",
+            "--logger=zap",
+            "--log-outputs=stderr",
+        ]
+        if self.auto_compaction_retention is not None:
+            args.append(f"--auto-compaction-retention={self.auto_compaction_retention}")
+        args.extend(self.extra_args)
+        return args
+
+    async def healthy(self, *, timeout: float = 1.0) -> bool:
+        """Whether the member answers GET /health with health=true right now."""
+        return self.running and await _http_health(self.client_port, timeout=timeout)
+
+    async def start(self) -> None:
+        """Spawn etcd and return once it is healthy; else raise EtcdStartError (the child already reaped)."""
+        if self.running:
+            raise RuntimeError(f"etcd {self.name} is already running (pid {self.pid})")
+        attempts = 3 if (self._auto_client or self._auto_peer) and self._explicit_cluster is None else 1
+        for attempt in range(attempts):
+            try:
+                await self._start_once()
+                return
+            except EtcdStartError as err:
+                # Another process may have taken a port we picked before etcd bound it: pick again.
+                if attempt + 1 == attempts or "address already in use" not in str(err):
+                    raise
+                self._pick_missing_ports()
+
+    async def _start_once(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        args = self.command()
+        log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with open(self.log_path, "ab") as log_file:
+            self._process = await asyncio.create_subprocess_exec(
+                *args,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=asyncio.subprocess.STDOUT,
+                env=_child_env(),
+                start_new_session=True,
+                preexec_fn=_die_with_parent(os.getpid()),
+            )
+        try:
+            await self._wait_healthy(log_offset=log_offset)
+        except BaseException:
+            # Cancelled or failed: never leave a half-started child behind.
+            await self._terminate(grace=0.0)
+            raise
+
+    async def _wait_healthy(self, *, log_offset: int) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.start_timeout
+        assert self._process is not None
+        while True:
+            if self._process.returncode is not None:
+                raise EtcdStartError(
+                    f"etcd {self.name} exited with code {self._process.returncode} during start; "
+                    f"log {self.log_path}:\n{self._log_tail(offset=log_offset)}"
+                )
+            if await _http_health(self.client_port, timeout=1.0):
+                return
+            if loop.time() >= deadline:
+                raise EtcdStartError(
+                    f"etcd {self.name} not healthy at {self.endpoint} after {self.start_timeout:.0f}s; "
+                    f"log {self.log_path}:\n{self._log_tail(offset=log_offset)}"
+                )
+            await asyncio.sleep(0.05)
+
+    def _log_tail(self, *, offset: int, lines: int = 15) -> str:
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(offset)
+                text = f.read().decode(errors="replace")
+        except OSError as err:
+            return f"(log unreadable: {err})"
+        return "\n".join(text.splitlines()[-lines:])
+
+    async def wait(self) -> int:
+        """Wait for the child to exit and return its exit code (negative: killed by that signal)."""
+        if self._process is None:
+            raise RuntimeError(f"etcd {self.name} was never started")
+        return await self._process.wait()
+
+    async def stop(self, *, grace: float = 10.0) -> None:
+        """SIGTERM by pid, SIGKILL if still there after `grace` seconds; returns once the child is reaped."""
+        await self._terminate(grace=grace)
+
+    async def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Send `sig` to the child by pid; for SIGKILL also wait until it is reaped."""
+        if not self.running:
+            return
+        assert self._process is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self._process.pid, sig)
+        if sig == signal.SIGKILL:
+            await self._process.wait()
+
+    async def _terminate(self, *, grace: float) -> None:
+        if not self.running:
+            return
+        assert self._process is not None
+        if grace > 0:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._process.pid, signal.SIGTERM)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(grace):
+                    await self._process.wait()
+                    return
+        await self.kill(signal.SIGKILL)
+
+    async def __aenter__(self) -> EtcdProcess:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def __repr__(self) -> str:
+        return f"EtcdProcess(name={self.name!r}, endpoint={self.endpoint!r}, pid={self.pid})"
+
+
+async def start_cluster(
+    *, base_dir: Path, members: int = 3, start_timeout: float = 60.0, **member_options: Any
+) -> list[EtcdProcess]:
+    """Start an N-member cluster (member i named m<i>, data in base_dir/m<i>), all members concurrently.
+
+    Each call gets its own cluster token, so members of different test clusters never accept each other.
+    Extra keyword options go to every EtcdProcess. On failure every member is stopped before raising.
+    """
+    if members < 1:
+        raise ValueError(f"members: must be at least 1, got {members}")
+    ports = free_ports(2 * members)
+    names = [f"m{i}" for i in range(members)]
+    initial_cluster = ",".join(f"{n}=http://{HOST}:{ports[2 * i + 1]}" for i, n in enumerate(names))
+    token = f"kybernetes-{uuid.uuid4().hex[:12]}"
+    procs = [
+        EtcdProcess(
+            data_dir=Path(base_dir) / name,
+            client_port=ports[2 * i],
+            peer_port=ports[2 * i + 1],
+            name=name,
+            initial_cluster=initial_cluster,
+            initial_cluster_token=token,
+            start_timeout=start_timeout,
+            **member_options,
+        )
+        for i, name in enumerate(names)
+    ]
+    results = await asyncio.gather(*(p.start() for p in procs), return_exceptions=True)
+    failures = [r for r in results if isinstance(r, BaseException)]
+    if failures:
+        await asyncio.gather(*(p.stop() for p in procs))
+        raise failures[0]
+    return procs
+
+
+class EtcdSupervisor:
+    """Keeps one private etcd member alive for the master: same ports across restarts, backoff on crashes."""
+
+    PORTS_FILE = "ports.json"
+
+    def __init__(
+        self,
+        *,
+        data_dir: Path,
+        client_port: int | None = None,
+        min_backoff: float = 0.5,
+        max_backoff: float = 30.0,
+        stable_after: float = 60.0,
+        auto_compaction_retention: str | None = "1h",
+        start_timeout: float = 30.0,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.min_backoff = min_backoff
+        self.max_backoff = max_backoff
+        self.stable_after = stable_after
+        self.restarts = 0
+        self._log = structlog.get_logger().bind(component="etcd")
+        self._monitor: asyncio.Task[None] | None = None
+        self._stopping = False
+        client, peer = self._choose_ports(client_port)
+        self.process = EtcdProcess(
+            data_dir=self.data_dir,
+            client_port=client,
+            peer_port=peer,
+            auto_compaction_retention=auto_compaction_retention,
+            start_timeout=start_timeout,
+        )
+
+    def _choose_ports(self, client_port: int | None) -> tuple[int, int]:
+        stored: dict[str, Any] = {}
+        with contextlib.suppress(OSError, ValueError):
+            stored = json.loads((self.data_dir / self.PORTS_FILE).read_text())
+
+        def pick(given: int | None, remembered: object, default: int, *, avoid: int) -> int:
+            if given:
+                return given
+            for candidate in (remembered, default):
+                if isinstance(candidate, int) and candidate != avoid and port_is_free(candidate):
+                    return candidate
+            return next(p for p in free_ports(2) if p != avoid)
+
+        client = pick(client_port, stored.get("client"), DEFAULT_CLIENT_PORT, avoid=-1)
+        peer = pick(None, stored.get("peer"), DEFAULT_PEER_PORT, avoid=client)
+        return client, peer
+
+    @property
+    def endpoint(self) -> str:
+        return self.process.endpoint
+
+    async def start(self) -> None:
+        """Start etcd, wait until healthy, then watch it in the background."""
+        if self._monitor is not None:
+            raise RuntimeError("EtcdSupervisor already started")
+        self._stopping = False
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        (self.data_dir / self.PORTS_FILE).write_text(
+            json.dumps({"client": self.process.client_port, "peer": self.process.peer_port}) + "\n"
+        )
+        await self.process.start()
+        self._log.info(
+            "etcd started", endpoint=self.endpoint, pid=self.process.pid, data_dir=str(self.data_dir)
+        )
+        self._monitor = asyncio.create_task(self._watch(), name="etcd-supervisor")
+
+    async def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        backoff = self.min_backoff
+        while True:
+            started_at = loop.time()
+            code = await self.process.wait()
+            if self._stopping:
+                return
+            if loop.time() - started_at >= self.stable_after:
+                backoff = self.min_backoff
+            self._log.warning(
+                "etcd exited, restarting", returncode=code, backoff=backoff, log=str(self.process.log_path)
+            )
+            while True:
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.max_backoff)
+                try:
+                    await self.process.start()
+                except EtcdStartError as err:
+                    self._log.error("etcd restart failed", error=str(err), next_backoff=backoff)
+                    continue
+                self.restarts += 1
+                self._log.info(
+                    "etcd restarted", endpoint=self.endpoint, pid=self.process.pid, restarts=self.restarts
+                )
+                break
+
+    async def stop(self, *, grace: float = 10.0) -> None:
+        """Stop watching and stop etcd (SIGTERM, then SIGKILL after `grace`)."""
+        self._stopping = True
+        if self._monitor is not None:
+            self._monitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._monitor
+            self._monitor = None
+        await self.process.stop(grace=grace)
+        self._log.info("etcd stopped", endpoint=self.endpoint)
+
+    async def __aenter__(self) -> EtcdSupervisor:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()

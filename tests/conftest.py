@@ -1,0 +1,3 @@
+"""Shared fixtures live in tests/fixtures/*.py; importing them here makes them visible to every test."""
+
+from tests.fixtures.etcd import etcd, etcd_cluster  # noqa: F401

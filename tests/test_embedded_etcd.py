@@ -1,0 +1,229 @@
+"""The private etcd child: start/stop by pid, crash and restart, supervision, clusters, parent death."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aetcd
+import aetcd.exceptions
+import pytest
+
+from master.store.embedded import EtcdProcess, EtcdStartError, EtcdSupervisor
+from tests.fixtures.ports import free_port
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def pid_gone(pid: int) -> bool:
+    """No such process, or only a zombie left (an orphan's new parent may not reap it promptly)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rpartition(")")[2].split()[0] in ("Z", "X")
+
+
+async def wait_until(condition: Callable[[], Awaitable[bool]], *, timeout: float, what: str) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await condition():
+        if asyncio.get_running_loop().time() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+@asynccontextmanager
+async def client_for(proc: EtcdProcess) -> AsyncIterator[aetcd.Client]:
+    client = aetcd.Client(host="127.0.0.1", port=proc.client_port, timeout=10)
+    await client.connect()
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+async def read(proc: EtcdProcess, key: bytes) -> bytes | None:
+    async with client_for(proc) as client:
+        got = await client.get(key)
+        return got.value if got is not None else None
+
+
+async def write(proc: EtcdProcess, key: bytes, value: bytes) -> None:
+    async with client_for(proc) as client:
+        await client.put(key, value)
+
+
+async def test_start_serves_and_stop_reaps_by_pid(tmp_path: Path) -> None:
+    proc = EtcdProcess(data_dir=tmp_path / "e")
+    assert proc.endpoint == f"http://127.0.0.1:{proc.client_port}"
+    await proc.start()
+    pid = proc.pid
+    assert pid is not None and proc.running and not pid_gone(pid)
+    assert await proc.healthy()
+    await write(proc, b"/k", b"v")
+    assert await read(proc, b"/k") == b"v"
+    assert proc.log_path.stat().st_size > 0
+
+    await proc.stop()
+    assert not proc.running
+    # etcd's SIGTERM handler shuts down cleanly and then re-raises the signal: -15, not -9.
+    assert proc.returncode == -signal.SIGTERM, "stop() should end etcd with SIGTERM, not SIGKILL"
+    assert pid_gone(pid)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert not await proc.healthy()
+
+
+async def test_etcd_fixture_is_healthy_and_writable(etcd: EtcdProcess) -> None:
+    assert await etcd.healthy()
+    await write(etcd, b"/fixture", b"1")
+    assert await read(etcd, b"/fixture") == b"1"
+
+
+async def test_sigkill_then_restart_keeps_endpoint_and_data(tmp_path: Path) -> None:
+    proc = EtcdProcess(data_dir=tmp_path / "e")
+    await proc.start()
+    try:
+        await write(proc, b"/durable", b"yes")
+        old_pid, endpoint = proc.pid, proc.endpoint
+        assert old_pid is not None
+        await proc.kill()
+        assert proc.returncode == -signal.SIGKILL
+        assert pid_gone(old_pid)
+
+        await proc.start()
+        assert proc.pid != old_pid and proc.endpoint == endpoint
+        assert await read(proc, b"/durable") == b"yes"
+    finally:
+        await proc.stop()
+
+
+async def test_start_failure_reports_log_and_leaves_no_child(tmp_path: Path) -> None:
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        busy = blocker.getsockname()[1]
+        proc = EtcdProcess(data_dir=tmp_path / "e", client_port=busy, start_timeout=20)
+        with pytest.raises(EtcdStartError, match="address already in use"):
+            await proc.start()
+    assert not proc.running
+    assert proc.pid is not None and pid_gone(proc.pid)
+
+
+def test_invalid_options_name_the_field(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="client_port"):
+        EtcdProcess(data_dir=tmp_path, client_port=70000)
+    with pytest.raises(ValueError, match="initial_cluster_state"):
+        EtcdProcess(data_dir=tmp_path, initial_cluster_state="old")
+
+
+async def test_supervisor_restarts_dead_etcd_and_stops_it(tmp_path: Path) -> None:
+    sup = EtcdSupervisor(data_dir=tmp_path / "master-etcd", client_port=free_port(), min_backoff=0.1)
+    await sup.start()
+    try:
+        await write(sup.process, b"/before-crash", b"1")
+        first_pid = sup.process.pid
+        assert first_pid is not None
+        os.kill(first_pid, signal.SIGKILL)
+
+        async def restarted() -> bool:
+            return sup.restarts == 1 and sup.process.pid != first_pid and await sup.process.healthy()
+
+        await wait_until(restarted, timeout=30, what="the supervisor to restart etcd")
+        assert pid_gone(first_pid)
+        assert await read(sup.process, b"/before-crash") == b"1"
+    finally:
+        await sup.stop()
+    last_pid = sup.process.pid
+    assert last_pid is not None and pid_gone(last_pid)
+    assert sup.restarts == 1, "stopping must not count as a crash to recover from"
+
+
+async def test_supervisor_reuses_remembered_ports(tmp_path: Path) -> None:
+    data_dir = tmp_path / "master-etcd"
+    port = free_port()
+    first = EtcdSupervisor(data_dir=data_dir, client_port=port)
+    await first.start()
+    await write(first.process, b"/kept", b"across master restarts")
+    await first.stop()
+    assert json.loads((data_dir / "ports.json").read_text())["client"] == port
+
+    second = EtcdSupervisor(data_dir=data_dir)
+    assert second.endpoint == f"http://127.0.0.1:{port}"
+    assert second.process.peer_port == first.process.peer_port
+    await second.start()
+    try:
+        assert await read(second.process, b"/kept") == b"across master restarts"
+    finally:
+        await second.stop()
+
+
+async def test_three_member_cluster_replicates_and_survives_one_loss(etcd_cluster: list[EtcdProcess]) -> None:
+    m0, m1, m2 = etcd_cluster
+    assert len({m.client_port for m in etcd_cluster} | {m.peer_port for m in etcd_cluster}) == 6
+    for member in etcd_cluster:
+        assert await member.healthy()
+    async with client_for(m0) as client:
+        assert len([m async for m in client.members()]) == 3
+        await client.put(b"/replicated", b"x")
+    assert await read(m2, b"/replicated") == b"x"
+
+    await m0.kill()
+
+    async def write_succeeds() -> bool:
+        # A proposal forwarded to the dead leader before the survivors notice is lost, and etcd only
+        # answers it after its 7s request timeout; a client retries, so do we.
+        try:
+            async with asyncio.timeout(2):
+                await write(m1, b"/after-loss", b"y")
+        except (TimeoutError, aetcd.exceptions.ClientError):
+            return False
+        return True
+
+    await wait_until(write_succeeds, timeout=30, what="the two survivors to accept a write")
+    assert await read(m2, b"/after-loss") == b"y"
+
+
+PARENT_SCRIPT = """
+import asyncio, sys
+from pathlib import Path
+from master.store.embedded import EtcdProcess
+
+async def main():
+    proc = EtcdProcess(data_dir=Path(sys.argv[1]))
+    await proc.start()
+    print(proc.pid, flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+async def test_child_dies_when_parent_is_sigkilled(tmp_path: Path) -> None:
+    parent = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", PARENT_SCRIPT, str(tmp_path / "e"),
+        cwd=REPO_ROOT, stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        line = await asyncio.wait_for(parent.stdout.readline(), timeout=60)  # type: ignore[union-attr]
+        etcd_pid = int(line)
+        assert not pid_gone(etcd_pid)
+    finally:
+        parent.kill()
+        await parent.wait()
+
+    async def etcd_gone() -> bool:
+        return pid_gone(etcd_pid)
+
+    try:
+        await wait_until(etcd_gone, timeout=20, what=f"etcd pid {etcd_pid} to die with its parent")
+    finally:
+        if not pid_gone(etcd_pid):
+            os.kill(etcd_pid, signal.SIGKILL)
