@@ -1,0 +1,319 @@
+"""The object API against a real etcd and a real kyb-master process, through the Python client."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import pytest
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+
+from ctl.client import (
+    AlreadyExistsError,
+    Client,
+    ConflictError,
+    ExpiredError,
+    InvalidError,
+    NotFoundError,
+    UnavailableError,
+)
+from proto import objects_pb2 as pb
+from tests.fixtures.master import MasterProcess, client, master  # noqa: F401
+
+
+def make_pod(name: str, *, labels: dict[str, str] | None = None, node: str = "", image: str = "kyb/busybox:1",
+             namespace: str = "default") -> pb.Pod:
+    pod = pb.Pod()
+    pod.metadata.name = name
+    pod.metadata.namespace = namespace
+    pod.metadata.labels.update(labels or {})
+    pod.spec.node_name = node
+    c = pod.spec.containers.add()
+    c.name = "main"
+    c.image = image
+    return pod
+
+
+async def until(predicate, *, timeout: float = 15.0, interval: float = 0.05):
+    """Poll an async predicate until it returns something truthy, or fail at the deadline."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            value = await predicate()
+        except Exception:  # the condition may raise while not yet true (e.g. UNAVAILABLE)
+            value = None
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met before the deadline")
+        await asyncio.sleep(interval)
+
+
+async def test_crud_with_selectors(client: Client):
+    a = await client.create(make_pod("a", labels={"app": "web", "tier": "fe", "env": "prod"}, node="n1"))
+    await client.create(make_pod("b", labels={"app": "web", "tier": "db", "env": "dev"}, node="n2"))
+    await client.create(make_pod("c", labels={"app": "api"}, namespace="other"))
+    assert a.metadata.uid and a.metadata.generation == 1 and a.status.phase == "Pending"
+    assert a.spec.termination_grace_period_seconds == 30 and a.spec.restart_policy == "Always"
+
+    got = await client.get("pods", "a")
+    assert got.metadata.resource_version == a.metadata.resource_version
+
+    names = lambda r: sorted(o.metadata.name for o in r.items)  # noqa: E731
+    assert names(await client.list("pods")) == ["a", "b", "c"]
+    assert names(await client.list("pods", namespace="default")) == ["a", "b"]
+    assert names(await client.list("pods", label_selector="app=web,tier!=db")) == ["a"]
+    assert names(await client.list("pods", label_selector="env in (dev,qa)")) == ["b"]
+    assert names(await client.list("pods", label_selector="!env")) == ["c"]
+    assert names(await client.list("pods", field_selector="spec.nodeName=n2")) == ["b"]
+    assert names(await client.list("pods", field_selector="metadata.namespace=other")) == ["c"]
+    assert names(await client.list("po", field_selector="status.phase=Pending,metadata.name!=a")) == ["b", "c"]
+    listed = await client.list("pods")
+    assert int(listed.resource_version) >= max(int(o.metadata.resource_version) for o in listed.items)
+
+    with pytest.raises(AlreadyExistsError):
+        await client.create(make_pod("a"))
+    with pytest.raises(NotFoundError, match='pods "nope" not found'):
+        await client.get("pods", "nope")
+    with pytest.raises(InvalidError, match="field label not supported"):
+        await client.list("pods", field_selector="spec.bogus=1")
+
+    # A metadata change keeps generation; a spec change bumps it; status is not written by Update.
+    a.metadata.labels["x"] = "y"
+    a.status.phase = "Running"
+    a2 = await client.update(a)
+    assert a2.metadata.generation == 1 and a2.status.phase == "Pending"
+    a2.spec.containers[0].image = "kyb/busybox:2"
+    a3 = await client.update(a2)
+    assert a3.metadata.generation == 2
+    a3.status.phase = "Running"
+    a4 = await client.update_status(a3)
+    assert a4.status.phase == "Running" and a4.metadata.generation == 2
+
+    # Delete needs the version read, or an explicit unconditional.
+    b = await client.get("pods", "b")
+    with pytest.raises(InvalidError, match="resourceVersion"):
+        await client.delete("pods", "b")
+    with pytest.raises(ConflictError):
+        await client.delete("pods", "b", resource_version=a.metadata.resource_version)
+    c = await client.delete("pods", "c", namespace="other", unconditional=True)
+    assert c.deleted
+    with pytest.raises(NotFoundError):
+        await client.get("pods", "c", namespace="other")
+    # b is bound to a node: graceful deletion waits for its kubelet (a zero grace period confirms).
+    res = await client.delete("pods", "b", resource_version=b.metadata.resource_version)
+    assert not res.deleted and res.object.metadata.HasField("deletion_timestamp")
+    assert res.object.metadata.deletion_grace_period_seconds == 30
+    res = await client.delete("pods", "b", unconditional=True, grace_period_seconds=0)
+    assert res.deleted
+    with pytest.raises(NotFoundError):
+        await client.get("pods", "b")
+
+
+async def test_finalizers_make_deletion_two_step(client: Client):
+    pod = make_pod("fin")
+    pod.metadata.finalizers.append("example.com/hold")
+    pod = await client.create(pod)
+    res = await client.delete("pods", "fin", resource_version=pod.metadata.resource_version)
+    assert not res.deleted
+    held = await client.get("pods", "fin")
+    assert held.metadata.HasField("deletion_timestamp")
+    del held.metadata.finalizers[:]
+    await client.update(held)
+    with pytest.raises(NotFoundError):
+        await client.get("pods", "fin")
+
+
+async def test_concurrent_updaters_exactly_one_wins(client: Client):
+    base = await client.create(make_pod("race"))
+    results = []
+
+    async def updater(label: str) -> None:
+        mine = pb.Pod()
+        mine.CopyFrom(base)
+        mine.metadata.labels["writer"] = label
+        try:
+            await client.update(mine)
+            results.append(("ok", label))
+        except ConflictError:
+            results.append(("aborted", label))
+
+    await asyncio.gather(*(updater(str(i)) for i in range(8)))
+    winners = [label for outcome, label in results if outcome == "ok"]
+    assert len(winners) == 1, results
+    assert len([r for r in results if r[0] == "aborted"]) == 7
+    assert (await client.get("pods", "race")).metadata.labels["writer"] == winners[0]
+
+
+async def test_invalid_objects_are_refused_with_the_field_and_nothing_is_written(client: Client):
+    before = (await client.list("pods")).resource_version
+    bad_name = make_pod("Bad_Name")
+    bad_image = make_pod("ok1", image="UPPER/Case:tag")
+    bad_port = make_pod("ok2")
+    bad_port.spec.containers[0].ports.add(container_port=70000)
+    bad_policy = make_pod("ok3")
+    bad_policy.spec.restart_policy = "Sometimes"
+    bad_quantity = make_pod("ok4")
+    bad_quantity.spec.containers[0].resources.limits["memory"] = "lots"
+    bad_label = make_pod("ok5", labels={"bad key!": "v"})
+    cases = [(bad_name, "metadata.name"), (bad_image, "spec.containers[0].image"),
+             (bad_port, "spec.containers[0].ports[0].containerPort"), (bad_policy, "spec.restartPolicy"),
+             (bad_quantity, "spec.containers[0].resources.limits[memory]"), (bad_label, "metadata.labels")]
+    for obj, path in cases:
+        with pytest.raises(InvalidError) as err:
+            await client.create(obj)
+        assert path in err.value.message, err.value.message
+        assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
+
+    dep = pb.Deployment()
+    dep.metadata.name = "web"
+    dep.spec.replicas = -1
+    dep.spec.selector.match_labels["app"] = "web"
+    dep.spec.template.metadata.labels["app"] = "web"
+    dep.spec.template.spec.containers.add(name="web", image="kyb/hello:v1")
+    with pytest.raises(InvalidError, match=r"spec\.replicas"):
+        await client.create(dep)
+    # Nothing reached etcd: the store's revision did not move.
+    assert (await client.list("pods")).resource_version == before
+
+
+async def test_watch_streams_changes_with_selectors(client: Client):
+    start = await client.list("pods")
+    events: list[tuple[str, str]] = []
+
+    async def collect() -> None:
+        async for ev in client.watch("pods", label_selector="app=web", resource_version=start.resource_version):
+            events.append((ev.type, ev.object.metadata.name))
+            if len(events) == 4:
+                return
+
+    task = asyncio.create_task(collect())
+    p = await client.create(make_pod("w1", labels={"app": "web"}))
+    await client.create(make_pod("other", labels={"app": "db"}))
+    p.metadata.labels["v"] = "2"
+    p = await client.update(p)
+    p.metadata.labels["app"] = "gone"  # stops matching: DELETED for this watcher
+    p = await client.update(p)
+    p.metadata.labels["app"] = "web"  # matches again: ADDED
+    await client.update(p)
+    await asyncio.wait_for(task, 15)
+    assert events == [("ADDED", "w1"), ("MODIFIED", "w1"), ("DELETED", "w1"), ("ADDED", "w1")]
+
+
+async def test_watch_resume_loses_nothing_and_repeats_nothing(client: Client, master: MasterProcess):
+    """1,000 writes while a watcher drops its stream and reconnects again and again."""
+    start = (await client.list("pods")).resource_version
+    written: list[int] = []
+
+    async def writer() -> None:
+        sem = asyncio.Semaphore(16)
+
+        async def one(i: int) -> None:
+            async with sem:
+                obj = await client.create(make_pod(f"p{i:04d}"))
+                written.append(int(obj.metadata.resource_version))
+
+        await asyncio.gather(*(one(i) for i in range(1000)))
+
+    seen: list[int] = []
+    writing = asyncio.create_task(writer())
+    rv = start
+    reconnects = 0
+    async with Client(master.address) as watcher:
+        while len(seen) < 1000:
+            stream = watcher.watch_once("pods", resource_version=rv)
+            taken = 0
+            async for ev in stream:
+                seen.append(int(ev.resource_version))
+                rv = ev.resource_version
+                taken += 1
+                if taken == 97 or len(seen) == 1000:
+                    break  # drop the stream mid-flight
+            await stream.aclose()
+            reconnects += 1
+    await writing
+    assert reconnects >= 10
+    assert seen == sorted(written), "every revision exactly once, in order"
+
+
+async def test_compaction_gives_out_of_range_and_the_client_relists(client: Client, etcd):
+    a = await client.create(make_pod("old-a"))
+    await client.create(make_pod("old-b"))
+    old_rv = a.metadata.resource_version
+    await client.delete("pods", "old-a", unconditional=True)
+    await client.create(make_pod("new-c"))
+    current = (await client.list("pods")).resource_version
+    from master.store.etcd import Store
+
+    store = Store(endpoints=[etcd.endpoint])
+    await store.connect()
+    await store.compact(int(current))
+    await store.close()
+
+    with pytest.raises(ExpiredError, match="too old"):
+        async for _ in client.watch_once("pods", resource_version=old_rv):
+            pass
+
+    # The resilient watch re-lists: it reports old-a as deleted relative to what it had seen (nothing),
+    # so it brings the consumer to the current state, then carries on with new changes.
+    got: list[tuple[str, str]] = []
+
+    async def consume() -> None:
+        async for ev in client.watch("pods", resource_version=old_rv):
+            got.append((ev.type, ev.object.metadata.name))
+            if ("ADDED", "after") in got:
+                return
+
+    task = asyncio.create_task(consume())
+    await until(lambda: _truthy(len(got) >= 2))
+    await client.create(make_pod("after"))
+    await asyncio.wait_for(task, 15)
+    assert sorted(got[:2]) == [("ADDED", "new-c"), ("ADDED", "old-b")]
+    assert got[-1] == ("ADDED", "after")
+
+
+async def _truthy(value: object) -> object:
+    return value
+
+
+async def test_etcd_down_is_unavailable_and_recovers_without_restarting_master(client: Client, etcd,
+                                                                                master: MasterProcess):
+    await client.create(make_pod("before"))
+    await etcd.stop()
+    with pytest.raises(UnavailableError):
+        await client.get("pods", "before")
+    with pytest.raises(UnavailableError):
+        await client.create(make_pod("during"))
+    await etcd.start()
+    got = await until(lambda: client.get("pods", "before"), timeout=30)
+    assert got.metadata.name == "before"
+    await client.create(make_pod("after"))
+    assert master.proc is not None and master.proc.returncode is None
+
+
+async def test_three_member_etcd_survives_one_member_killed(etcd_cluster, tmp_path):
+    proc = MasterProcess(etcd=[m.endpoint for m in etcd_cluster], log_path=tmp_path / "master.log")
+    await proc.start()
+    try:
+        async with Client(proc.address) as c:
+            await c.create(make_pod("x0"))
+            await etcd_cluster[0].kill()
+            # The channel fails over to a live member; give it a moment, then every call must work.
+            await until(lambda: c.create(make_pod("x1")), timeout=20)
+            for i in range(2, 22):
+                await c.create(make_pod(f"x{i}"))
+            assert len((await c.list("pods")).items) == 22
+    finally:
+        await proc.stop()
+
+
+async def test_reflection_lists_the_services(master: MasterProcess):
+    async with grpc.aio.insecure_channel(master.address) as _:
+        pass
+    # The reflection database is synchronous; run it in a thread against a blocking channel.
+    def services() -> list[str]:
+        with grpc.insecure_channel(master.address) as channel:
+            return list(ProtoReflectionDescriptorDatabase(channel).get_services())
+
+    names = await asyncio.to_thread(services)
+    assert "kyb.v1.ObjectAPI" in names and "grpc.health.v1.Health" in names
