@@ -24,9 +24,7 @@ __all__ = [
 
 # Kubernetes' own wording for a malformed quantity, kept verbatim so errors read
 # the same as kubectl's.
-QUANTITY_SYNTAX = (
-    "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
-)
+QUANTITY_SYNTAX = "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
 
 # Stricter than the regex in the message (which lets "1.2.3" through to a
 # second parsing stage): one number, then one suffix or one exponent. "E" alone

@@ -183,9 +183,7 @@ _PERCENT_MSG = (
 # Image references, after github.com/distribution/reference's grammar.
 _IMAGE_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _IMAGE_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
-_IMAGE_DOMAIN = (
-    rf"(?:{_IMAGE_DOMAIN_COMPONENT}(?:\.{_IMAGE_DOMAIN_COMPONENT})*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?"
-)
+_IMAGE_DOMAIN = rf"(?:{_IMAGE_DOMAIN_COMPONENT}(?:\.{_IMAGE_DOMAIN_COMPONENT})*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?"
 _IMAGE_REFERENCE = re.compile(
     rf"^(?P<name>(?:{_IMAGE_DOMAIN}/)?{_IMAGE_PATH_COMPONENT}(?:/{_IMAGE_PATH_COMPONENT})*)"
     r"(?::(?P<tag>[\w][\w.-]{0,127}))?"
@@ -362,9 +360,7 @@ def _object_meta(
                 errors.required(f"{path}.{field}")
         controllers += owner.controller
     if controllers > 1:
-        errors.invalid(
-            "metadata.ownerReferences", controllers, "Only one reference can have Controller set to true"
-        )
+        errors.invalid("metadata.ownerReferences", controllers, "Only one reference can have Controller set to true")
     for i, finalizer in enumerate(meta.finalizers):
         _check(errors, f"metadata.finalizers[{i}]", finalizer, _qualified_name)
     errors.non_negative("metadata.generation", meta.generation)
@@ -446,8 +442,7 @@ def _selector_for_display(selector: pb.LabelSelector) -> dict[str, object]:
         shown["matchLabels"] = dict(selector.match_labels)
     if selector.match_expressions:
         shown["matchExpressions"] = [
-            {"key": r.key, "operator": r.operator, "values": list(r.values)}
-            for r in selector.match_expressions
+            {"key": r.key, "operator": r.operator, "values": list(r.values)} for r in selector.match_expressions
         ]
     return shown
 
@@ -588,9 +583,7 @@ def _toleration(errors: _Errors, path: str, toleration: pb.Toleration) -> None:
     if toleration.operator and toleration.operator not in _TOLERATION_OPERATORS:
         errors.unsupported(f"{path}.operator", toleration.operator, _TOLERATION_OPERATORS)
     elif operator == "Exists" and toleration.value:
-        errors.invalid(
-            f"{path}.operator", toleration.value, "value must be empty when `operator` is 'Exists'"
-        )
+        errors.invalid(f"{path}.operator", toleration.value, "value must be empty when `operator` is 'Exists'")
     elif operator == "Equal":
         _check(errors, f"{path}.value", toleration.value, _label_value)
     errors.enum(f"{path}.effect", toleration.effect, _TAINT_EFFECTS)
@@ -633,9 +626,7 @@ def _validate_pod(errors: _Errors, pod: pb.Pod, old: pb.Pod | None) -> None:
 _STRATEGY_TYPES = ("RollingUpdate", "Recreate")
 
 
-def _pod_template(
-    errors: _Errors, path: str, template: pb.PodTemplateSpec, selector: pb.LabelSelector
-) -> None:
+def _pod_template(errors: _Errors, path: str, template: pb.PodTemplateSpec, selector: pb.LabelSelector) -> None:
     labels = template.metadata.labels
     _labels(errors, f"{path}.metadata.labels", labels)
     _annotations(errors, f"{path}.metadata.annotations", template.metadata.annotations)
@@ -696,15 +687,11 @@ def _strategy(errors: _Errors, strategy: pb.DeploymentStrategy) -> None:
     if not strategy.HasField("rolling_update"):
         return
     if strategy.type == "Recreate":
-        errors.forbidden(
-            "spec.strategy.rollingUpdate", "may not be specified when strategy `type` is 'Recreate'"
-        )
+        errors.forbidden("spec.strategy.rollingUpdate", "may not be specified when strategy `type` is 'Recreate'")
         return
     path = "spec.strategy.rollingUpdate"
     surge_zero = _int_or_percent(errors, f"{path}.maxSurge", strategy.rolling_update.max_surge)
-    unavailable_zero = _int_or_percent(
-        errors, f"{path}.maxUnavailable", strategy.rolling_update.max_unavailable
-    )
+    unavailable_zero = _int_or_percent(errors, f"{path}.maxUnavailable", strategy.rolling_update.max_unavailable)
     if surge_zero and unavailable_zero:
         errors.invalid(
             f"{path}.maxUnavailable",
@@ -723,10 +710,7 @@ def _validate_deployment(errors: _Errors, deployment: pb.Deployment, old: pb.Dep
     _strategy(errors, spec.strategy)
     if spec.HasField("revision_history_limit"):
         errors.non_negative("spec.revisionHistoryLimit", spec.revision_history_limit)
-    if (
-        spec.HasField("progress_deadline_seconds")
-        and spec.progress_deadline_seconds <= spec.min_ready_seconds
-    ):
+    if spec.HasField("progress_deadline_seconds") and spec.progress_deadline_seconds <= spec.min_ready_seconds:
         errors.invalid(
             "spec.progressDeadlineSeconds",
             spec.progress_deadline_seconds,
@@ -778,9 +762,7 @@ def _validate_service(errors: _Errors, service: pb.Service, old: pb.Service | No
         _int_or_string_port(errors, f"{path}.targetPort", port.target_port, required=False)
         if port.node_port != 0:
             if spec.type != "NodePort":
-                errors.forbidden(
-                    f"{path}.nodePort", f"may not be used when `type` is '{spec.type or 'ClusterIP'}'"
-                )
+                errors.forbidden(f"{path}.nodePort", f"may not be used when `type` is '{spec.type or 'ClusterIP'}'")
             elif not _NODE_PORT_MIN <= port.node_port <= _NODE_PORT_MAX:
                 errors.invalid(
                     f"{path}.nodePort",
