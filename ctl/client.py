@@ -214,59 +214,70 @@ class Client:
 
         BOOKMARK events are consumed here, not yielded.
         """
-        rv = resource_version
-        # Until the initial list's BOOKMARK arrives, a reconnect starts the initial list again
-        # (skipping what was already delivered) rather than resuming from a half-sent list.
-        synced = bool(resource_version)
-        known: dict[tuple[str, str], str] = {}
-        attempt = 0
-        while True:
-            try:
-                async for ev in self.watch_once(resource, namespace=namespace, label_selector=label_selector,
-                                                field_selector=field_selector,
-                                                resource_version=rv if synced else ""):
-                    attempt = 0
-                    if ev.type == "BOOKMARK":
-                        rv, synced = ev.resource_version, True
-                        continue
-                    key = (ev.object.metadata.namespace, ev.object.metadata.name)
-                    if not synced and known.get(key) == ev.object.metadata.resource_version:
-                        continue
-                    rv = ev.resource_version or rv
-                    if ev.type == "DELETED":
-                        known.pop(key, None)
-                    else:
-                        known[key] = ev.object.metadata.resource_version
-                    yield ev
-            except ExpiredError:
-                listed = await self._list_retrying(resource, namespace, label_selector, field_selector)
-                current = {(o.metadata.namespace, o.metadata.name): o for o in listed.items}
-                for key in [k for k in known if k not in current]:
-                    gone = kinds.BY_RESOURCE[kinds.lookup(resource).resource].message()
-                    gone.metadata.namespace, gone.metadata.name = key
-                    gone.metadata.resource_version = listed.resource_version
-                    known.pop(key)
-                    yield WatchEvent("DELETED", gone, listed.resource_version)
-                for key, obj in current.items():
-                    if known.get(key) != obj.metadata.resource_version:
-                        etype = "MODIFIED" if key in known else "ADDED"
-                        known[key] = obj.metadata.resource_version
-                        yield WatchEvent(etype, obj, obj.metadata.resource_version)
-                rv, synced = listed.resource_version, True
-                continue
-            except ApiError as err:
-                if err.code not in _RETRYABLE_WATCH:
-                    raise
-            attempt += 1
-            await asyncio.sleep(min(max_backoff, 0.05 * 2 ** min(attempt, 8)) * (0.5 + random.random() / 2))
+        async for ev in resilient_watch(self, resource, namespace=namespace, label_selector=label_selector,
+                                        field_selector=field_selector, resource_version=resource_version,
+                                        max_backoff=max_backoff):
+            yield ev
 
-    async def _list_retrying(self, resource: str, namespace: str, label_selector: str,
-                             field_selector: str) -> ListResult:
-        attempt = 0
-        while True:
-            try:
-                return await self.list(resource, namespace=namespace, label_selector=label_selector,
-                                       field_selector=field_selector)
-            except UnavailableError:
-                attempt += 1
-                await asyncio.sleep(min(2.0, 0.05 * 2 ** min(attempt, 6)))
+
+async def resilient_watch(source: Any, resource: str, *, namespace: str = "", label_selector: str = "",
+                          field_selector: str = "", resource_version: str = "",
+                          max_backoff: float = 2.0) -> AsyncIterator[WatchEvent]:
+    """The never-ending watch over any client with `watch_once` and `list` (remote or in-process)."""
+    rv = resource_version
+    # Until the initial list's BOOKMARK arrives, a reconnect starts the initial list again
+    # (skipping what was already delivered) rather than resuming from a half-sent list.
+    synced = bool(resource_version)
+    known: dict[tuple[str, str], str] = {}
+    attempt = 0
+    while True:
+        try:
+            async for ev in source.watch_once(resource, namespace=namespace, label_selector=label_selector,
+                                              field_selector=field_selector,
+                                              resource_version=rv if synced else ""):
+                attempt = 0
+                if ev.type == "BOOKMARK":
+                    rv, synced = ev.resource_version, True
+                    continue
+                key = (ev.object.metadata.namespace, ev.object.metadata.name)
+                if not synced and known.get(key) == ev.object.metadata.resource_version:
+                    continue
+                rv = ev.resource_version or rv
+                if ev.type == "DELETED":
+                    known.pop(key, None)
+                else:
+                    known[key] = ev.object.metadata.resource_version
+                yield ev
+        except ExpiredError:
+            listed = await _list_retrying(source, resource, namespace, label_selector, field_selector)
+            current = {(o.metadata.namespace, o.metadata.name): o for o in listed.items}
+            for key in [k for k in known if k not in current]:
+                gone = kinds.lookup(resource).message()
+                gone.metadata.namespace, gone.metadata.name = key
+                gone.metadata.resource_version = listed.resource_version
+                known.pop(key)
+                yield WatchEvent("DELETED", gone, listed.resource_version)
+            for key, obj in current.items():
+                if known.get(key) != obj.metadata.resource_version:
+                    etype = "MODIFIED" if key in known else "ADDED"
+                    known[key] = obj.metadata.resource_version
+                    yield WatchEvent(etype, obj, obj.metadata.resource_version)
+            rv, synced = listed.resource_version, True
+            continue
+        except ApiError as err:
+            if err.code not in _RETRYABLE_WATCH:
+                raise
+        attempt += 1
+        await asyncio.sleep(min(max_backoff, 0.05 * 2 ** min(attempt, 8)) * (0.5 + random.random() / 2))
+
+
+async def _list_retrying(source: Any, resource: str, namespace: str, label_selector: str,
+                         field_selector: str) -> ListResult:
+    attempt = 0
+    while True:
+        try:
+            return await source.list(resource, namespace=namespace, label_selector=label_selector,
+                                     field_selector=field_selector)
+        except UnavailableError:
+            attempt += 1
+            await asyncio.sleep(min(2.0, 0.05 * 2 ** min(attempt, 6)))

@@ -169,6 +169,8 @@ class ObjectService:
         if int(old.metadata.resource_version) != expected:
             raise Conflict(f'Operation cannot be fulfilled on {kind.resource} "{obj.metadata.name}": the object '
                            "has been modified; please apply your changes to the latest version and try again")
+        if isinstance(obj, pb.Service):
+            _keep_allocated_service_fields(obj, old)
         apply_defaults(obj)
         validate(obj, old=old)
         meta = obj.metadata
@@ -319,6 +321,16 @@ class ObjectService:
         if not kind.namespaced:
             return ""
         return namespace or "default"
+
+
+def _keep_allocated_service_fields(new: pb.Service, old: pb.Service) -> None:
+    """An update that omits clusterIP or a nodePort keeps the allocated ones, as in Kubernetes."""
+    if not new.spec.cluster_ip:
+        new.spec.cluster_ip = old.spec.cluster_ip
+    old_ports = {(p.port, p.protocol or "TCP"): p.node_port for p in old.spec.ports}
+    for port in new.spec.ports:
+        if not port.node_port:
+            port.node_port = old_ports.get((port.port, port.protocol or "TCP"), 0)
 
 
 def _has_dependents_kind(kind: Kind) -> bool:
