@@ -1,0 +1,74 @@
+"""Node liveness, in memory: when each kubelet last spoke, and whether its stream is open.
+
+Heartbeats arrive every second from every Node. Writing each to etcd would be
+a thousand writes a second at a thousand Nodes, so they only touch this table;
+the Node's Ready condition in etcd changes only when liveness changes (and
+lastHeartbeatTime is refreshed coarsely). The node lifecycle controller reads
+this table to decide when a Node is lost.
+
+After a master restart the table is empty; every Node then counts as last seen
+when the master started, which gives kubelets the grace period to reconnect
+before anything is declared lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+
+class NodeLiveness:
+    """Last-heard times and open streams of the kubelets connected to this master."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self.started_at = clock()
+        self._last_seen: dict[str, float] = {}
+        self._connected: dict[str, int] = {}  # open streams per node (a reconnect may overlap the old one)
+        self._lost: set[str] = set()  # streams that broke: lost at once, without waiting for the grace period
+        self.changed = asyncio.Event()
+
+    def now(self) -> float:
+        """The clock this table uses (monotonic seconds)."""
+        return self._clock()
+
+    def heartbeat(self, node: str) -> None:
+        """The kubelet spoke (a heartbeat or any message)."""
+        self._last_seen[node] = self._clock()
+
+    def connected(self, node: str) -> None:
+        """A kubelet's stream opened."""
+        self._connected[node] = self._connected.get(node, 0) + 1
+        self._lost.discard(node)
+        self.heartbeat(node)
+        self.changed.set()
+
+    def disconnected(self, node: str) -> None:
+        """A kubelet's stream closed: unless another stream is open, the node is lost now."""
+        count = self._connected.get(node, 0) - 1
+        if count > 0:
+            self._connected[node] = count
+            return
+        self._connected.pop(node, None)
+        self._lost.add(node)
+        self.changed.set()
+
+    def forget(self, node: str) -> None:
+        """The Node object was deleted."""
+        self._last_seen.pop(node, None)
+        self._connected.pop(node, None)
+        self._lost.discard(node)
+
+    def is_connected(self, node: str) -> bool:
+        return node in self._connected
+
+    def silent_for(self, node: str) -> float:
+        """Seconds since the node was last heard of; infinite when its stream broke."""
+        if node in self._lost:
+            return float("inf")
+        last = self._last_seen.get(node, self.started_at)
+        return max(0.0, self._clock() - last)
+
+    def connected_nodes(self) -> list[str]:
+        return list(self._connected)
