@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from proto import objects_pb2 as proto_dot_objects__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x10proto/node.proto\x12\x06kyb.v1\x1a\x13proto/objects.proto\"@\n\x08Register\x12\x1a\n\x04node\x18\x01 \x01(\x0b\x32\x0c.kyb.v1.Node\x12\x18\n\x10running_pod_uids\x18\x02 \x03(\t\"\x1d\n\tHeartbeat\x12\x10\n\x08sequence\x18\x01 \x01(\x03\"b\n\x0fPodStatusReport\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12!\n\x06status\x18\x04 \x01(\x0b\x32\x11.kyb.v1.PodStatus\"=\n\rPodTerminated\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\"+\n\x0b\x45ventReport\x12\x1c\n\x05\x65vent\x18\x01 \x01(\x0b\x32\r.kyb.v1.Event\"H\n\x08LogChunk\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0b\n\x03\x65of\x18\x03 \x01(\x08\x12\r\n\x05\x65rror\x18\x04 \x01(\t\"p\n\nExecOutput\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06stream\x18\x02 \x01(\x05\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12\x0e\n\x06\x65xited\x18\x04 \x01(\x08\x12\x11\n\texit_code\x18\x05 \x01(\x05\x12\r\n\x05\x65rror\x18\x06 \x01(\t\"\xbe\x02\n\x0bNodeMessage\x12$\n\x08register\x18\x01 \x01(\x0b\x32\x10.kyb.v1.RegisterH\x00\x12&\n\theartbeat\x18\x02 \x01(\x0b\x32\x11.kyb.v1.HeartbeatH\x00\x12-\n\npod_status\x18\x03 \x01(\x0b\x32\x17.kyb.v1.PodStatusReportH\x00\x12/\n\x0epod_terminated\x18\x04 \x01(\x0b\x32\x15.kyb.v1.PodTerminatedH\x00\x12$\n\x05\x65vent\x18\x05 \x01(\x0b\x32\x13.kyb.v1.EventReportH\x00\x12%\n\tlog_chunk\x18\x06 \x01(\x0b\x32\x10.kyb.v1.LogChunkH\x00\x12)\n\x0b\x65xec_output\x18\x07 \x01(\x0b\x32\x12.kyb.v1.ExecOutputH\x00\x42\t\n\x07message\"G\n\nRegistered\x12\x1a\n\x04node\x18\x01 \x01(\x0b\x32\x0c.kyb.v1.Node\x12\x1d\n\x15heartbeat_interval_ms\x18\x02 \x01(\x05\"$\n\x07PodSync\x12\x19\n\x04pods\x18\x01 \x03(\x0b\x32\x0b.kyb.v1.Pod\"%\n\tPodUpsert\x12\x18\n\x03pod\x18\x01 \x01(\x0b\x32\x0b.kyb.v1.Pod\"9\n\tPodRemove\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\"\'\n\x08NodeSync\x12\x1b\n\x05nodes\x18\x01 \x03(\x0b\x32\x0c.kyb.v1.Node\"V\n\x0bServiceSync\x12!\n\x08services\x18\x01 \x03(\x0b\x32\x0f.kyb.v1.Service\x12$\n\tendpoints\x18\x02 \x03(\x0b\x32\x11.kyb.v1.Endpoints\"\x89\x01\n\nLogRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0b\n\x03pod\x18\x03 \x01(\t\x12\x11\n\tcontainer\x18\x04 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x05 \x01(\x08\x12\x12\n\ntail_lines\x18\x06 \x01(\x03\x12\x10\n\x08previous\x18\x07 \x01(\x08\"r\n\tExecStart\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0b\n\x03pod\x18\x03 \x01(\t\x12\x11\n\tcontainer\x18\x04 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x05 \x03(\t\x12\r\n\x05stdin\x18\x06 \x01(\x08\":\n\tExecInput\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0b\n\x03\x65of\x18\x03 \x01(\x08\"\x1c\n\x06\x43\x61ncel\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"\xae\x03\n\rMasterMessage\x12(\n\nregistered\x18\x01 \x01(\x0b\x32\x12.kyb.v1.RegisteredH\x00\x12#\n\x08pod_sync\x18\x02 \x01(\x0b\x32\x0f.kyb.v1.PodSyncH\x00\x12\'\n\npod_upsert\x18\x03 \x01(\x0b\x32\x11.kyb.v1.PodUpsertH\x00\x12\'\n\npod_remove\x18\x04 \x01(\x0b\x32\x11.kyb.v1.PodRemoveH\x00\x12%\n\tnode_sync\x18\x05 \x01(\x0b\x32\x10.kyb.v1.NodeSyncH\x00\x12+\n\x0cservice_sync\x18\x06 \x01(\x0b\x32\x13.kyb.v1.ServiceSyncH\x00\x12)\n\x0blog_request\x18\x07 \x01(\x0b\x32\x12.kyb.v1.LogRequestH\x00\x12\'\n\nexec_start\x18\x08 \x01(\x0b\x32\x11.kyb.v1.ExecStartH\x00\x12\'\n\nexec_input\x18\t \x01(\x0b\x32\x11.kyb.v1.ExecInputH\x00\x12 \n\x06\x63\x61ncel\x18\n \x01(\x0b\x32\x0e.kyb.v1.CancelH\x00\x42\t\n\x07message\"v\n\x0bLogsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03pod\x18\x02 \x01(\t\x12\x11\n\tcontainer\x18\x03 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x04 \x01(\x08\x12\x12\n\ntail_lines\x18\x05 \x01(\x03\x12\x10\n\x08previous\x18\x06 \x01(\x08\"f\n\x11\x45xecClientMessage\x12\"\n\x05start\x18\x01 \x01(\x0b\x32\x11.kyb.v1.ExecStartH\x00\x12\"\n\x05input\x18\x02 \x01(\x0b\x32\x11.kyb.v1.ExecInputH\x00\x42\t\n\x07message\"c\n\x11\x45xecServerMessage\x12\x0e\n\x06stream\x18\x01 \x01(\x05\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0e\n\x06\x65xited\x18\x03 \x01(\x08\x12\x11\n\texit_code\x18\x04 \x01(\x05\x12\r\n\x05\x65rror\x18\x05 \x01(\t2E\n\x08NodeLink\x12\x39\n\x07\x43onnect\x12\x13.kyb.v1.NodeMessage\x1a\x15.kyb.v1.MasterMessage(\x01\x30\x01\x32{\n\x06PodAPI\x12/\n\x04Logs\x12\x13.kyb.v1.LogsRequest\x1a\x10.kyb.v1.LogChunk0\x01\x12@\n\x04\x45xec\x12\x19.kyb.v1.ExecClientMessage\x1a\x19.kyb.v1.ExecServerMessage(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x10proto/node.proto\x12\x06kyb.v1\x1a\x13proto/objects.proto\"m\n\x08Register\x12\x1a\n\x04node\x18\x01 \x01(\x0b\x32\x0c.kyb.v1.Node\x12\x18\n\x10running_pod_uids\x18\x02 \x03(\t\x12\x13\n\x0bwatch_nodes\x18\x03 \x01(\x08\x12\x16\n\x0ewatch_services\x18\x04 \x01(\x08\"\x1d\n\tHeartbeat\x12\x10\n\x08sequence\x18\x01 \x01(\x03\"b\n\x0fPodStatusReport\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12!\n\x06status\x18\x04 \x01(\x0b\x32\x11.kyb.v1.PodStatus\"=\n\rPodTerminated\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\"+\n\x0b\x45ventReport\x12\x1c\n\x05\x65vent\x18\x01 \x01(\x0b\x32\r.kyb.v1.Event\"H\n\x08LogChunk\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0b\n\x03\x65of\x18\x03 \x01(\x08\x12\r\n\x05\x65rror\x18\x04 \x01(\t\"p\n\nExecOutput\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06stream\x18\x02 \x01(\x05\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12\x0e\n\x06\x65xited\x18\x04 \x01(\x08\x12\x11\n\texit_code\x18\x05 \x01(\x05\x12\r\n\x05\x65rror\x18\x06 \x01(\t\"\xbe\x02\n\x0bNodeMessage\x12$\n\x08register\x18\x01 \x01(\x0b\x32\x10.kyb.v1.RegisterH\x00\x12&\n\theartbeat\x18\x02 \x01(\x0b\x32\x11.kyb.v1.HeartbeatH\x00\x12-\n\npod_status\x18\x03 \x01(\x0b\x32\x17.kyb.v1.PodStatusReportH\x00\x12/\n\x0epod_terminated\x18\x04 \x01(\x0b\x32\x15.kyb.v1.PodTerminatedH\x00\x12$\n\x05\x65vent\x18\x05 \x01(\x0b\x32\x13.kyb.v1.EventReportH\x00\x12%\n\tlog_chunk\x18\x06 \x01(\x0b\x32\x10.kyb.v1.LogChunkH\x00\x12)\n\x0b\x65xec_output\x18\x07 \x01(\x0b\x32\x12.kyb.v1.ExecOutputH\x00\x42\t\n\x07message\"G\n\nRegistered\x12\x1a\n\x04node\x18\x01 \x01(\x0b\x32\x0c.kyb.v1.Node\x12\x1d\n\x15heartbeat_interval_ms\x18\x02 \x01(\x05\"$\n\x07PodSync\x12\x19\n\x04pods\x18\x01 \x03(\x0b\x32\x0b.kyb.v1.Pod\"%\n\tPodUpsert\x12\x18\n\x03pod\x18\x01 \x01(\x0b\x32\x0b.kyb.v1.Pod\"9\n\tPodRemove\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\"\'\n\x08NodeSync\x12\x1b\n\x05nodes\x18\x01 \x03(\x0b\x32\x0c.kyb.v1.Node\"V\n\x0bServiceSync\x12!\n\x08services\x18\x01 \x03(\x0b\x32\x0f.kyb.v1.Service\x12$\n\tendpoints\x18\x02 \x03(\x0b\x32\x11.kyb.v1.Endpoints\"\x89\x01\n\nLogRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0b\n\x03pod\x18\x03 \x01(\t\x12\x11\n\tcontainer\x18\x04 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x05 \x01(\x08\x12\x12\n\ntail_lines\x18\x06 \x01(\x03\x12\x10\n\x08previous\x18\x07 \x01(\x08\"r\n\tExecStart\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0b\n\x03pod\x18\x03 \x01(\t\x12\x11\n\tcontainer\x18\x04 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x05 \x03(\t\x12\r\n\x05stdin\x18\x06 \x01(\x08\":\n\tExecInput\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0b\n\x03\x65of\x18\x03 \x01(\x08\"\x1c\n\x06\x43\x61ncel\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"\xae\x03\n\rMasterMessage\x12(\n\nregistered\x18\x01 \x01(\x0b\x32\x12.kyb.v1.RegisteredH\x00\x12#\n\x08pod_sync\x18\x02 \x01(\x0b\x32\x0f.kyb.v1.PodSyncH\x00\x12\'\n\npod_upsert\x18\x03 \x01(\x0b\x32\x11.kyb.v1.PodUpsertH\x00\x12\'\n\npod_remove\x18\x04 \x01(\x0b\x32\x11.kyb.v1.PodRemoveH\x00\x12%\n\tnode_sync\x18\x05 \x01(\x0b\x32\x10.kyb.v1.NodeSyncH\x00\x12+\n\x0cservice_sync\x18\x06 \x01(\x0b\x32\x13.kyb.v1.ServiceSyncH\x00\x12)\n\x0blog_request\x18\x07 \x01(\x0b\x32\x12.kyb.v1.LogRequestH\x00\x12\'\n\nexec_start\x18\x08 \x01(\x0b\x32\x11.kyb.v1.ExecStartH\x00\x12\'\n\nexec_input\x18\t \x01(\x0b\x32\x11.kyb.v1.ExecInputH\x00\x12 \n\x06\x63\x61ncel\x18\n \x01(\x0b\x32\x0e.kyb.v1.CancelH\x00\x42\t\n\x07message\"v\n\x0bLogsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03pod\x18\x02 \x01(\t\x12\x11\n\tcontainer\x18\x03 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x04 \x01(\x08\x12\x12\n\ntail_lines\x18\x05 \x01(\x03\x12\x10\n\x08previous\x18\x06 \x01(\x08\"f\n\x11\x45xecClientMessage\x12\"\n\x05start\x18\x01 \x01(\x0b\x32\x11.kyb.v1.ExecStartH\x00\x12\"\n\x05input\x18\x02 \x01(\x0b\x32\x11.kyb.v1.ExecInputH\x00\x42\t\n\x07message\"c\n\x11\x45xecServerMessage\x12\x0e\n\x06stream\x18\x01 \x01(\x05\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0e\n\x06\x65xited\x18\x03 \x01(\x08\x12\x11\n\texit_code\x18\x04 \x01(\x05\x12\r\n\x05\x65rror\x18\x05 \x01(\t2E\n\x08NodeLink\x12\x39\n\x07\x43onnect\x12\x13.kyb.v1.NodeMessage\x1a\x15.kyb.v1.MasterMessage(\x01\x30\x01\x32{\n\x06PodAPI\x12/\n\x04Logs\x12\x13.kyb.v1.LogsRequest\x1a\x10.kyb.v1.LogChunk0\x01\x12@\n\x04\x45xec\x12\x19.kyb.v1.ExecClientMessage\x1a\x19.kyb.v1.ExecServerMessage(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,51 +33,51 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'proto.node_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_REGISTER']._serialized_start=49
-  _globals['_REGISTER']._serialized_end=113
-  _globals['_HEARTBEAT']._serialized_start=115
-  _globals['_HEARTBEAT']._serialized_end=144
-  _globals['_PODSTATUSREPORT']._serialized_start=146
-  _globals['_PODSTATUSREPORT']._serialized_end=244
-  _globals['_PODTERMINATED']._serialized_start=246
-  _globals['_PODTERMINATED']._serialized_end=307
-  _globals['_EVENTREPORT']._serialized_start=309
-  _globals['_EVENTREPORT']._serialized_end=352
-  _globals['_LOGCHUNK']._serialized_start=354
-  _globals['_LOGCHUNK']._serialized_end=426
-  _globals['_EXECOUTPUT']._serialized_start=428
-  _globals['_EXECOUTPUT']._serialized_end=540
-  _globals['_NODEMESSAGE']._serialized_start=543
-  _globals['_NODEMESSAGE']._serialized_end=861
-  _globals['_REGISTERED']._serialized_start=863
-  _globals['_REGISTERED']._serialized_end=934
-  _globals['_PODSYNC']._serialized_start=936
-  _globals['_PODSYNC']._serialized_end=972
-  _globals['_PODUPSERT']._serialized_start=974
-  _globals['_PODUPSERT']._serialized_end=1011
-  _globals['_PODREMOVE']._serialized_start=1013
-  _globals['_PODREMOVE']._serialized_end=1070
-  _globals['_NODESYNC']._serialized_start=1072
-  _globals['_NODESYNC']._serialized_end=1111
-  _globals['_SERVICESYNC']._serialized_start=1113
-  _globals['_SERVICESYNC']._serialized_end=1199
-  _globals['_LOGREQUEST']._serialized_start=1202
-  _globals['_LOGREQUEST']._serialized_end=1339
-  _globals['_EXECSTART']._serialized_start=1341
-  _globals['_EXECSTART']._serialized_end=1455
-  _globals['_EXECINPUT']._serialized_start=1457
-  _globals['_EXECINPUT']._serialized_end=1515
-  _globals['_CANCEL']._serialized_start=1517
-  _globals['_CANCEL']._serialized_end=1545
-  _globals['_MASTERMESSAGE']._serialized_start=1548
-  _globals['_MASTERMESSAGE']._serialized_end=1978
-  _globals['_LOGSREQUEST']._serialized_start=1980
-  _globals['_LOGSREQUEST']._serialized_end=2098
-  _globals['_EXECCLIENTMESSAGE']._serialized_start=2100
-  _globals['_EXECCLIENTMESSAGE']._serialized_end=2202
-  _globals['_EXECSERVERMESSAGE']._serialized_start=2204
-  _globals['_EXECSERVERMESSAGE']._serialized_end=2303
-  _globals['_NODELINK']._serialized_start=2305
-  _globals['_NODELINK']._serialized_end=2374
-  _globals['_PODAPI']._serialized_start=2376
-  _globals['_PODAPI']._serialized_end=2499
+  _globals['_REGISTER']._serialized_end=158
+  _globals['_HEARTBEAT']._serialized_start=160
+  _globals['_HEARTBEAT']._serialized_end=189
+  _globals['_PODSTATUSREPORT']._serialized_start=191
+  _globals['_PODSTATUSREPORT']._serialized_end=289
+  _globals['_PODTERMINATED']._serialized_start=291
+  _globals['_PODTERMINATED']._serialized_end=352
+  _globals['_EVENTREPORT']._serialized_start=354
+  _globals['_EVENTREPORT']._serialized_end=397
+  _globals['_LOGCHUNK']._serialized_start=399
+  _globals['_LOGCHUNK']._serialized_end=471
+  _globals['_EXECOUTPUT']._serialized_start=473
+  _globals['_EXECOUTPUT']._serialized_end=585
+  _globals['_NODEMESSAGE']._serialized_start=588
+  _globals['_NODEMESSAGE']._serialized_end=906
+  _globals['_REGISTERED']._serialized_start=908
+  _globals['_REGISTERED']._serialized_end=979
+  _globals['_PODSYNC']._serialized_start=981
+  _globals['_PODSYNC']._serialized_end=1017
+  _globals['_PODUPSERT']._serialized_start=1019
+  _globals['_PODUPSERT']._serialized_end=1056
+  _globals['_PODREMOVE']._serialized_start=1058
+  _globals['_PODREMOVE']._serialized_end=1115
+  _globals['_NODESYNC']._serialized_start=1117
+  _globals['_NODESYNC']._serialized_end=1156
+  _globals['_SERVICESYNC']._serialized_start=1158
+  _globals['_SERVICESYNC']._serialized_end=1244
+  _globals['_LOGREQUEST']._serialized_start=1247
+  _globals['_LOGREQUEST']._serialized_end=1384
+  _globals['_EXECSTART']._serialized_start=1386
+  _globals['_EXECSTART']._serialized_end=1500
+  _globals['_EXECINPUT']._serialized_start=1502
+  _globals['_EXECINPUT']._serialized_end=1560
+  _globals['_CANCEL']._serialized_start=1562
+  _globals['_CANCEL']._serialized_end=1590
+  _globals['_MASTERMESSAGE']._serialized_start=1593
+  _globals['_MASTERMESSAGE']._serialized_end=2023
+  _globals['_LOGSREQUEST']._serialized_start=2025
+  _globals['_LOGSREQUEST']._serialized_end=2143
+  _globals['_EXECCLIENTMESSAGE']._serialized_start=2145
+  _globals['_EXECCLIENTMESSAGE']._serialized_end=2247
+  _globals['_EXECSERVERMESSAGE']._serialized_start=2249
+  _globals['_EXECSERVERMESSAGE']._serialized_end=2348
+  _globals['_NODELINK']._serialized_start=2350
+  _globals['_NODELINK']._serialized_end=2419
+  _globals['_PODAPI']._serialized_start=2421
+  _globals['_PODAPI']._serialized_end=2544
 # @@protoc_insertion_point(module_scope)

@@ -8,12 +8,16 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Register(_message.Message):
-    __slots__ = ("node", "running_pod_uids")
+    __slots__ = ("node", "running_pod_uids", "watch_nodes", "watch_services")
     NODE_FIELD_NUMBER: _ClassVar[int]
     RUNNING_POD_UIDS_FIELD_NUMBER: _ClassVar[int]
+    WATCH_NODES_FIELD_NUMBER: _ClassVar[int]
+    WATCH_SERVICES_FIELD_NUMBER: _ClassVar[int]
     node: _objects_pb2.Node
     running_pod_uids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, node: _Optional[_Union[_objects_pb2.Node, _Mapping]] = ..., running_pod_uids: _Optional[_Iterable[str]] = ...) -> None: ...
+    watch_nodes: bool
+    watch_services: bool
+    def __init__(self, node: _Optional[_Union[_objects_pb2.Node, _Mapping]] = ..., running_pod_uids: _Optional[_Iterable[str]] = ..., watch_nodes: _Optional[bool] = ..., watch_services: _Optional[bool] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
     __slots__ = ("sequence",)

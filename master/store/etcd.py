@@ -304,3 +304,45 @@ async def _grpc_target(endpoints: Sequence[str]) -> str:
         infos = await loop.getaddrinfo(host, port, family=socket.AF_INET, type=socket.SOCK_STREAM)
         addrs.append(f"{infos[0][4][0]}:{port}")
     return "ipv4:" + ",".join(addrs)
+
+
+class Allocations:
+    """Unique claims in etcd (pod CIDRs, cluster IPs, nodePorts): a create-if-absent transaction per claim.
+
+    Two masters or two requests racing for the same value can't both win, because
+    etcd decides. Keys live under /registry/allocations/<pool>/<value>, holding
+    the owner's name.
+    """
+
+    def __init__(self, store: Store, pool: str) -> None:
+        self.store = store
+        self.prefix = f"/registry/allocations/{pool}/".encode()
+
+    async def claim(self, value: str, owner: str) -> bool:
+        """Take `value` for `owner`; True if it is now (or already was) theirs."""
+        key = self.prefix + value.encode()
+        txn = rpc.TxnRequest(
+            compare=[rpc.Compare(key=key, result=rpc.Compare.EQUAL, target=rpc.Compare.CREATE, create_revision=0)],
+            success=[rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=owner.encode()))],
+            failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=key))],
+        )
+        resp = await self.store._call(self.store._kv.Txn, txn)
+        if resp.succeeded:
+            return True
+        kvs = resp.responses[0].response_range.kvs
+        return bool(kvs) and kvs[0].value.decode() == owner
+
+    async def owners(self) -> dict[str, str]:
+        """Every claimed value and its owner."""
+        resp = await self.store._call(self.store._kv.Range,
+                                      rpc.RangeRequest(key=self.prefix, range_end=_prefix_end(self.prefix)))
+        return {kv.key[len(self.prefix):].decode(): kv.value.decode() for kv in resp.kvs}
+
+    async def release(self, value: str, owner: str) -> None:
+        """Give `value` back, if `owner` holds it."""
+        key = self.prefix + value.encode()
+        txn = rpc.TxnRequest(
+            compare=[rpc.Compare(key=key, result=rpc.Compare.EQUAL, target=rpc.Compare.VALUE, value=owner.encode())],
+            success=[rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=key))],
+        )
+        await self.store._call(self.store._kv.Txn, txn)
