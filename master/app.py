@@ -17,14 +17,25 @@ from grpc_reflection.v1alpha import reflection
 from ctl.machinery.actors import Supervisor
 from ctl.machinery.log import get_logger
 from master.api.grpc_service import ObjectAPIServicer
+from master.api.local_client import LocalClient
 from master.api.objects import ObjectService
+from master.nodelink.connections import Connections
+from master.nodelink.liveness import NodeLiveness
+from master.nodelink.podapi import PodAPIServicer
+from master.nodelink.podcidr import PodCIDRAllocator
+from master.nodelink.registration import Registrar
+from master.nodelink.relay import Relay
+from master.nodelink.router import PodRouter
+from master.nodelink.service import NodeLinkServicer
+from master.nodelink.status import PodStatusWriter
 from master.store.errors import StoreError
 from master.store.etcd import Store
-from proto import api_pb2, api_pb2_grpc
+from proto import api_pb2, api_pb2_grpc, node_pb2, node_pb2_grpc
 
 log = get_logger("master")
 
 API_SERVICE = api_pb2.DESCRIPTOR.services_by_name["ObjectAPI"].full_name
+NODE_SERVICES = [node_pb2.DESCRIPTOR.services_by_name[n].full_name for n in ("NodeLink", "PodAPI")]
 
 
 @dataclass
@@ -38,6 +49,9 @@ class MasterConfig:
     service_cidr: str = "10.96.0.0/16"
     node_monitor_grace_period: float = 5.0
     pod_eviction_timeout: float = 5.0
+    heartbeat_interval: float = 1.0
+    # lastHeartbeatTime in etcd is refreshed this often per Node (liveness itself is in memory).
+    node_status_refresh: float = 120.0
     controllers: bool = True
 
 
@@ -52,6 +66,10 @@ class Master:
         self.server: grpc.aio.Server | None = None
         self.health = health.aio.HealthServicer()
         self.port = 0
+        self.liveness = NodeLiveness()
+        self.connections = Connections()
+        self.client: LocalClient | None = None
+        self.controllers: object | None = None
 
     async def start(self) -> None:
         """Start etcd (embedded when no --etcd), the store, the gRPC server and the actors."""
@@ -66,6 +84,17 @@ class Master:
         self.store = Store(endpoints=endpoints)
         await self.store.connect()
         service = ObjectService(store=self.store)
+        self.client = client = LocalClient(service)
+        events = _event_recorder(client)
+        router = PodRouter(client=client, connections=self.connections)
+        status_writer = PodStatusWriter(client=client, router=router)
+        relay = Relay()
+        registrar = Registrar(client=client, pod_cidrs=PodCIDRAllocator(store=self.store,
+                                                                         cluster_cidr=self.config.cluster_cidr))
+        link = NodeLinkServicer(client=client, connections=self.connections, liveness=self.liveness,
+                                registrar=registrar, router=router, status_writer=status_writer, relay=relay,
+                                events=events, heartbeat_interval=self.config.heartbeat_interval,
+                                heartbeat_refresh=self.config.node_status_refresh)
 
         self.server = grpc.aio.server(options=[
             ("grpc.max_receive_message_length", 64 * 1024 * 1024),
@@ -75,14 +104,23 @@ class Master:
             ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
         ])
         api_pb2_grpc.add_ObjectAPIServicer_to_server(ObjectAPIServicer(service=service), self.server)
+        node_pb2_grpc.add_NodeLinkServicer_to_server(link, self.server)
+        node_pb2_grpc.add_PodAPIServicer_to_server(PodAPIServicer(client=client, connections=self.connections,
+                                                                  relay=relay), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        names = [API_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME]
+        names = [API_SERVICE, *NODE_SERVICES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                 reflection.SERVICE_NAME]
         reflection.enable_server_reflection(names, self.server)
         self.port = self.server.add_insecure_port(self.config.listen)
         if self.port == 0:
             raise RuntimeError(f"cannot listen on {self.config.listen}")
         await self.server.start()
         self.supervisor.start_fn("store-health", self._watch_store_health)
+        self.supervisor.start_fn("pod-router", router.run_pods)
+        self.supervisor.start_fn("node-router", router.run_nodes)
+        self.supervisor.start_fn("pod-status-writer", status_writer.run)
+        if self.config.controllers:
+            self.controllers = _start_controllers(self)
         log.info("serving", listen=self.config.listen, port=self.port, etcd=",".join(endpoints))
 
     async def _watch_store_health(self) -> None:
@@ -114,3 +152,34 @@ class Master:
             await self.store.close()
         if self.etcd_process is not None:
             await self.etcd_process.stop()  # type: ignore[attr-defined]
+
+
+def _event_recorder(client: LocalClient) -> object:
+    """The master's event recorder (kubelet events arrive through it too)."""
+    try:
+        from master.events import EventRecorder
+    except ImportError:  # TODO(lead): remove once master/events.py lands
+        return _PlainEvents(client)
+    return EventRecorder(client=client, component="kubelet")
+
+
+class _PlainEvents:
+    def __init__(self, client: LocalClient) -> None:
+        self.client = client
+
+    async def record_event(self, event: object) -> None:
+        try:
+            await self.client.create(event)  # type: ignore[arg-type]
+        except Exception as err:
+            log.warning("event not recorded", error=str(err))
+
+
+def _start_controllers(master: Master) -> object:
+    try:
+        from master.controllers.manager import start_controllers
+    except ImportError:  # TODO(lead): remove once the controllers land
+        log.warning("controllers not available yet")
+        return None
+
+    return start_controllers(supervisor=master.supervisor, client=master.client, liveness=master.liveness,
+                             config=master.config)

@@ -1,3 +1,4 @@
 """Shared fixtures live in tests/fixtures/*.py; importing them here makes them visible to every test."""
 
 from tests.fixtures.etcd import etcd, etcd_cluster  # noqa: F401
+from tests.fixtures.master import client, master  # noqa: F401

@@ -18,35 +18,8 @@ from ctl.client import (
     UnavailableError,
 )
 from proto import objects_pb2 as pb
-from tests.fixtures.master import MasterProcess, client, master  # noqa: F401
-
-
-def make_pod(name: str, *, labels: dict[str, str] | None = None, node: str = "", image: str = "kyb/busybox:1",
-             namespace: str = "default") -> pb.Pod:
-    pod = pb.Pod()
-    pod.metadata.name = name
-    pod.metadata.namespace = namespace
-    pod.metadata.labels.update(labels or {})
-    pod.spec.node_name = node
-    c = pod.spec.containers.add()
-    c.name = "main"
-    c.image = image
-    return pod
-
-
-async def until(predicate, *, timeout: float = 15.0, interval: float = 0.05):
-    """Poll an async predicate until it returns something truthy, or fail at the deadline."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        try:
-            value = await predicate()
-        except Exception:  # the condition may raise while not yet true (e.g. UNAVAILABLE)
-            value = None
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        await asyncio.sleep(interval)
+from tests.fixtures.master import MasterProcess
+from tests.helpers import make_pod, until
 
 
 async def test_crud_with_selectors(client: Client):

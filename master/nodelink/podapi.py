@@ -1,0 +1,108 @@
+"""PodAPI: `kybctl logs` and `kybctl exec`, relayed to the pod's kubelet over its node link.
+
+Nodes open no extra port: the master finds the node the pod is bound to and
+asks its kubelet through the stream the kubelet already holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from ctl.client import ApiError
+from master.nodelink.connections import Connections, NodeConnection
+from master.nodelink.relay import Relay
+from proto import node_pb2, node_pb2_grpc
+
+
+class PodAPIServicer(node_pb2_grpc.PodAPIServicer):
+    """Logs and exec through the master."""
+
+    def __init__(self, *, client: Any, connections: Connections, relay: Relay) -> None:
+        self.client = client
+        self.connections = connections
+        self.relay = relay
+
+    async def _node_of(self, namespace: str, pod_name: str, context: grpc.aio.ServicerContext) -> NodeConnection:
+        try:
+            pod = await self.client.get("pods", pod_name, namespace=namespace or "default")
+        except ApiError as err:
+            await context.abort(err.code, err.message)
+        if not pod.spec.node_name:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                f'pod "{pod_name}" is not scheduled to a node yet')
+        conn = self.connections.get(pod.spec.node_name)
+        if conn is None:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f'node "{pod.spec.node_name}" is not connected')
+        return conn
+
+    async def Logs(self, request: node_pb2.LogsRequest,  # noqa: N802
+                   context: grpc.aio.ServicerContext) -> AsyncIterator[node_pb2.LogChunk]:
+        conn = await self._node_of(request.namespace, request.pod, context)
+        session = self.relay.open(conn.node)
+        conn.send(node_pb2.MasterMessage(log_request=node_pb2.LogRequest(
+            request_id=session.request_id, namespace=request.namespace or "default", pod=request.pod,
+            container=request.container, follow=request.follow, tail_lines=request.tail_lines,
+            previous=request.previous)))
+        try:
+            while True:
+                chunk = await session.replies.get()
+                if chunk is None:
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, f'node "{conn.node}" disconnected')
+                if chunk.error:
+                    await context.abort(grpc.StatusCode.NOT_FOUND, chunk.error)
+                if chunk.data:
+                    yield node_pb2.LogChunk(data=chunk.data)
+                if chunk.eof:
+                    return
+        finally:
+            self.relay.close(session)
+            conn.send(node_pb2.MasterMessage(cancel=node_pb2.Cancel(request_id=session.request_id)))
+
+    async def Exec(self, request_iterator: AsyncIterator[node_pb2.ExecClientMessage],  # noqa: N802
+                   context: grpc.aio.ServicerContext) -> AsyncIterator[node_pb2.ExecServerMessage]:
+        try:
+            first = await request_iterator.__anext__()
+        except StopAsyncIteration:
+            return
+        if first.WhichOneof("message") != "start" or not first.start.command:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "command: Required value")
+        start = first.start
+        conn = await self._node_of(start.namespace, start.pod, context)
+        session = self.relay.open(conn.node)
+        sent = node_pb2.ExecStart()
+        sent.CopyFrom(start)
+        sent.request_id = session.request_id
+        sent.namespace = start.namespace or "default"
+        conn.send(node_pb2.MasterMessage(exec_start=sent))
+
+        async def forward_input() -> None:
+            async for msg in request_iterator:
+                if msg.WhichOneof("message") == "input":
+                    data = node_pb2.ExecInput()
+                    data.CopyFrom(msg.input)
+                    data.request_id = session.request_id
+                    conn.send(node_pb2.MasterMessage(exec_input=data))
+
+        forwarder = asyncio.create_task(forward_input())
+        finished = False
+        try:
+            while True:
+                out = await session.replies.get()
+                if out is None:
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, f'node "{conn.node}" disconnected')
+                if out.exited and out.error:
+                    await context.abort(grpc.StatusCode.FAILED_PRECONDITION, out.error)
+                yield node_pb2.ExecServerMessage(stream=out.stream, data=out.data, exited=out.exited,
+                                                 exit_code=out.exit_code)
+                if out.exited:
+                    finished = True
+                    return
+        finally:
+            forwarder.cancel()
+            self.relay.close(session)
+            if not finished:
+                conn.send(node_pb2.MasterMessage(cancel=node_pb2.Cancel(request_id=session.request_id)))

@@ -1,0 +1,134 @@
+"""The NodeLink gRPC service: one bidirectional stream per kubelet.
+
+The first message must be Register. The master answers Registered (with the
+Node as stored, podCIDR included), then the pods bound to the node, then every
+change. Everything the kubelet sends afterwards is dispatched: heartbeats to
+the liveness table (no etcd write), pod status to the coalescing writer,
+terminations to the final delete, events to the recorder, log and exec output
+to the relay. When the stream ends, the node is marked lost at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from ctl.client import ApiError, NotFoundError
+from ctl.machinery.log import get_logger, obj_ref
+from master.nodelink.connections import Connections, NodeConnection
+from master.nodelink.liveness import NodeLiveness
+from master.nodelink.registration import Registrar
+from master.nodelink.relay import Relay
+from master.nodelink.router import PodRouter
+from master.nodelink.status import PodStatusWriter
+from proto import node_pb2, node_pb2_grpc
+
+log = get_logger("nodelink")
+
+
+class NodeLinkServicer(node_pb2_grpc.NodeLinkServicer):
+    """The master's end of every kubelet's stream."""
+
+    def __init__(self, *, client: Any, connections: Connections, liveness: NodeLiveness, registrar: Registrar,
+                 router: PodRouter, status_writer: PodStatusWriter, relay: Relay, events: Any,
+                 heartbeat_interval: float = 1.0, heartbeat_refresh: float = 60.0) -> None:
+        self.client = client
+        self.connections = connections
+        self.liveness = liveness
+        self.registrar = registrar
+        self.router = router
+        self.status_writer = status_writer
+        self.relay = relay
+        self.events = events
+        self.heartbeat_interval = heartbeat_interval
+        self.heartbeat_refresh = heartbeat_refresh
+
+    async def Connect(self, request_iterator: AsyncIterator[node_pb2.NodeMessage],  # noqa: N802
+                      context: grpc.aio.ServicerContext) -> AsyncIterator[node_pb2.MasterMessage]:
+        try:
+            first = await request_iterator.__anext__()
+        except StopAsyncIteration:
+            return
+        if first.WhichOneof("message") != "register" or not first.register.node.metadata.name:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "register: Required value: the first message "
+                                                                  "must be Register with node.metadata.name")
+        reg = first.register
+        name = reg.node.metadata.name
+        try:
+            node = await self.registrar.register(reg.node)
+        except ApiError as err:
+            await context.abort(err.code, f"registration of node {name} failed: {err.message}")
+        conn = NodeConnection(node=name, watch_nodes=reg.watch_nodes, watch_services=reg.watch_services)
+        old = self.connections.add(conn)
+        if old is not None:
+            old.close()
+        self.liveness.connected(name)
+        conn.send(node_pb2.MasterMessage(registered=node_pb2.Registered(
+            node=node, heartbeat_interval_ms=int(self.heartbeat_interval * 1000))))
+        reader = asyncio.create_task(self._read(conn, request_iterator))
+        attach = asyncio.create_task(self.router.attach(conn))
+        log.info("node connected", object=obj_ref("nodes", name))
+        try:
+            while True:
+                get = asyncio.create_task(conn.outbox.get())
+                done, _ = await asyncio.wait({get, reader}, return_when=asyncio.FIRST_COMPLETED)
+                if get not in done:
+                    get.cancel()
+                    break
+                message = get.result()
+                if message is None:
+                    break
+                yield message
+        finally:
+            reader.cancel()
+            attach.cancel()
+            if self.connections.remove(conn):
+                self.liveness.disconnected(name)
+                self.relay.node_gone(name)
+                log.warning("node disconnected", object=obj_ref("nodes", name))
+
+    async def _read(self, conn: NodeConnection, messages: AsyncIterator[node_pb2.NodeMessage]) -> None:
+        name = conn.node
+        refreshed = time.monotonic()
+        try:
+            async for msg in messages:
+                self.liveness.heartbeat(name)
+                kind = msg.WhichOneof("message")
+                if kind == "heartbeat":
+                    if time.monotonic() - refreshed > self.heartbeat_refresh:
+                        refreshed = time.monotonic()
+                        asyncio.create_task(self.registrar.refresh_heartbeat(name))
+                elif kind == "pod_status":
+                    self.status_writer.submit(msg.pod_status)
+                elif kind == "pod_terminated":
+                    asyncio.create_task(self._finish_deletion(msg.pod_terminated))
+                elif kind == "event":
+                    asyncio.create_task(self.events.record_event(msg.event.event))
+                elif kind == "log_chunk":
+                    self.relay.deliver(name, msg.log_chunk)
+                elif kind == "exec_output":
+                    self.relay.deliver(name, msg.exec_output)
+        except grpc.RpcError:
+            pass
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("node stream read failed", object=obj_ref("nodes", name))
+
+    async def _finish_deletion(self, done: node_pb2.PodTerminated) -> None:
+        """The kubelet confirms a terminating pod's containers are gone: remove the object."""
+        try:
+            pod = await self.client.get("pods", done.name, namespace=done.namespace)
+            if pod.metadata.uid != done.uid or not pod.metadata.HasField("deletion_timestamp"):
+                return
+            await self.client.delete("pods", done.name, namespace=done.namespace,
+                                     resource_version=pod.metadata.resource_version, grace_period_seconds=0)
+        except NotFoundError:
+            return
+        except ApiError as err:
+            log.warning("final pod delete failed", object=obj_ref("pods", done.name, done.namespace),
+                        error=err.message)

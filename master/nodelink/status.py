@@ -1,0 +1,91 @@
+"""Writes pod status reports from kubelets to etcd, coalesced per pod.
+
+A kubelet may report a pod several times in quick succession; only the newest
+report matters, so reports go into a dict keyed by pod (latest wins) served by
+a few workers. A write uses the cached resourceVersion and, on a conflict,
+re-reads and tries again. A report for a pod that no longer exists (or was
+recreated under the same name: another uid) is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from ctl.client import ConflictError, NotFoundError, UnavailableError
+from ctl.machinery.log import get_logger, obj_ref
+from master.nodelink.router import PodRouter
+from proto import node_pb2
+from proto import objects_pb2 as pb
+
+log = get_logger("nodelink")
+
+
+class PodStatusWriter:
+    """Latest-wins queue of pod status reports, drained by `workers` tasks."""
+
+    def __init__(self, *, client: object, router: PodRouter, workers: int = 8) -> None:
+        self.client = client
+        self.router = router
+        self.workers = workers
+        self._pending: dict[str, node_pb2.PodStatusReport] = {}
+        self._ready: asyncio.Queue[str] = asyncio.Queue()
+
+    def submit(self, report: node_pb2.PodStatusReport) -> None:
+        """Queue a report; a newer report for the same pod replaces an unwritten older one."""
+        if report.uid not in self._pending:
+            self._ready.put_nowait(report.uid)
+        self._pending[report.uid] = report
+
+    async def run(self) -> None:
+        """Actor body: the worker pool."""
+        await asyncio.gather(*(self._worker() for _ in range(self.workers)))
+
+    async def _worker(self) -> None:
+        while True:
+            uid = await self._ready.get()
+            report = self._pending.pop(uid, None)
+            if report is None:
+                continue
+            try:
+                await self._write(report)
+            except UnavailableError:
+                # etcd is away: keep the newest report and try again shortly.
+                if uid not in self._pending:
+                    self._pending[uid] = report
+                    asyncio.get_running_loop().call_later(0.5, self._ready.put_nowait, uid)
+            except Exception:
+                log.exception("pod status write failed", object=obj_ref("pods", report.name, report.namespace))
+
+    async def _write(self, report: node_pb2.PodStatusReport) -> None:
+        pod = self.router.pod_of(report.uid)
+        for attempt in range(5):
+            if pod is None or attempt > 0:
+                try:
+                    pod = await self.client.get("pods", report.name, namespace=report.namespace)
+                except NotFoundError:
+                    return
+            if pod.metadata.uid != report.uid:
+                return
+            if pod.status == report.status:
+                return
+            new = pb.Pod()
+            new.CopyFrom(pod)
+            new.status.CopyFrom(report.status)
+            _keep_master_conditions(new, pod)
+            try:
+                await self.client.update_status(new)
+                return
+            except ConflictError:
+                continue
+            except NotFoundError:
+                return
+        log.warning("pod status write kept conflicting", object=obj_ref("pods", report.name, report.namespace))
+
+
+def _keep_master_conditions(new: pb.Pod, old: pb.Pod) -> None:
+    """PodScheduled belongs to the scheduler: keep the master's version when the kubelet doesn't send one."""
+    if any(c.type == "PodScheduled" for c in new.status.conditions):
+        return
+    for cond in old.status.conditions:
+        if cond.type == "PodScheduled":
+            new.status.conditions.append(cond)

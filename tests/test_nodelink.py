@@ -1,0 +1,216 @@
+"""The master's node link, driven over real gRPC by a scripted node: the protocol contract itself.
+
+These tests speak NodeLink directly (not through a kubelet) to pin down what
+the master promises every kubelet: registration, pod CIDRs, pod sync, status
+writes, deletion confirmation, heartbeat cost, and the logs/exec relay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+
+from ctl.client import Client, NotFoundError
+from proto import node_pb2, node_pb2_grpc
+from proto import objects_pb2 as pb
+from tests.fixtures.master import MasterProcess
+from tests.helpers import make_pod, until
+
+
+class ScriptedNode:
+    """One NodeLink stream under the test's control."""
+
+    def __init__(self, address: str, name: str) -> None:
+        self.channel = grpc.aio.insecure_channel(address)
+        self.stub = node_pb2_grpc.NodeLinkStub(self.channel)
+        self.name = name
+        self.outbox: asyncio.Queue[node_pb2.NodeMessage | None] = asyncio.Queue()
+        self.inbox: asyncio.Queue[node_pb2.MasterMessage] = asyncio.Queue()
+        self.call = None
+        self.reader: asyncio.Task | None = None
+
+    async def connect(self, *, watch_nodes: bool = False) -> node_pb2.Registered:
+        node = pb.Node()
+        node.metadata.name = self.name
+        node.metadata.labels["kubernetes.io/hostname"] = self.name
+        node.status.capacity.update({"cpu": "2", "memory": "4Gi", "pods": "110"})
+        node.status.allocatable.update({"cpu": "2", "memory": "4Gi", "pods": "110"})
+        node.status.addresses.add(type="InternalIP", address="127.0.0.1")
+        self.outbox.put_nowait(node_pb2.NodeMessage(register=node_pb2.Register(node=node, watch_nodes=watch_nodes)))
+
+        async def requests():
+            while True:
+                msg = await self.outbox.get()
+                if msg is None:
+                    return
+                yield msg
+
+        self.call = self.stub.Connect(requests())
+
+        async def read():
+            async for msg in self.call:
+                self.inbox.put_nowait(msg)
+
+        self.reader = asyncio.create_task(read())
+        first = await self.expect("registered")
+        return first.registered
+
+    def send(self, **kwargs) -> None:
+        self.outbox.put_nowait(node_pb2.NodeMessage(**kwargs))
+
+    async def expect(self, kind: str, timeout: float = 10.0, where=lambda msg: True) -> node_pb2.MasterMessage:
+        """The next message of a kind (and matching `where`), skipping others."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            remaining = deadline - asyncio.get_running_loop().time()
+            msg = await asyncio.wait_for(self.inbox.get(), max(remaining, 0.01))
+            if msg.WhichOneof("message") == kind and where(msg):
+                return msg
+
+    async def close(self) -> None:
+        self.outbox.put_nowait(None)
+        if self.call is not None:
+            self.call.cancel()
+        if self.reader is not None:
+            self.reader.cancel()
+        await self.channel.close()
+
+
+async def test_registration_assigns_pod_cidrs_and_marks_ready(client: Client, master: MasterProcess):
+    a, b = ScriptedNode(master.address, "node-a"), ScriptedNode(master.address, "node-b")
+    try:
+        ra = await a.connect()
+        rb = await b.connect()
+        assert ra.node.spec.pod_cidr == "10.244.1.0/24"
+        assert rb.node.spec.pod_cidr == "10.244.2.0/24"
+        node = await client.get("nodes", "node-a")
+        ready = [c for c in node.status.conditions if c.type == "Ready"]
+        assert ready and ready[0].status == "True"
+        assert node.status.capacity["memory"] == "4Gi"
+        assert node.metadata.labels["kubernetes.io/hostname"] == "node-a"
+        # Re-registering keeps the range.
+        await a.close()
+        a = ScriptedNode(master.address, "node-a")
+        again = await a.connect()
+        assert again.node.spec.pod_cidr == "10.244.1.0/24"
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_heartbeats_cost_no_etcd_writes(client: Client, master: MasterProcess):
+    node = ScriptedNode(master.address, "quiet")
+    try:
+        await node.connect()
+        await asyncio.sleep(0)  # let registration's writes settle before reading the revision
+        await until(lambda: _ready(client, "quiet"))
+        before = (await client.list("nodes")).resource_version
+        for seq in range(30):
+            node.send(heartbeat=node_pb2.Heartbeat(sequence=seq))
+        # A status write would be visible as a new revision; give the master time to (not) write.
+        await until(lambda: _drained(node))
+        after = (await client.list("nodes")).resource_version
+        assert before == after
+    finally:
+        await node.close()
+
+
+async def _ready(client: Client, name: str) -> bool:
+    node = await client.get("nodes", name)
+    return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions)
+
+
+async def _drained(node: ScriptedNode) -> bool:
+    return node.outbox.empty()
+
+
+async def test_pods_flow_to_their_node_and_status_flows_back(client: Client, master: MasterProcess):
+    node = ScriptedNode(master.address, "worker")
+    try:
+        await node.connect()
+        sync = await node.expect("pod_sync")
+        assert list(sync.pod_sync.pods) == []
+        pod = await client.create(make_pod("web", node="worker"))
+        await client.create(make_pod("elsewhere", node="other"))
+        upsert = await node.expect("pod_upsert")
+        assert upsert.pod_upsert.pod.metadata.name == "web"
+
+        status = pb.PodStatus(phase="Running", pod_ip="10.244.1.5")
+        status.conditions.add(type="Ready", status="True")
+        node.send(pod_status=node_pb2.PodStatusReport(namespace="default", name="web", uid=pod.metadata.uid,
+                                                      status=status))
+        stored = await until(lambda: _phase(client, "web", "Running"))
+        assert stored.status.pod_ip == "10.244.1.5"
+
+        # Graceful deletion: the pod stays Terminating until the node confirms its containers are gone.
+        res = await client.delete("pods", "web", unconditional=True)
+        assert not res.deleted
+        terminating = await node.expect(
+            "pod_upsert", where=lambda m: m.pod_upsert.pod.metadata.HasField("deletion_timestamp"))
+        assert terminating.pod_upsert.pod.metadata.deletion_grace_period_seconds == 30
+        node.send(pod_terminated=node_pb2.PodTerminated(namespace="default", name="web", uid=pod.metadata.uid))
+        await node.expect("pod_remove")
+        await until(lambda: _gone(client, "web"))
+
+        # A reconnecting node gets its full set again.
+        await client.create(make_pod("web2", node="worker"))
+        await node.close()
+        node = ScriptedNode(master.address, "worker")
+        await node.connect()
+        sync = await node.expect("pod_sync")
+        assert [p.metadata.name for p in sync.pod_sync.pods] == ["web2"]
+    finally:
+        await node.close()
+
+
+async def _phase(client: Client, name: str, phase: str):
+    pod = await client.get("pods", name)
+    return pod if pod.status.phase == phase else None
+
+
+async def _gone(client: Client, name: str) -> bool:
+    try:
+        await client.get("pods", name)
+    except NotFoundError:
+        return True
+    return False
+
+
+async def test_logs_and_exec_are_relayed_through_the_node_stream(client: Client, master: MasterProcess):
+    node = ScriptedNode(master.address, "relay")
+    try:
+        await node.connect()
+        await client.create(make_pod("talker", node="relay"))
+        pods = node_pb2_grpc.PodAPIStub(client.channel)
+
+        async def answer_logs():
+            req = (await node.expect("log_request")).log_request
+            assert (req.pod, req.tail_lines) == ("talker", 5)
+            node.send(log_chunk=node_pb2.LogChunk(request_id=req.request_id, data=b"line 1\n"))
+            node.send(log_chunk=node_pb2.LogChunk(request_id=req.request_id, data=b"line 2\n", eof=True))
+
+        answering = asyncio.create_task(answer_logs())
+        chunks = [c.data async for c in pods.Logs(node_pb2.LogsRequest(namespace="default", pod="talker",
+                                                                        tail_lines=5))]
+        await answering
+        assert b"".join(chunks) == b"line 1\nline 2\n"
+
+        async def answer_exec():
+            start = (await node.expect("exec_start")).exec_start
+            assert list(start.command) == ["env"]
+            node.send(exec_output=node_pb2.ExecOutput(request_id=start.request_id, stream=1, data=b"A=1\n"))
+            node.send(exec_output=node_pb2.ExecOutput(request_id=start.request_id, exited=True, exit_code=3))
+
+        answering = asyncio.create_task(answer_exec())
+
+        async def requests():
+            yield node_pb2.ExecClientMessage(start=node_pb2.ExecStart(namespace="default", pod="talker",
+                                                                      command=["env"]))
+
+        replies = [r async for r in pods.Exec(requests())]
+        await answering
+        assert replies[0].data == b"A=1\n"
+        assert replies[-1].exited and replies[-1].exit_code == 3
+    finally:
+        await node.close()
