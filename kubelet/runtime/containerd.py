@@ -83,7 +83,7 @@ EXIT_RECONCILE_INTERVAL = 10.0
 EXEC_STDIN_CLOSE_DELAY = 0.5
 SHIM_SOCKET_DIR = Path("/run/containerd/s")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
-_UNAVAILABLE_MARKERS = ("failed to dial", "connection refused", "code = Unavailable", "transport is closing")
+_UNAVAILABLE_MARKERS = ("code = Unavailable", "transport is closing")
 _SHIM_STATUS: dict[int, ContainerState] = {1: "created", 2: "running", 3: "exited", 4: "running"}
 _TASK_STATUS: dict[str, ContainerState] = {
     "CREATED": "created", "RUNNING": "running", "STOPPED": "exited", "PAUSED": "running", "PAUSING": "running",
@@ -333,7 +333,9 @@ class ContainerdRuntime:
                            stderr.decode(errors="replace"))
         if result.returncode != 0:
             message = ctr_message(result.stderr)
-            if any(marker in message for marker in _UNAVAILABLE_MARKERS) and args[:1] != ("shim",):
+            unavailable = (message.startswith("failed to dial") or self.address in message
+                           or any(marker in message for marker in _UNAVAILABLE_MARKERS))
+            if unavailable and args[:1] != ("shim",):
                 raise RuntimeUnavailableError(f"containerd at {self.address} is unavailable: {message}")
             if check:
                 raise CtrError(args, result)
