@@ -83,7 +83,7 @@ class Master:
             endpoints = [sup.endpoint]
         self.store = Store(endpoints=endpoints)
         await self.store.connect()
-        service = ObjectService(store=self.store)
+        service = ObjectService(store=self.store, service_cidr=self.config.service_cidr)
         self.client = client = LocalClient(service)
         events = _event_recorder(client)
         router = PodRouter(client=client, connections=self.connections)

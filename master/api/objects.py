@@ -28,6 +28,7 @@ from ctl.api import kinds
 from ctl.api.kinds import Kind
 from ctl.api.selectors import FieldSelector, LabelSelector, parse_field_selector, parse_label_selector
 from ctl.machinery.log import get_logger, obj_ref
+from master.api.allocators import ServiceAllocator
 from master.api.defaults import apply_defaults
 from master.api.validation import validate
 from master.store.errors import Conflict, NotFound
@@ -99,8 +100,9 @@ def _spec_of(obj: Message) -> bytes:
 class ObjectService:
     """Kubernetes' API semantics over the etcd store."""
 
-    def __init__(self, *, store: Store) -> None:
+    def __init__(self, *, store: Store, service_cidr: str = "10.96.0.0/16") -> None:
         self.store = store
+        self.services = ServiceAllocator(store=store, service_cidr=service_cidr)
 
     # ---------------------------------------------------------------- create
 
@@ -129,7 +131,12 @@ class ObjectService:
         lease = 0
         if kind.kind == "Event":
             lease = await self.store.grant_lease(EVENT_TTL_SECONDS)
-        created = await self.store.create(obj, lease=lease)
+        claims = await self.services.allocate(obj) if isinstance(obj, pb.Service) else []
+        try:
+            created = await self.store.create(obj, lease=lease)
+        except Exception:
+            await self.services.release_claims(ServiceAllocator.owner(obj), claims)
+            raise
         log.debug("created", object=obj_ref(kind.resource, meta.name, meta.namespace))
         return created
 
@@ -187,8 +194,20 @@ class ObjectService:
         meta.generation = old.metadata.generation + (1 if _spec_of(obj) != _spec_of(old) else 0)
         if meta.HasField("deletion_timestamp") and not meta.finalizers and not self._awaits_kubelet(old):
             # The last finalizer is gone: the two-step deletion completes.
-            return await self.store.delete(kind, meta.name, meta.namespace, expected_revision=expected)
-        return await self.store.update(obj, expected_revision=expected)
+            gone = await self.store.delete(kind, meta.name, meta.namespace, expected_revision=expected)
+            if isinstance(old, pb.Service):
+                await self.services.release_unused(None, old)
+            return gone
+        if not isinstance(obj, pb.Service):
+            return await self.store.update(obj, expected_revision=expected)
+        claims = await self.services.allocate(obj, old=old)
+        try:
+            updated = await self.store.update(obj, expected_revision=expected)
+        except Exception:
+            await self.services.release_claims(ServiceAllocator.owner(obj), claims)
+            raise
+        await self.services.release_unused(updated, old)
+        return updated
 
     async def update_status(self, obj: Message) -> Message:
         """Replace only an object's status, at the version the caller read; generation is unchanged."""
@@ -239,7 +258,10 @@ class ObjectService:
             finalizers.append("foregroundDeletion")
         grace = self._grace(old, grace_period_seconds)
         if not finalizers and grace == 0:
-            return await self.store.delete(kind, name, namespace, expected_revision=current), True
+            gone = await self.store.delete(kind, name, namespace, expected_revision=current)
+            if isinstance(old, pb.Service):
+                await self.services.release_unused(None, old)
+            return gone, True
         if meta.HasField("deletion_timestamp") and list(meta.finalizers) == finalizers and (
                 grace is None or grace >= meta.deletion_grace_period_seconds):
             return old, False  # already terminating; nothing changes
