@@ -19,6 +19,7 @@ from ctl.machinery.log import get_logger
 from master.api.grpc_service import ObjectAPIServicer
 from master.api.local_client import LocalClient
 from master.api.objects import ObjectService
+from master.controllers.endpoints.controller import start_endpoints_controller
 from master.nodelink.connections import Connections
 from master.nodelink.liveness import NodeLiveness
 from master.nodelink.podapi import PodAPIServicer
@@ -121,6 +122,7 @@ class Master:
         self.supervisor.start_fn("pod-status-writer", status_writer.run)
         if self.config.controllers:
             self.controllers = _start_controllers(self)
+            start_endpoints_controller(supervisor=self.supervisor, client=client)
         log.info("serving", listen=self.config.listen, port=self.port, etcd=",".join(endpoints))
 
     async def _watch_store_health(self) -> None:
