@@ -28,6 +28,7 @@ from master.nodelink.registration import Registrar
 from master.nodelink.relay import Relay
 from master.nodelink.router import PodRouter
 from master.nodelink.service import NodeLinkServicer
+from master.nodelink.services import ServiceRouter
 from master.nodelink.status import PodStatusWriter
 from master.store.errors import StoreError
 from master.store.etcd import Store
@@ -89,11 +90,13 @@ class Master:
         events = _event_recorder(client)
         router = PodRouter(client=client, connections=self.connections)
         status_writer = PodStatusWriter(client=client, router=router)
+        service_router = ServiceRouter(client=client, connections=self.connections)
         relay = Relay()
         registrar = Registrar(client=client, pod_cidrs=PodCIDRAllocator(store=self.store,
                                                                          cluster_cidr=self.config.cluster_cidr))
         link = NodeLinkServicer(client=client, connections=self.connections, liveness=self.liveness,
-                                registrar=registrar, router=router, status_writer=status_writer, relay=relay,
+                                registrar=registrar, router=router, service_router=service_router,
+                                status_writer=status_writer, relay=relay,
                                 events=events, heartbeat_interval=self.config.heartbeat_interval,
                                 heartbeat_refresh=self.config.node_status_refresh)
 
@@ -120,6 +123,7 @@ class Master:
         self.supervisor.start_fn("pod-router", router.run_pods)
         self.supervisor.start_fn("node-router", router.run_nodes)
         self.supervisor.start_fn("pod-status-writer", status_writer.run)
+        self.supervisor.start_fn("service-router", service_router.run)
         if self.config.controllers:
             self.controllers = _start_controllers(self)
             start_endpoints_controller(supervisor=self.supervisor, client=client)

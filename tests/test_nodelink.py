@@ -30,14 +30,15 @@ class ScriptedNode:
         self.call = None
         self.reader: asyncio.Task | None = None
 
-    async def connect(self, *, watch_nodes: bool = False) -> node_pb2.Registered:
+    async def connect(self, *, watch_nodes: bool = False, watch_services: bool = False) -> node_pb2.Registered:
         node = pb.Node()
         node.metadata.name = self.name
         node.metadata.labels["kubernetes.io/hostname"] = self.name
         node.status.capacity.update({"cpu": "2", "memory": "4Gi", "pods": "110"})
         node.status.allocatable.update({"cpu": "2", "memory": "4Gi", "pods": "110"})
         node.status.addresses.add(type="InternalIP", address="127.0.0.1")
-        self.outbox.put_nowait(node_pb2.NodeMessage(register=node_pb2.Register(node=node, watch_nodes=watch_nodes)))
+        self.outbox.put_nowait(node_pb2.NodeMessage(register=node_pb2.Register(
+            node=node, watch_nodes=watch_nodes, watch_services=watch_services)))
 
         async def requests():
             while True:
@@ -212,5 +213,28 @@ async def test_logs_and_exec_are_relayed_through_the_node_stream(client: Client,
         await answering
         assert replies[0].data == b"A=1\n"
         assert replies[-1].exited and replies[-1].exit_code == 3
+    finally:
+        await node.close()
+
+
+async def test_services_and_nodes_reach_nodes_that_ask(client: Client, master: MasterProcess):
+    from tests.test_services_api import make_service
+
+    node = ScriptedNode(master.address, "proxy-node")
+    try:
+        await node.connect(watch_nodes=True, watch_services=True)
+        first = await node.expect("node_sync")
+        assert [n.metadata.name for n in first.node_sync.nodes] == ["proxy-node"]
+        assert first.node_sync.nodes[0].spec.pod_cidr
+        await client.create(make_service("web"))
+        sync = await node.expect("service_sync", where=lambda m: len(m.service_sync.services) == 1)
+        assert sync.service_sync.services[0].spec.cluster_ip
+        other = ScriptedNode(master.address, "second")
+        try:
+            await other.connect()
+            both = await node.expect("node_sync", where=lambda m: len(m.node_sync.nodes) == 2)
+            assert {n.metadata.name for n in both.node_sync.nodes} == {"proxy-node", "second"}
+        finally:
+            await other.close()
     finally:
         await node.close()

@@ -24,6 +24,7 @@ from master.nodelink.liveness import NodeLiveness
 from master.nodelink.registration import Registrar
 from master.nodelink.relay import Relay
 from master.nodelink.router import PodRouter
+from master.nodelink.services import ServiceRouter
 from master.nodelink.status import PodStatusWriter
 from proto import node_pb2, node_pb2_grpc
 
@@ -34,13 +35,14 @@ class NodeLinkServicer(node_pb2_grpc.NodeLinkServicer):
     """The master's end of every kubelet's stream."""
 
     def __init__(self, *, client: Any, connections: Connections, liveness: NodeLiveness, registrar: Registrar,
-                 router: PodRouter, status_writer: PodStatusWriter, relay: Relay, events: Any,
-                 heartbeat_interval: float = 1.0, heartbeat_refresh: float = 60.0) -> None:
+                 router: PodRouter, service_router: ServiceRouter, status_writer: PodStatusWriter, relay: Relay,
+                 events: Any, heartbeat_interval: float = 1.0, heartbeat_refresh: float = 60.0) -> None:
         self.client = client
         self.connections = connections
         self.liveness = liveness
         self.registrar = registrar
         self.router = router
+        self.service_router = service_router
         self.status_writer = status_writer
         self.relay = relay
         self.events = events
@@ -70,7 +72,7 @@ class NodeLinkServicer(node_pb2_grpc.NodeLinkServicer):
         conn.send(node_pb2.MasterMessage(registered=node_pb2.Registered(
             node=node, heartbeat_interval_ms=int(self.heartbeat_interval * 1000))))
         reader = asyncio.create_task(self._read(conn, request_iterator))
-        attach = asyncio.create_task(self.router.attach(conn))
+        attach = asyncio.gather(self.router.attach(conn), self.service_router.attach(conn))
         log.info("node connected", object=obj_ref("nodes", name))
         try:
             while True:
