@@ -31,13 +31,14 @@ from kubelet.runtime import (
     ExecError,
     ImageNeverPulled,
     ImagePullError,
+    RuntimeUnavailableError,
     SandboxConfig,
 )
 from tests.fixtures.ports import free_port
 from tests.helpers import until
 
 if TYPE_CHECKING:
-    from tests.fixtures.containerd import ContainerdEnv, Registry
+    from tests.fixtures.containerd import ContainerdEnv, Registry, RestartableContainerd
 
 pytestmark = pytest.mark.containerd
 # The fixtures (containerd, registry, test_images, ...) until tests/conftest.py imports them.
@@ -346,6 +347,43 @@ async def test_exits_that_happened_before_the_stream_are_reconciled(containerd: 
     finally:
         await stream.aclose()
     assert (found.container_id, found.exit_code) == (cid, 7)
+
+
+async def test_exit_stream_and_state_survive_a_containerd_restart(
+    restartable_containerd: RestartableContainerd, test_images: dict[str, Path]
+) -> None:
+    env = restartable_containerd.env
+    env.import_image(test_images[BUSYBOX])
+    runtime = ContainerdRuntime(**env.runtime_kwargs())
+    sandbox = await runtime.create_sandbox(pod("survivor"))
+    first = await runtime.start_container(sandbox, config(env, "first", command=["sleep", "1000"]))
+    second = await runtime.start_container(sandbox, config(env, "second", command=["sleep", "1000"]))
+    first_pid = (await wait_state(runtime, first, "running")).pid
+    second_pid = (await wait_state(runtime, second, "running")).pid
+    assert first_pid is not None and second_pid is not None
+
+    seen: list[ContainerExit] = []
+    task = asyncio.create_task(collect_exits(runtime, seen))
+    try:
+        os.kill(first_pid, signal.SIGKILL)
+        assert (await wait_exit(seen, first)).exit_code == 137
+
+        await asyncio.to_thread(restartable_containerd.stop)
+        with pytest.raises(RuntimeUnavailableError):
+            await runtime.list_containers()
+        # While containerd is down the container dies; its shim still answers for it.
+        os.kill(second_pid, signal.SIGKILL)
+        outage_info = await wait_state(runtime, second, "exited")
+        assert outage_info.exit_code == 137
+
+        await asyncio.to_thread(restartable_containerd.start)
+        assert (await wait_exit(seen, second, timeout=30)).exit_code == 137
+        assert {info.id: info.state for info in await runtime.list_containers()} == {
+            first: "exited", second: "exited"}
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
 
 
 async def test_memory_limit_oom_kill(containerd: ContainerdEnv, runtime: ContainerdRuntime,

@@ -835,6 +835,7 @@ class ContainerdRuntime:
             assert process.stdout is not None
             try:
                 next_reconcile = 0.0
+                reconciles = 0
                 while True:
                     if time.monotonic() >= next_reconcile:
                         try:
@@ -843,7 +844,9 @@ class ContainerdRuntime:
                             backoff = 0.1
                         except ContainerRuntimeError as error:
                             log.warning("exit reconcile failed", error=str(error))
-                        next_reconcile = time.monotonic() + EXIT_RECONCILE_INTERVAL
+                        # The first pass may run before ctr's subscription is live: look again soon.
+                        reconciles += 1
+                        next_reconcile = time.monotonic() + (1.0 if reconciles == 1 else EXIT_RECONCILE_INTERVAL)
                     try:
                         line = await asyncio.wait_for(process.stdout.readline(),
                                                       max(0.0, next_reconcile - time.monotonic()))
