@@ -1,0 +1,36 @@
+"""The proxy actor: the newest ServiceSync from the master becomes the Node's rules.
+
+Syncs arrive in the actor's mailbox; only the newest matters, so the actor
+drains the mailbox and applies once. It starts from a clean slate (our chains
+removed), so a restarted proxy rebuilds exactly the same rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from ctl.machinery.actors import Actor
+from kubelet.proxy.iptables import Iptables
+from proto import node_pb2
+
+
+class ServiceProxy(Actor):
+    """Programs iptables from ServiceSync messages told to it."""
+
+    name = "proxy"
+
+    def __init__(self, *, iptables: Iptables | None = None) -> None:
+        super().__init__()
+        self.iptables = iptables or Iptables()
+        self.applied = ""
+        self.applied_event = asyncio.Event()
+
+    async def run(self) -> None:
+        await self.iptables.remove_all()
+        while True:
+            sync: node_pb2.ServiceSync = await self.mailbox.get()
+            while not self.mailbox.empty():
+                sync = self.mailbox.get_nowait()
+            self.applied = await self.iptables.apply(list(sync.services), list(sync.endpoints))
+            self.applied_event.set()
+            self.log.debug("rules applied", services=len(sync.services))
