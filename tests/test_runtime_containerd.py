@@ -490,6 +490,13 @@ async def test_exec(containerd: ContainerdEnv, runtime: ContainerdRuntime) -> No
     piped = await (await runtime.exec(cid, ["sh", "-c", "cat; echo end"], stdin=lines(), timeout=10)).collect()
     assert (piped.exit_code, piped.stdout) == (0, b"line one\nline two\nend\n")
 
+    async def big() -> AsyncIterator[bytes]:
+        for _ in range(30):
+            yield b"x" * 10_000
+
+    counted = await (await runtime.exec(cid, ["wc", "-c"], stdin=big(), timeout=10)).collect()
+    assert (counted.exit_code, counted.stdout.strip()) == (0, b"300000")
+
     # Without stdin, a command reading stdin sees EOF instead of hanging.
     empty = await (await runtime.exec(cid, ["cat"], timeout=10)).collect()
     assert (empty.exit_code, empty.stdout, empty.timed_out) == (0, b"", False)
