@@ -1,0 +1,111 @@
+"""One node agent: the link to the master, the pod manager, status and events, logs and exec sessions.
+
+Assembly only. `Kubelet.run()` starts the pod manager and the link and runs
+until cancelled; cancelling it stops the kubelet's own tasks but never its
+pods, which keep running for the next kubelet to adopt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+
+from ctl.machinery.actors import Supervisor
+from ctl.machinery.log import get_logger
+from kubelet.config import KubeletConfig
+from kubelet.events import EventRecorder
+from kubelet.link import MasterLink
+from kubelet.logs import LogStore
+from kubelet.nodeinfo import MachineFacts, build_node, default_node_ip
+from kubelet.pods import adoption
+from kubelet.pods.manager import PodManager
+from kubelet.pods.status import StatusReporter
+from kubelet.pods.worker import NodeRuntime, WorkerContext
+from kubelet.runtime.base import ContainerRuntimeError
+from kubelet.sessions import Sessions
+from proto import node_pb2
+
+
+class Kubelet:
+    """A kubelet for one Node."""
+
+    def __init__(self, *, config: KubeletConfig, node_name: str, runtime: NodeRuntime, channel: grpc.aio.Channel,
+                 machine: MachineFacts) -> None:
+        self.config = config
+        self.node_name = node_name
+        self.runtime = runtime
+        self.machine = machine
+        self.node_ip = config.node_ip or default_node_ip(master=config.master)
+        self.log = get_logger("kubelet", node=node_name)
+        self._runtime_version = ""
+        self.link = MasterLink(channel=channel, node_name=node_name, register=self._register,
+                               on_registered=self._registered, on_message=self._dispatch,
+                               on_disconnected=self._disconnected, heartbeat_interval=config.heartbeat_interval,
+                               reconnect_min=config.reconnect_min, reconnect_max=config.reconnect_max)
+        self.reporter = StatusReporter(send=self.link.send)
+        self.events = EventRecorder(node_name=node_name, send=self.link.send_event)
+        self.logs = LogStore(config.root_dir)
+        ctx = WorkerContext(node_name=node_name, runtime=runtime, logs=self.logs, events=self.events,
+                            reporter=self.reporter, send=self.link.send, node_ip=lambda: self.node_ip,
+                            backoff_base=config.backoff_base, backoff_max=config.backoff_max)
+        self.pods = PodManager(ctx=ctx, relist_interval=config.relist_interval)
+        self.sessions = Sessions(manager=self.pods, logs=self.logs, send=self.link.send)
+        self.supervisor = Supervisor(name=f"kubelet:{node_name}")
+
+    async def run(self) -> None:
+        """Run until cancelled."""
+        self.supervisor.start(self.pods)
+        self.supervisor.start_fn(f"link:{self.node_name}", self.link.run)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            self.sessions.cancel_all()
+            await self.supervisor.stop_all()
+
+    # ----------------------------------------------------------------- link
+
+    async def _register(self) -> node_pb2.Register:
+        if not self._runtime_version:
+            try:
+                self._runtime_version = await self.runtime.version()
+            except ContainerRuntimeError as err:
+                self.log.warning("runtime version unknown", error=str(err))
+        node = build_node(name=self.node_name, node_ip=self.node_ip, runtime_version=self._runtime_version,
+                          max_pods=self.config.max_pods, hollow=self.config.hollow, machine=self.machine,
+                          extra_labels=self.config.extra_labels)
+        running = sorted(self.pods.workers) if self.pods.synced.is_set() else \
+            await adoption.running_pod_uids(self.runtime)
+        return node_pb2.Register(node=node, running_pod_uids=running)
+
+    async def _registered(self, registered: node_pb2.Registered) -> None:
+        cidr = registered.node.spec.pod_cidr
+        if cidr:
+            try:
+                self.runtime.set_pod_cidr(cidr)
+            except ValueError as err:
+                self.log.error("the master assigned an unusable podCIDR", pod_cidr=cidr, error=str(err))
+        self.reporter.resend_all()
+
+    def _dispatch(self, message: node_pb2.MasterMessage) -> None:
+        kind = message.WhichOneof("message")
+        if kind == "pod_sync":
+            self.pods.pod_sync(list(message.pod_sync.pods))
+        elif kind == "pod_upsert":
+            self.pods.pod_upsert(message.pod_upsert.pod)
+        elif kind == "pod_remove":
+            self.pods.pod_remove(message.pod_remove.uid)
+        elif kind == "log_request":
+            self.sessions.start_logs(message.log_request)
+        elif kind == "exec_start":
+            self.sessions.start_exec(message.exec_start)
+        elif kind == "exec_input":
+            self.sessions.exec_input(message.exec_input)
+        elif kind == "cancel":
+            self.sessions.cancel(message.cancel.request_id)
+        elif kind == "registered":
+            asyncio.create_task(self._registered(message.registered))
+        # node_sync / service_sync: not requested in Register (watch_nodes/watch_services are False).
+
+    def _disconnected(self) -> None:
+        self.sessions.cancel_all()
