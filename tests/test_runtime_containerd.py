@@ -42,7 +42,6 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.containerd
 # The fixtures (containerd, registry, test_images, ...) until tests/conftest.py imports them.
-pytest_plugins = ["tests.fixtures.containerd"]
 
 BUSYBOX = "kyb/busybox:1"
 HELLO = "kyb/hello:v1"
