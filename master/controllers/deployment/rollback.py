@@ -1,0 +1,58 @@
+"""`rollout undo`, client-side as in kubectl: copy an old revision's pod template into the Deployment.
+
+    from master.controllers.deployment.rollback import rollback_deployment
+    message = await rollback_deployment(client, "web", "default", to_revision=0)
+
+The controller then sees a template equal to an existing ReplicaSet's, scales
+that ReplicaSet back up as the new one and gives it the next revision number
+(its old number goes to revision-history), exactly as Kubernetes does. No
+server-side rollback API is needed. The update carries the Deployment's
+resourceVersion, so a concurrent change makes it fail with a conflict rather
+than be lost.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from master.controllers.deployment import util
+from master.controllers.deployment.revisions import history
+from master.controllers.podutil import copy_of
+
+
+class RollbackError(ValueError):
+    """The rollback cannot be done as asked (no such revision, no history)."""
+
+
+async def rollback_deployment(client: Any, name: str, namespace: str = "default", to_revision: int = 0) -> str:
+    """Roll a Deployment back to `to_revision` (0: the previous one); returns kubectl's message.
+
+    Raises RollbackError when the revision does not exist, and the client's
+    errors (NotFoundError, ConflictError) as they come.
+    """
+    if to_revision < 0:
+        raise RollbackError(f"revision: Invalid value: {to_revision}: must be 0 (the previous) or a revision number")
+    deployment = await client.get("deployments", name, namespace=namespace)
+    if deployment.spec.paused:
+        raise RollbackError(f'you cannot rollback a paused deployment; resume it first with '
+                            f'"kybctl rollout resume deployment/{name}" and try again')
+    revisions = await history(client, name, namespace)
+    if to_revision == 0:
+        target_number = util.last_revision([r.replica_set for r in revisions])
+        if target_number == 0:
+            raise RollbackError("no rollout history found for deployment " + repr(name))
+    else:
+        target_number = to_revision
+    target = next((r for r in revisions if r.number == target_number), None)
+    if target is None:
+        raise RollbackError(f"unable to find specified revision {to_revision} in history")
+    if util.equal_ignore_hash(deployment.spec.template, target.replica_set.spec.template):
+        return f"deployment.apps/{name} skipped rollback (current template already matches revision {target_number})"
+    new = copy_of(deployment)
+    new.spec.template.CopyFrom(target.template)
+    # kubectl carries the revision's own annotations (change-cause) back to the Deployment.
+    for key, value in target.replica_set.metadata.annotations.items():
+        if key not in util.CONTROLLER_ANNOTATIONS:
+            new.metadata.annotations[key] = value
+    await client.update(new)
+    return f"deployment.apps/{name} rolled back"

@@ -1,0 +1,1 @@
+"""The garbage collector: cascading deletion through ownerReferences (background, foreground, orphan)."""

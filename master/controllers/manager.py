@@ -1,0 +1,110 @@
+"""The controller manager: shared informers plus every control loop, each a supervised actor.
+
+    manager = start_controllers(supervisor=supervisor, client=client, liveness=liveness, config=config)
+    await manager.wait_synced()   # optional: caches filled
+
+`client` is anything with `ctl.client.Client`'s interface (the master passes
+its in-process `LocalClient`; tests may pass a gRPC `Client`). One informer
+per resource is shared by all controllers, so the master watches each kind
+once. Settings come from `config` (a MasterConfig): node_monitor_grace_period
+and pod_eviction_timeout, plus optional tuning fields read with defaults
+(see `ControllerSettings`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from ctl.machinery.actors import Supervisor
+from ctl.machinery.informer import InformerFactory
+from master.controllers.deployment.controller import DeploymentController
+from master.controllers.gc.garbagecollector import GarbageCollector
+from master.controllers.nodelifecycle.eviction import TaintEvictionController
+from master.controllers.nodelifecycle.monitor import NodeLifecycleController
+from master.controllers.nodelifecycle.podgc import OrphanedPodCollector
+from master.controllers.replicaset.controller import ReplicaSetController
+from master.controllers.scheduler.scheduler import Scheduler
+from master.events import EventRecorder
+from master.nodelink.liveness import NodeLiveness
+
+
+@dataclass(frozen=True, slots=True)
+class ControllerSettings:
+    """What the controllers take from the master's configuration (optional fields have defaults)."""
+
+    node_monitor_grace_period: float = 5.0
+    pod_eviction_timeout: float = 5.0
+    unhealthy_zone_threshold: float = 0.55
+    disrupted_eviction_interval: float = 10.0
+    replicaset_workers: int = 5
+    deployment_workers: int = 5
+    gc_workers: int = 10
+    scheduler_bind_concurrency: int = 256
+
+    @classmethod
+    def from_config(cls, config: Any) -> ControllerSettings:
+        defaults = cls()
+        return cls(**{f.name: getattr(config, f.name, getattr(defaults, f.name)) for f in fields(cls)})
+
+
+@dataclass
+class ControllerManager:
+    """Handles to the running controllers (for tests, metrics and benchmarks)."""
+
+    informers: InformerFactory
+    scheduler: Scheduler
+    replicasets: ReplicaSetController
+    deployments: DeploymentController
+    node_lifecycle: NodeLifecycleController
+    taint_eviction: TaintEvictionController
+    pod_gc: OrphanedPodCollector
+    garbage_collector: GarbageCollector
+    recorders: dict[str, EventRecorder]
+
+    async def wait_synced(self, timeout: float | None = None) -> None:
+        """Wait until every shared cache has its first list."""
+        await self.informers.wait_synced(timeout)
+
+    async def flush_events(self) -> None:
+        for recorder in self.recorders.values():
+            await recorder.flush()
+
+
+def start_controllers(*, supervisor: Supervisor, client: Any, liveness: NodeLiveness,
+                      config: Any) -> ControllerManager:
+    """Build every controller on shared informers and start them all under `supervisor`."""
+    settings = ControllerSettings.from_config(config)
+    informers = InformerFactory(client=client)
+    recorders = {
+        "scheduler": EventRecorder(client=client, component="default-scheduler"),
+        "replicaset": EventRecorder(client=client, component="replicaset-controller"),
+        "deployment": EventRecorder(client=client, component="deployment-controller"),
+        "node": EventRecorder(client=client, component="node-controller"),
+    }
+    manager = ControllerManager(
+        informers=informers,
+        scheduler=Scheduler(client=client, informers=informers, recorder=recorders["scheduler"],
+                            bind_concurrency=settings.scheduler_bind_concurrency),
+        replicasets=ReplicaSetController(client=client, informers=informers, recorder=recorders["replicaset"],
+                                         workers=settings.replicaset_workers),
+        deployments=DeploymentController(client=client, informers=informers, recorder=recorders["deployment"],
+                                         workers=settings.deployment_workers),
+        node_lifecycle=NodeLifecycleController(
+            client=client, informers=informers, recorder=recorders["node"], liveness=liveness,
+            node_monitor_grace_period=settings.node_monitor_grace_period,
+            unhealthy_threshold=settings.unhealthy_zone_threshold,
+            disrupted_eviction_interval=settings.disrupted_eviction_interval),
+        taint_eviction=TaintEvictionController(client=client, informers=informers, recorder=recorders["node"],
+                                               pod_eviction_timeout=settings.pod_eviction_timeout),
+        pod_gc=OrphanedPodCollector(client=client, informers=informers, recorder=recorders["node"],
+                                    liveness=liveness),
+        garbage_collector=GarbageCollector(client=client, informers=informers, workers=settings.gc_workers),
+        recorders=recorders,
+    )
+    # Informers first, so their caches fill while the controllers start and wait for them.
+    informers.start(supervisor)
+    for actor in (manager.scheduler, manager.replicasets, manager.deployments, manager.node_lifecycle,
+                  manager.taint_eviction, manager.pod_gc, manager.garbage_collector):
+        supervisor.start(actor)
+    return manager

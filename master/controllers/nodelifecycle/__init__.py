@@ -1,0 +1,1 @@
+"""The node lifecycle controller: notices lost Nodes, taints them and evicts their pods."""

@@ -1,0 +1,145 @@
+"""The ReplicaSet controller actor: event handlers that map pod changes to ReplicaSet keys, and the sync.
+
+Pod events find their ReplicaSet through the pod's controller reference (an
+orphan wakes every ReplicaSet of its namespace whose selector matches it, for
+adoption) and feed the expectations: a pod ADDED lowers pending creations, a
+pod that starts terminating or is DELETED lowers pending deletions. A pod
+that becomes ready while minReadySeconds applies is looked at again once it
+can count as available.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ctl.api.selectors import SelectorError, from_proto
+from ctl.machinery.informer import InformerFactory, object_key
+from master.controllers import indexes
+from master.controllers.base import QueueController
+from master.controllers.expectations import Expectations
+from master.controllers.podutil import controller_of, is_pod_active, is_pod_ready
+from master.controllers.refmanager import claim, owner_checker
+from master.controllers.replicaset.sync import ReplicaSetSync, count_replicas, desired_status
+from proto import objects_pb2 as pb
+
+
+class ReplicaSetController(QueueController):
+    """Keeps each ReplicaSet's pods at spec.replicas and its status current."""
+
+    def __init__(self, *, client: Any, informers: InformerFactory, recorder: Any, workers: int = 5,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.rs_informer = informers.informer("replicasets")
+        self.pod_informer = informers.informer("pods")
+        super().__init__(name="replicaset-controller", primary=self.rs_informer, waits_for=[self.pod_informer],
+                         workers=workers)
+        indexes.add_owned_indexes(self.rs_informer)
+        indexes.add_pod_indexes(self.pod_informer)
+        self.client = client
+        self.clock = clock
+        self.expectations = Expectations()
+        self.actions = ReplicaSetSync(client=client, recorder=recorder, expectations=self.expectations, clock=clock)
+        self.rs_informer.add_handler(on_add=self.enqueue, on_update=self._rs_updated, on_delete=self._rs_deleted)
+        self.pod_informer.add_handler(on_add=self._pod_added, on_update=self._pod_updated,
+                                      on_delete=self._pod_deleted)
+
+    # ------------------------------------------------------------- handlers
+
+    def _rs_updated(self, old: pb.ReplicaSet, new: pb.ReplicaSet) -> None:
+        self.enqueue(new)
+
+    def _rs_deleted(self, rs: pb.ReplicaSet) -> None:
+        self.expectations.forget(object_key(rs))
+        self.enqueue(rs)
+
+    def _owner_key(self, pod: pb.Pod) -> str | None:
+        ref = controller_of(pod)
+        if ref is None or ref.kind != "ReplicaSet":
+            return None
+        rs = self.rs_informer.get_by_name(ref.name, pod.metadata.namespace)
+        if rs is None or rs.metadata.uid != ref.uid:
+            return None
+        return object_key(rs)
+
+    def _enqueue_matching(self, pod: pb.Pod) -> None:
+        """An orphan: every ReplicaSet of its namespace that selects it may adopt it."""
+        for rs in self.rs_informer.by_index(indexes.NAMESPACE, pod.metadata.namespace):
+            try:
+                if from_proto(rs.spec.selector).matches(pod.metadata.labels):
+                    self.enqueue(rs)
+            except SelectorError:
+                continue
+
+    def _pod_added(self, pod: pb.Pod) -> None:
+        if pod.metadata.HasField("deletion_timestamp"):
+            # Seen for the first time already terminating (e.g. after a restart): a deletion.
+            self._pod_deleted(pod)
+            return
+        key = self._owner_key(pod)
+        if key is not None:
+            self.expectations.creation_observed(key)
+            self.queue.add(key)
+        elif controller_of(pod) is None:
+            self._enqueue_matching(pod)
+
+    def _pod_updated(self, old: pb.Pod, new: pb.Pod) -> None:
+        if old.metadata.resource_version == new.metadata.resource_version:
+            return
+        old_key, new_key = self._owner_key(old), self._owner_key(new)
+        if new.metadata.HasField("deletion_timestamp"):
+            self._pod_deleted(new)
+            if old_key != new_key and old_key is not None:
+                self.queue.add(old_key)
+            return
+        if old_key is not None and old_key != new_key:
+            self.queue.add(old_key)
+        if new_key is not None:
+            self.queue.add(new_key)
+            rs = self.rs_informer.get(new_key)
+            if rs is not None and rs.spec.min_ready_seconds > 0 and is_pod_ready(new) and not is_pod_ready(old):
+                # It becomes available minReadySeconds from now: look again then.
+                self.queue.add_after(new_key, rs.spec.min_ready_seconds + 0.5)
+        elif controller_of(new) is None and (old.metadata.labels != new.metadata.labels or old_key is not None):
+            self._enqueue_matching(new)
+
+    def _pod_deleted(self, pod: pb.Pod) -> None:
+        key = self._owner_key(pod)
+        if key is not None:
+            self.expectations.deletion_observed(key, object_key(pod))
+            self.queue.add(key)
+
+    # ----------------------------------------------------------------- sync
+
+    def active_pods(self, rs: pb.ReplicaSet) -> list[pb.Pod]:
+        """Active pods this ReplicaSet controls, plus active orphans of its namespace (adoption candidates)."""
+        owned = self.pod_informer.by_index(indexes.CONTROLLER, rs.metadata.uid)
+        orphans = [p for p in self.pod_informer.by_index(indexes.ORPHANS, rs.metadata.namespace)]
+        return [p for p in owned + orphans if is_pod_active(p)]
+
+    async def sync(self, key: str) -> None:
+        rs = self.rs_informer.get(key)
+        if rs is None:
+            self.expectations.forget(key)
+            return
+        try:
+            selector = from_proto(rs.spec.selector)
+        except SelectorError as err:
+            self.log.warning("invalid selector", replicaset=key, error=str(err))
+            return
+        needs_sync = self.expectations.satisfied(key)
+        pods = await claim(client=self.client, owner=rs, owner_kind="ReplicaSet", selector=selector,
+                           candidates=self.active_pods(rs),
+                           can_adopt=owner_checker(self.client, resource="replicasets", owner=rs))
+        failure: str | None = None
+        acted = needs_sync or rs.metadata.HasField("deletion_timestamp")
+        if needs_sync and not rs.metadata.HasField("deletion_timestamp"):
+            failure, deleted = await self.actions.manage_replicas(rs, pods)
+            if deleted:
+                pods = [p for p in pods if object_key(p) not in deleted]
+        now = self.clock()
+        counts = count_replicas(rs, pods, now)
+        status = desired_status(rs, counts, failure, acted=acted)
+        await self.actions.update_status(rs, status)
+        if counts.next_available_in is not None:
+            self.queue.add_after(key, counts.next_available_in + 0.1)

@@ -1,0 +1,1 @@
+"""The scheduler: binds pods without a node to the best feasible Node."""

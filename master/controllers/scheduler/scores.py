@@ -1,0 +1,49 @@
+"""Scores: among the Nodes that fit, which is best? First spread, then least allocated.
+
+The issue orders the two: first spread the pods of one owner across Nodes
+(fewest pods of the same controller wins), then prefer the least allocated
+Node (the most free cpu and memory after placing the pod, averaged, counting
+pods without requests at Kubernetes' non-zero defaults). Ties are broken at
+random so that equal Nodes share the load.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+from master.controllers.scheduler.cache import NodeInfo, PodInfo
+
+
+def least_allocated(pod: PodInfo, node: NodeInfo) -> float:
+    """Free fraction of cpu and memory after placing the pod, averaged (0 … 1)."""
+    total = 0.0
+    for capacity, used in ((node.allocatable_cpu, node.nonzero_cpu + pod.nonzero_cpu),
+                           (node.allocatable_memory, node.nonzero_memory + pod.nonzero_memory)):
+        if capacity > 0:
+            total += max(0.0, (capacity - used) / capacity)
+    return total / 2
+
+
+def score_key(pod: PodInfo, node: NodeInfo) -> tuple[int, float]:
+    """Higher is better: (minus same-owner pods on the Node, least-allocated score)."""
+    same_owner = node.owners.get(pod.owner_uid, 0) if pod.owner_uid else 0
+    return (-same_owner, least_allocated(pod, node))
+
+
+def select_host(pod: PodInfo, feasible: Sequence[NodeInfo], rng: random.Random | None = None) -> NodeInfo:
+    """The best Node; a uniformly random one among the best when several tie."""
+    chooser = rng or random
+    best: NodeInfo | None = None
+    best_key: tuple[int, float] | None = None
+    ties = 0
+    for node in feasible:
+        key = score_key(pod, node)
+        if best_key is None or key > best_key:
+            best, best_key, ties = node, key, 1
+        elif key == best_key:
+            ties += 1
+            if chooser.randrange(ties) == 0:  # reservoir sampling: each tie equally likely
+                best = node
+    assert best is not None
+    return best

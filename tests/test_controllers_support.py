@@ -1,0 +1,272 @@
+"""Shared fixtures for the controller tests (this module holds no tests itself).
+
+`cluster`: a private real etcd, the real object service in-process behind a
+`LocalClient` (what the master gives its control loops) and every controller
+started by `start_controllers`, with a `NodeLiveness` table the test drives.
+
+`ApiKubelets` plays the kubelet's part *through the API only*, for tests of
+control logic: pods bound to its Nodes become Running and Ready after a
+delay, and terminating pods are confirmed (deleted with grace 0). It also
+heartbeats its Nodes in the liveness table. Tests that need real pods or the
+node link use real (or hollow) kubelets instead and say so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from ctl.client import ConflictError, NotFoundError
+from ctl.machinery.actors import Supervisor
+from master.api.local_client import LocalClient
+from master.api.objects import ObjectService
+from master.controllers.manager import ControllerManager, start_controllers
+from master.controllers.podutil import now_timestamp
+from master.nodelink.liveness import NodeLiveness
+from master.store.embedded import EtcdProcess
+from master.store.etcd import Store
+from proto import objects_pb2 as pb
+
+
+def make_node(name: str, *, cpu: str = "4", memory: str = "8Gi", pods: str = "110", ready: bool = True,
+              labels: dict[str, str] | None = None, unschedulable: bool = False) -> pb.Node:
+    node = pb.Node()
+    node.metadata.name = name
+    node.metadata.labels.update(labels or {"kubernetes.io/hostname": name})
+    node.spec.unschedulable = unschedulable
+    for section in (node.status.capacity, node.status.allocatable):
+        section.update({"cpu": cpu, "memory": memory, "pods": pods})
+    node.status.conditions.add(type="Ready", status="True" if ready else "False", reason="KubeletReady",
+                               last_transition_time=now_timestamp())
+    return node
+
+
+def make_pod(name: str, *, labels: dict[str, str] | None = None, cpu: str = "", memory: str = "",
+             node_selector: dict[str, str] | None = None, host_port: int = 0, namespace: str = "default") -> pb.Pod:
+    pod = pb.Pod()
+    pod.metadata.name = name
+    pod.metadata.namespace = namespace
+    pod.metadata.labels.update(labels or {})
+    pod.spec.node_selector.update(node_selector or {})
+    container = pod.spec.containers.add(name="main", image="kyb/busybox:1")
+    if cpu:
+        container.resources.requests["cpu"] = cpu
+    if memory:
+        container.resources.requests["memory"] = memory
+    if host_port:
+        container.ports.add(container_port=80, host_port=host_port)
+    return pod
+
+
+def make_deployment(name: str, *, replicas: int = 3, image: str = "kyb/hello:v1", max_surge: int | str = 1,
+                    max_unavailable: int | str = 0, strategy: str = "RollingUpdate", min_ready_seconds: int = 0,
+                    progress_deadline: int | None = None, revision_history_limit: int | None = None,
+                    cpu: str = "") -> pb.Deployment:
+    d = pb.Deployment()
+    d.metadata.name = name
+    d.metadata.namespace = "default"
+    d.spec.replicas = replicas
+    d.spec.selector.match_labels["app"] = name
+    d.spec.template.metadata.labels["app"] = name
+    container = d.spec.template.spec.containers.add(name="main", image=image)
+    if cpu:
+        container.resources.requests["cpu"] = cpu
+    d.spec.template.spec.termination_grace_period_seconds = 1
+    d.spec.strategy.type = strategy
+    if strategy == "RollingUpdate":
+        for field_value, value in ((d.spec.strategy.rolling_update.max_surge, max_surge),
+                                   (d.spec.strategy.rolling_update.max_unavailable, max_unavailable)):
+            if isinstance(value, int):
+                field_value.int_val = value
+            else:
+                field_value.str_val = value
+    d.spec.min_ready_seconds = min_ready_seconds
+    if progress_deadline is not None:
+        d.spec.progress_deadline_seconds = progress_deadline
+    if revision_history_limit is not None:
+        d.spec.revision_history_limit = revision_history_limit
+    return d
+
+
+def make_replicaset(name: str, *, replicas: int = 3, labels: dict[str, str] | None = None) -> pb.ReplicaSet:
+    rs = pb.ReplicaSet()
+    rs.metadata.name = name
+    rs.metadata.namespace = "default"
+    rs.spec.replicas = replicas
+    labels = labels or {"app": name}
+    rs.spec.selector.match_labels.update(labels)
+    rs.spec.template.metadata.labels.update(labels)
+    rs.spec.template.spec.containers.add(name="main", image="kyb/hello:v1")
+    rs.spec.template.spec.termination_grace_period_seconds = 1
+    return rs
+
+
+async def until(predicate: Callable[[], Awaitable[Any]], *, timeout: float = 20.0, interval: float = 0.05,
+                message: str = "condition") -> Any:
+    """Poll an async predicate until it returns something truthy; fail at the deadline."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    last: Any = None
+    while True:
+        last = await predicate()
+        if last:
+            return last
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{message} not met within {timeout}s (last value: {last!r})")
+        await asyncio.sleep(interval)
+
+
+def is_ready(pod: pb.Pod) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions)
+
+
+def is_terminating(obj: Any) -> bool:
+    return obj.metadata.HasField("deletion_timestamp")
+
+
+class ApiKubelets:
+    """The kubelet's side of pod lifecycle, played through the API for a set of Nodes (see module doc)."""
+
+    def __init__(self, *, client: Any, liveness: NodeLiveness, ready_after: float = 0.3,
+                 stop_after: float = 0.2) -> None:
+        self.client = client
+        self.liveness = liveness
+        self.ready_after = ready_after
+        self.stop_after = stop_after
+        self.alive: set[str] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._pending: set[str] = set()
+
+    def start(self, *nodes: str) -> None:
+        for node in nodes:
+            self.alive.add(node)
+            self.liveness.connected(node)
+        if not self._tasks:
+            self._tasks = [asyncio.create_task(self._watch()), asyncio.create_task(self._heartbeat())]
+
+    def kill(self, node: str) -> None:
+        """The kubelet dies: no more heartbeats, its stream breaks, nothing on the node is acted on."""
+        self.alive.discard(node)
+        self.liveness.disconnected(node)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _heartbeat(self) -> None:
+        while True:
+            for node in self.alive:
+                self.liveness.heartbeat(node)
+            await asyncio.sleep(0.1)
+
+    async def _watch(self) -> None:
+        async for ev in self.client.watch("pods"):
+            pod = ev.object
+            if ev.type == "DELETED" or pod.spec.node_name not in self.alive:
+                continue
+            key = f"{pod.metadata.namespace}/{pod.metadata.name}/{pod.metadata.uid}"
+            if key in self._pending:
+                continue
+            if is_terminating(pod):
+                self._pending.add(key)
+                asyncio.create_task(self._confirm_deletion(pod, key))
+            elif not is_ready(pod):
+                self._pending.add(key)
+                asyncio.create_task(self._make_ready(pod, key))
+
+    async def _make_ready(self, pod: pb.Pod, key: str) -> None:
+        try:
+            await asyncio.sleep(self.ready_after)
+            for _ in range(10):
+                try:
+                    current = await self.client.get("pods", pod.metadata.name, namespace=pod.metadata.namespace)
+                except NotFoundError:
+                    return
+                if current.metadata.uid != pod.metadata.uid or is_terminating(current) or \
+                        current.spec.node_name not in self.alive:
+                    return
+                now = now_timestamp()
+                current.status.phase = "Running"
+                del current.status.conditions[:]
+                for kind in ("PodScheduled", "Initialized", "ContainersReady", "Ready"):
+                    current.status.conditions.add(type=kind, status="True", last_transition_time=now)
+                try:
+                    await self.client.update_status(current)
+                    return
+                except ConflictError:
+                    continue
+        finally:
+            self._pending.discard(key)
+
+    async def _confirm_deletion(self, pod: pb.Pod, key: str) -> None:
+        try:
+            await asyncio.sleep(self.stop_after)
+            if pod.spec.node_name not in self.alive:
+                return
+            with contextlib.suppress(NotFoundError):
+                await self.client.delete("pods", pod.metadata.name, namespace=pod.metadata.namespace,
+                                         unconditional=True, grace_period_seconds=0)
+        finally:
+            self._pending.discard(key)
+
+
+@dataclass
+class Cluster:
+    """The in-process control plane of a test."""
+
+    client: Any
+    liveness: NodeLiveness
+    supervisor: Supervisor
+    manager: ControllerManager
+    store: Store
+    config: SimpleNamespace
+    kubelets: ApiKubelets
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    async def restart_controllers(self) -> None:
+        """Kill every controller and informer at once (as a crash would) and start fresh ones."""
+        await self.supervisor.stop_all()
+        self.supervisor = Supervisor(name="test-controllers")
+        self.manager = start_controllers(supervisor=self.supervisor, client=self.client, liveness=self.liveness,
+                                         config=self.config)
+        await self.manager.wait_synced(20)
+
+    async def pods(self, **kwargs: Any) -> list[pb.Pod]:
+        return (await self.client.list("pods", **kwargs)).items
+
+    async def add_nodes(self, *names: str, **kwargs: Any) -> None:
+        for name in names:
+            await self.client.create(make_node(name, **kwargs))
+        self.kubelets.start(*names)
+
+
+async def start_cluster(etcd: EtcdProcess, *, grace: float = 5.0, eviction_timeout: float = 5.0,
+                        **config: Any) -> Cluster:
+    store = Store(endpoints=[etcd.endpoint])
+    await store.connect()
+    client = LocalClient(ObjectService(store=store))
+    liveness = NodeLiveness()
+    supervisor = Supervisor(name="test-controllers")
+    settings = SimpleNamespace(node_monitor_grace_period=grace, pod_eviction_timeout=eviction_timeout, **config)
+    manager = start_controllers(supervisor=supervisor, client=client, liveness=liveness, config=settings)
+    await manager.wait_synced(20)
+    return Cluster(client, liveness, supervisor, manager, store, settings, ApiKubelets(client=client,
+                                                                                     liveness=liveness))
+
+
+@pytest.fixture
+async def cluster(etcd: EtcdProcess, tmp_path: Path) -> AsyncIterator[Cluster]:
+    c = await start_cluster(etcd)
+    try:
+        yield c
+    finally:
+        await c.kubelets.stop()
+        await c.supervisor.stop_all()
+        await c.store.close()
