@@ -5,7 +5,8 @@ This is flannel's host-gw backend on a flat L2 network (lab-netns.md §4): for e
 kubelet calls `sync_pod_routes` with it; the function converges the routing table to that list.
 
 Ownership: every route we install carries a routing protocol number (`proto 77` for the tag "kyb"),
-so a sync only ever lists, replaces and deletes routes with that number. A route to the same prefix
+so a sync only ever lists, replaces and deletes unicast routes with that number (a blackhole that
+carries it, as the lab's guard routes do, is left alone). A route to the same prefix
 that someone else owns (the kernel's connected route of a local bridge, an admin's static route, a
 blackhole) is never replaced: that Node is skipped with a warning. Several owners can share one
 routing table by passing different `table_owner_tag`s (the namespace lab's host-side router does).
@@ -50,6 +51,7 @@ class _Route:
     gateway: str
     protocol: str
     metric: int
+    unicast: bool  # blackhole, unreachable, local, … routes are never ours, whatever their protocol
 
 
 def route_proto(table_owner_tag: str) -> int:
@@ -97,8 +99,8 @@ async def sync_pod_routes(*, nodes: Sequence[pb.Node], self_name: str, table_own
 
 async def _sync(*, wanted: dict[str, str], proto: int, netns: str | None) -> None:
     routes = await _list_routes(netns=netns)
-    ours = [r for r in routes if r.protocol == str(proto)]
-    foreign = {r.dst for r in routes if r.protocol != str(proto)}
+    ours = [r for r in routes if r.protocol == str(proto) and r.unicast]
+    foreign = {r.dst for r in routes if r.protocol != str(proto) or not r.unicast}
     for cidr, gateway in sorted(wanted.items()):
         if cidr in foreign:
             log.warning("route skipped: the prefix already has a route we do not own", dst=cidr, via=gateway)
@@ -140,7 +142,8 @@ async def _list_routes(*, netns: str | None) -> list[_Route]:
             dst += "/32"
         routes.append(_Route(dst=dst, gateway=entry.get("gateway", ""),
                              protocol=str(entry.get("protocol", "boot")),
-                             metric=int(entry.get("metric", 0))))
+                             metric=int(entry.get("metric", 0)),
+                             unicast=entry.get("type", "unicast") in ("unicast", "1")))
     return routes
 
 

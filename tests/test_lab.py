@@ -72,6 +72,8 @@ async def test_sync_installs_replaces_and_removes_only_its_own_routes(route_netn
     run("ip", "-n", ns, "route", "add", "10.244.3.0/24", "via", "10.99.9.9")
     other = str(route_proto("someone-else"))
     run("ip", "-n", ns, "route", "add", "10.244.8.0/24", "via", "10.99.9.8", "proto", other)
+    # A guard blackhole that carries our protocol number (as the lab's do) is not a pod route.
+    run("ip", "-n", ns, "route", "add", "blackhole", "10.244.0.0/16", "proto", "77", "metric", "4077")
     nodes = [
         make_node("node1", pod_cidr="10.244.1.0/24", internal_ip="10.99.9.2"),  # ourselves
         make_node("node2", pod_cidr="10.244.2.0/24", internal_ip="10.99.9.3"),
@@ -82,6 +84,7 @@ async def test_sync_installs_replaces_and_removes_only_its_own_routes(route_netn
     ]
     await sync_pod_routes(nodes=nodes, self_name="node1", netns=ns)
     assert routes_in(ns) == [
+        ("10.244.0.0/16", "", "77"),
         ("10.244.2.0/24", "10.99.9.3", "77"),
         ("10.244.3.0/24", "10.99.9.9", "3"),
         ("10.244.6.0/24", "10.99.9.6", "77"),
@@ -102,6 +105,7 @@ async def test_sync_installs_replaces_and_removes_only_its_own_routes(route_netn
     ]
     await sync_pod_routes(nodes=nodes, self_name="node1", netns=ns)
     assert routes_in(ns) == [
+        ("10.244.0.0/16", "", "77"),
         ("10.244.2.0/24", "10.99.9.13", "77"),
         ("10.244.3.0/24", "10.99.9.4", "77"),
         ("10.244.8.0/24", "10.99.9.8", other),
@@ -110,7 +114,8 @@ async def test_sync_installs_replaces_and_removes_only_its_own_routes(route_netn
 
     # An empty list removes every route of ours and nothing else.
     await sync_pod_routes(nodes=[], self_name="node1", netns=ns)
-    assert routes_in(ns) == [("10.244.8.0/24", "10.99.9.8", other), ("10.99.9.0/24", "", "2")]
+    assert routes_in(ns) == [("10.244.0.0/16", "", "77"), ("10.244.8.0/24", "10.99.9.8", other),
+                             ("10.99.9.0/24", "", "2")]
 
 
 async def test_sync_applies_what_it_can_when_a_gateway_is_unreachable(route_netns: str):

@@ -1,0 +1,489 @@
+#!/usr/bin/env bash
+# A Kybernetes cluster on one machine: a master node and N worker nodes, each a network namespace on a
+# shared bridge (like VMs on a private network). Run as root.
+#
+#   lab.sh up [--workers N] [--no-kubelet]   bring the lab up (3 workers by default); reuses what exists
+#   lab.sh down                               stop everything and remove all the lab created
+#   lab.sh status                             nodes, links, processes, and `kybctl get nodes`
+#   lab.sh env                                prints `export KYB_SERVER=…` (eval "$(lab.sh env)")
+#   lab.sh kybctl ARGS…                       kybctl against the lab's master
+#   lab.sh kill-node N | start-node N         power cut (every process of the node, containers included,
+#                                             and its link) / power on (containerd, then the kubelet)
+#   lab.sh stop-kubelet N | start-kubelet N   SIGTERM the node's kubelet / start it again
+#   lab.sh partition N | heal N               drop / restore all traffic of a node (N may be "master")
+#   lab.sh kill-master | start-master         SIGKILL kyb-master / start it again (etcd keeps running)
+#
+# Topology (defaults; KYB_LAB_SUBNET=10.99.0):
+#   host: bridge klbr0 10.99.0.1/24, guard chain KL-FWD, blackholes for the pod and service ranges,
+#         routes to every node's podCIDR via its node IP (deploy/lib/cluster.py host-routes)
+#   kl-master 10.99.0.10: etcd (127.0.0.1:2379 inside), registry :5000, kyb-master :6443
+#   kl-nodeN  10.99.0.(10+N): containerd (own root/state/socket, CRI off, containerd namespace kl-nodeN)
+#             and kyb-kubelet (pod bridge klcni0, pods kl-nodeN-*, host-gw routes to the other nodes)
+# Every node is provisioned by deploy/provision/provision.sh exactly as a Vagrant VM is, but its
+# components are launched with `provision.sh start --netns` instead of systemd.
+#
+# Settings (environment, read by `up`; later commands find them in the lab dir):
+#   KYB_LAB_DIR (/var/lib/kybernetes/lab)   KYB_LAB_PREFIX (kl: names of netns, links, chains)
+#   KYB_LAB_SUBNET (10.99.0)                KYB_LAB_CLUSTER_CIDR (10.244.0.0/16)
+#   KYB_LAB_SERVICE_CIDR (10.96.0.0/16)     KYB_LAB_MASTER_ARGS, KYB_LAB_KUBELET_ARGS (extra flags)
+#   KYB_VENV (the repository's .venv)
+set -euo pipefail
+
+SELF=$(readlink -f "${BASH_SOURCE[0]}")
+REPO=$(cd "$(dirname "$SELF")/../.." && pwd)
+PROVISION=$REPO/deploy/provision/provision.sh
+PROTO=""  # our routing protocol number, from host.env
+CLUSTER=$REPO/deploy/lib/cluster.py
+LAB=${KYB_LAB_DIR:-/var/lib/kybernetes/lab}
+BLACKHOLE_METRIC_BASE=4000
+
+say() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'lab: %s\n' "$*" >&2; exit 1; }
+usage() { sed -n '2,/^set -euo/p' "$SELF" | sed -e '$d' -e 's/^# \{0,1\}//'; }
+
+# ----------------------------------------------------------------------------- settings
+
+load_settings() {
+    if [[ -f $LAB/lab.env ]]; then
+        # shellcheck disable=SC1091
+        . "$LAB/lab.env"
+    else
+        P=${KYB_LAB_PREFIX:-kl}
+        SUBNET=${KYB_LAB_SUBNET:-10.99.0}
+        CLUSTER_CIDR=${KYB_LAB_CLUSTER_CIDR:-10.244.0.0/16}
+        SERVICE_CIDR=${KYB_LAB_SERVICE_CIDR:-10.96.0.0/16}
+        VENV=${KYB_VENV:-$REPO/.venv}
+        WORKERS=0
+        MASTER_ARGS=${KYB_LAB_MASTER_ARGS:-}
+        KUBELET_ARGS=${KYB_LAB_KUBELET_ARGS:-}
+    fi
+    [[ $P =~ ^[a-z][a-z0-9]{0,7}$ ]] || die "KYB_LAB_PREFIX must be 1-8 lowercase letters/digits (got '$P')"
+    [[ $SUBNET =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "KYB_LAB_SUBNET must be the first three octets (got '$SUBNET')"
+    BRIDGE=${P}br0
+    CHAIN=${P^^}-FWD
+    TAG=kyb-lab-$P
+    MASTER_IP=$SUBNET.10
+    SERVER=$MASTER_IP:6443
+    PY=$VENV/bin/python
+}
+
+save_settings() {
+    mkdir -p "$LAB"
+    cat > "$LAB/lab.env" <<EOF
+# The lab's settings, written by lab.sh up.
+P=$P
+SUBNET=$SUBNET
+CLUSTER_CIDR=$CLUSTER_CIDR
+SERVICE_CIDR=$SERVICE_CIDR
+VENV=$VENV
+WORKERS=$WORKERS
+MASTER_ARGS="$MASTER_ARGS"
+KUBELET_ARGS="$KUBELET_ARGS"
+EOF
+}
+
+node_netns() { if [[ $1 == master ]]; then echo "$P-master"; else echo "$P-node$1"; fi; }
+node_ip() { if [[ $1 == master ]]; then echo "$MASTER_IP"; else echo "$SUBNET.$((10 + $1))"; fi; }
+host_veth() { if [[ $1 == master ]]; then echo "${P}vm"; else echo "${P}v$1"; fi; }
+node_dir() { if [[ $1 == master ]]; then echo "$LAB/master"; else echo "$LAB/node$1"; fi; }
+node_env() { echo "$(node_dir "$1")/etc/kybernetes.env"; }
+ctr_namespace() { echo "$P-node$1"; }
+
+check_node() {
+    local n=$1
+    [[ $n == master || ( $n =~ ^[0-9]+$ && $n -ge 1 && $n -le $WORKERS ) ]] ||
+        die "no node '$n' in this lab (workers 1..$WORKERS, or master)"
+}
+check_worker() { [[ $1 != master ]] || die "$2 needs a worker number"; check_node "$1"; }
+
+provision() { "$PROVISION" "$@"; }
+
+lab_exists() { [[ -f $LAB/lab.env ]]; }
+require_lab() { lab_exists || die "no lab at $LAB (run: lab.sh up)"; }
+
+route_proto() { "$PY" -c 'import sys; from kubelet.routes import route_proto; print(route_proto(sys.argv[1]))' "$1"; }
+
+# ----------------------------------------------------------------------------- host guard
+
+guarded_ranges() { printf '%s\n' 10.244.0.0/16 10.96.0.0/16 "$CLUSTER_CIDR" "$SERVICE_CIDR" | sort -u; }
+
+guard_up() {
+    # Before any node exists: nothing of the lab may ever be routed off this host.
+    local host=$LAB/host.env
+    if [[ ! -f $host ]]; then
+        local filter_existed=no proto
+        nft list table ip filter >/dev/null 2>&1 && filter_existed=yes
+        proto=$(route_proto "$TAG")
+        printf 'FILTER_TABLE_EXISTED=%s\nIP_FORWARD=%s\nPROTO=%s\n' "$filter_existed" \
+            "$(cat /proc/sys/net/ipv4/ip_forward)" "$proto" > "$host"
+    fi
+    # shellcheck disable=SC1090
+    . "$host"
+    local cidr metric=$((BLACKHOLE_METRIC_BASE + PROTO))
+    # Our own blackhole entries (a metric of our own): never confused with anyone else's, removed on down.
+    for cidr in $(guarded_ranges); do
+        if [[ -z $(ip -4 route show exact "$cidr" type blackhole proto "$PROTO" metric "$metric" 2>/dev/null) ]]; then
+            ip route add blackhole "$cidr" proto "$PROTO" metric "$metric" 2>/dev/null ||
+                [[ -n $(ip -4 route show exact "$cidr" type blackhole proto "$PROTO" metric "$metric") ]] ||
+                die "cannot add blackhole route $cidr"
+        fi
+    done
+    iptables -N "$CHAIN" 2>/dev/null || true
+    iptables -F "$CHAIN"
+    # Node-to-node frames cross the bridge (and, with br_netfilter, FORWARD): allowed. Routed: dropped.
+    iptables -A "$CHAIN" -i "$BRIDGE" -o "$BRIDGE" -m physdev --physdev-is-bridged -j ACCEPT
+    iptables -A "$CHAIN" -i "$BRIDGE" -j DROP
+    iptables -A "$CHAIN" -o "$BRIDGE" -j DROP
+    iptables -C FORWARD -j "$CHAIN" 2>/dev/null || iptables -I FORWARD 1 -j "$CHAIN"
+}
+
+guard_down() {
+    local host=$LAB/host.env
+    [[ -f $host ]] || return 0
+    # shellcheck disable=SC1090
+    . "$host"
+    local cidr metric=$((BLACKHOLE_METRIC_BASE + PROTO))
+    # Every route we own: host-gw routes to pods (also gone with the bridge) and our blackholes.
+    while read -r cidr; do
+        if [[ -n $cidr ]]; then ip route del "$cidr" proto "$PROTO" 2>/dev/null || true; fi
+    done < <(ip -4 route show proto "$PROTO" | awk '$1 != "blackhole" {print $1}')
+    for cidr in $(guarded_ranges); do
+        ip route del blackhole "$cidr" proto "$PROTO" metric "$metric" 2>/dev/null || true
+    done
+    while iptables -D FORWARD -j "$CHAIN" 2>/dev/null; do :; done
+    iptables -F "$CHAIN" 2>/dev/null || true
+    iptables -X "$CHAIN" 2>/dev/null || true
+    # iptables-nft creates `table ip filter` on first use and never deletes it (lab-netns.md §8).
+    if [[ $FILTER_TABLE_EXISTED == no ]] && nft list table ip filter >/dev/null 2>&1 &&
+       ! nft list table ip filter | grep -qE '^\s+(counter|jump|accept|drop|reject|ip |iifname|oifname|meta|ct )'; then
+        nft delete table ip filter 2>/dev/null || true
+    fi
+    if [[ $(cat /proc/sys/net/ipv4/ip_forward) != "$IP_FORWARD" ]]; then
+        say "warning: net.ipv4.ip_forward is $(cat /proc/sys/net/ipv4/ip_forward), was $IP_FORWARD (not changed by the lab)"
+    fi
+}
+
+# ----------------------------------------------------------------------------- machines
+
+bridge_up() {
+    if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
+        ip link add "$BRIDGE" type bridge
+        # A pinned MAC: otherwise the bridge takes the lowest port MAC, which changes as ports come and go.
+        local octets
+        IFS=. read -r -a octets <<< "$SUBNET"
+        ip link set "$BRIDGE" address "02:00:$(printf '%02x:%02x:%02x' "${octets[@]}"):01"
+        ip addr add "$SUBNET.1/24" dev "$BRIDGE"
+    fi
+    ip link set "$BRIDGE" up
+}
+
+machine_up() {  # the netns of a node: eth0 on the bridge, its IP, a default route to the host
+    local n=$1 ns veth ip
+    ns=$(node_netns "$n"); veth=$(host_veth "$n"); ip=$(node_ip "$n")
+    if [[ ! -e /run/netns/$ns ]]; then
+        ip netns add "$ns"
+        ip link add "$veth" type veth peer name eth0 netns "$ns"
+        ip link set "$veth" master "$BRIDGE"
+        ip -n "$ns" link set lo up
+        ip -n "$ns" addr add "$ip/24" dev eth0
+        ip -n "$ns" link set eth0 up
+        ip -n "$ns" route add default via "$SUBNET.1"
+        # A new netns copies the host's ip_forward; nodes route for their pods, the master does not.
+        if [[ $n == master ]]; then
+            ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=0
+        else
+            ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=1
+            if [[ -e /proc/sys/net/bridge/bridge-nf-call-iptables ]]; then
+                ip netns exec "$ns" sysctl -qw net.bridge.bridge-nf-call-iptables=1
+            fi
+        fi
+    fi
+    link_apply "$n"
+}
+
+link_apply() {  # the host side of a node's cable is up unless the node is off or partitioned
+    local n=$1 dir
+    dir=$(node_dir "$n")
+    if [[ -e $dir/off || -e $dir/partitioned ]]; then
+        ip link set "$(host_veth "$n")" down
+    else
+        ip link set "$(host_veth "$n")" up
+    fi
+}
+
+configure_master() {
+    local d=$LAB/master
+    provision configure --role master --name master --ip "$MASTER_IP" --master "$SERVER" \
+        --registry "$MASTER_IP:5000" --etcd separate --cluster-cidr "$CLUSTER_CIDR" --service-cidr "$SERVICE_CIDR" \
+        --etc "$d/etc" --state "$d/state" --run "$d/run" --logs "$d/log" --venv "$VENV" \
+        --master-args "$MASTER_ARGS" 2>/dev/null
+}
+
+configure_node() {
+    local n=$1 d
+    d=$(node_dir "$n")
+    provision configure --role node --name "node$n" --ip "$(node_ip "$n")" --master "$SERVER" \
+        --registry "$MASTER_IP:5000" --containerd own --containerd-namespace "$(ctr_namespace "$n")" \
+        --pod-bridge "${P}cni0" --etc "$d/etc" --state "$d/state" --run "$d/run" --logs "$d/log" \
+        --venv "$VENV" --kubelet-args "$KUBELET_ARGS" 2>/dev/null
+}
+
+kubelet_available() { "$PY" -c 'import kubelet.main' >/dev/null 2>&1; }
+
+start_node() {  # containerd, then the kubelet (waiting for Ready only when asked)
+    local n=$1 wait=$2
+    rm -f "$(node_dir "$n")/off"
+    link_apply "$n"
+    provision start containerd --env "$(node_env "$n")" --netns "$(node_netns "$n")" --timeout 30
+    if [[ ! -e $LAB/no-kubelet ]]; then
+        provision start kubelet --env "$(node_env "$n")" --netns "$(node_netns "$n")" --timeout 60 \
+            --no-wait
+        [[ $wait == no ]] || provision wait kubelet --env "$(node_env "$n")" --netns "$(node_netns "$n")" \
+            --timeout 60
+    fi
+}
+
+host_routes_pid() {
+    local pid
+    pid=$(cat "$LAB/host-routes.pid" 2>/dev/null || true)
+    [[ $pid =~ ^[0-9]+$ ]] && tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "--tag $TAG" && echo "$pid"
+    return 0
+}
+
+start_host_routes() {
+    [[ -n $(host_routes_pid) ]] && return 0
+    # The host reaches every node's pods through that node (host-gw), like the kubelets do.
+    nohup setsid "$PY" "$CLUSTER" host-routes --server "$SERVER" --tag "$TAG" \
+        >>"$LAB/host-routes.log" 2>&1 </dev/null &
+    echo $! > "$LAB/host-routes.pid"
+}
+
+cmd_up() {
+    local workers=3 kubelet=yes
+    while [[ $# -gt 0 ]]; do
+        case $1 in
+            --workers) workers=${2:-}; shift 2 || die "--workers needs a number" ;;
+            --no-kubelet) kubelet=no; shift ;;
+            *) die "up: unknown option $1" ;;
+        esac
+    done
+    [[ $workers =~ ^[0-9]+$ && $workers -ge 1 && $workers -le 200 ]] || die "--workers must be 1..200 (got '$workers')"
+    [[ $(id -u) -eq 0 ]] || die "run as root"
+    local tool
+    for tool in ip nsenter iptables nft containerd ctr etcd docker-registry skopeo curl jq; do
+        command -v "$tool" >/dev/null || die "$tool is missing (run: deploy/provision/provision.sh install)"
+    done
+    [[ -x $PY ]] || die "no virtualenv at $VENV (run: deploy/provision/provision.sh install)"
+    if lab_exists && (( workers < WORKERS )); then
+        die "the lab has $WORKERS workers; run down first to shrink it"
+    fi
+    WORKERS=$workers
+    mkdir -p "$LAB"
+    if [[ $kubelet == yes ]] && ! kubelet_available; then
+        say "warning: kubelet.main is not importable from $VENV: the workers run containerd only"
+        kubelet=no
+    fi
+    if [[ $kubelet == no ]]; then touch "$LAB/no-kubelet"; else rm -f "$LAB/no-kubelet"; fi
+    save_settings
+    local started=$SECONDS n
+    guard_up
+    bridge_up
+    machine_up master
+    for ((n = 1; n <= WORKERS; n++)); do machine_up "$n"; done
+
+    configure_master
+    for ((n = 1; n <= WORKERS; n++)); do configure_node "$n"; done
+    local menv=$LAB/master/etc/kybernetes.env
+    provision start etcd --env "$menv" --netns "$P-master" --timeout 30
+    provision start registry --env "$menv" --netns "$P-master" --timeout 30
+    provision start master --env "$menv" --netns "$P-master" --timeout 60
+    provision images --env "$menv" --netns "$P-master"
+    start_host_routes
+    for ((n = 1; n <= WORKERS; n++)); do start_node "$n" no; done
+    if [[ $kubelet == yes ]]; then
+        "$PY" "$CLUSTER" nodes-ready --server "$SERVER" --count "$WORKERS" --timeout 90
+    fi
+    say "lab up in $((SECONDS - started))s: master $MASTER_IP, $WORKERS workers; try:"
+    # shellcheck disable=SC2016  # the $( ) is for the reader's shell
+    printf '    eval "$(%s env)"; kybctl get nodes\n' "$SELF" >&2
+}
+
+# ----------------------------------------------------------------------------- faults
+
+node_pids() {  # every process of a worker: daemons (node netns), containers (cgroups, pod netns)
+    local n=$1 ns cg
+    ns=$(node_netns "$n")
+    {
+        ip netns pids "$ns" 2>/dev/null || true
+        local pod
+        while read -r pod; do ip netns pids "$pod" 2>/dev/null || true; done < <(pod_netns "$n")
+        for cg in /sys/fs/cgroup/*/"$(ctr_namespace "$n")" /sys/fs/cgroup/"$(ctr_namespace "$n")"; do
+            [[ -d $cg ]] && find "$cg" -name cgroup.procs -exec cat {} + 2>/dev/null
+        done
+    } | sort -un
+}
+
+pod_netns() { ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^$(ctr_namespace "$1")-" || true; }
+
+kill_all() {  # SIGKILL until none is left (a kubelet may be spawning ctr while we kill)
+    local n=$1 pids deadline=$((SECONDS + 15))
+    while pids=$(node_pids "$n") && [[ -n $pids ]]; do
+        # shellcheck disable=SC2086
+        kill -KILL $pids 2>/dev/null || true
+        (( SECONDS < deadline )) || die "node $n still has processes: ${pids//$'\n'/ }"
+        sleep 0.05
+    done
+}
+
+cmd_kill_node() {
+    local n=$1
+    check_worker "$n" kill-node
+    touch "$(node_dir "$n")/off"
+    link_apply "$n"          # a powered-off machine does not answer pings either
+    kill_all "$n"
+    say "node$n is off (no process left); start it with: lab.sh start-node $n"
+}
+
+cmd_partition() {
+    local n=$1
+    check_node "$n"
+    touch "$(node_dir "$n")/partitioned"
+    link_apply "$n"
+    say "$( [[ $n == master ]] && echo master || echo "node$n") partitioned (host side of its link down)"
+}
+
+cmd_heal() {
+    local n=$1
+    check_node "$n"
+    rm -f "$(node_dir "$n")/partitioned"
+    link_apply "$n"
+    say "$( [[ $n == master ]] && echo master || echo "node$n") healed"
+}
+
+# ----------------------------------------------------------------------------- status
+
+cmd_status() {
+    local n ns link pids
+    printf '%-8s %-14s %-6s %-12s %s\n' NODE IP LINK STATE PROCESSES
+    for n in master $(seq 1 "$WORKERS"); do
+        ns=$(node_netns "$n")
+        link=$(ip -o link show "$(host_veth "$n")" 2>/dev/null | grep -q '[<,]UP[,>]' && echo up || echo down)
+        local state=on dir
+        dir=$(node_dir "$n")
+        [[ -e $dir/partitioned ]] && state=partitioned
+        [[ -e $dir/off ]] && state=off
+        pids=$(provision status --env "$(node_env "$n")" 2>/dev/null | awk 'NR > 1 {printf "%s=%s ", $1, $2}')
+        printf '%-8s %-14s %-6s %-12s %s\n' "$([[ $n == master ]] && echo master || echo "node$n")" \
+            "$(node_ip "$n")" "$link" "$state" "$pids"
+    done
+    echo "host-routes: pid $(host_routes_pid || true)"
+    ip -4 route show proto "$(route_proto "$TAG")" | grep -v blackhole || true
+    KYB_SERVER=$SERVER "$VENV/bin/kybctl" --request-timeout 3s get nodes 2>&1 || true
+}
+
+# ----------------------------------------------------------------------------- teardown
+
+clean_worker() {
+    local n=$1 ns address cns id d
+    ns=$(node_netns "$n"); cns=$(ctr_namespace "$n"); d=$(node_dir "$n")
+    provision stop kubelet --env "$d/etc/kybernetes.env" --kill >/dev/null 2>&1 || true
+    if [[ -e /run/netns/$ns && -f $d/etc/kybernetes.env ]]; then
+        address=$d/run/containerd/containerd.sock
+        # A killed node's containerd is started again to delete its containers cleanly (like a reboot).
+        if ! ctr --connect-timeout 200ms -a "$address" version >/dev/null 2>&1; then
+            rm -f "$d/off"
+            provision start containerd --env "$d/etc/kybernetes.env" --netns "$ns" --timeout 20 >/dev/null 2>&1 || true
+        fi
+        for id in $(ctr --connect-timeout 2s -a "$address" -n "$cns" containers ls -q 2>/dev/null); do
+            ctr --connect-timeout 2s -a "$address" -n "$cns" tasks rm -f "$id" >/dev/null 2>&1 || true
+            ctr --connect-timeout 2s -a "$address" -n "$cns" containers rm "$id" >/dev/null 2>&1 || true
+            # A SIGKILLed shim leaves its socket (lab-netns.md §8).
+            rm -f "/run/containerd/s/$(printf '%s' "$address/$cns/$id" | sha256sum | cut -d' ' -f1)"
+        done
+        provision stop containerd --env "$d/etc/kybernetes.env" >/dev/null 2>&1 || true
+    fi
+    kill_all "$n"
+    local uts
+    for uts in /run/kybernetes/uts/"$cns"-*; do
+        [[ -e $uts ]] || continue
+        umount "$uts" 2>/dev/null || true
+        rm -f "$uts"
+    done
+    local pod
+    while read -r pod; do ip netns del "$pod" 2>/dev/null || true; done < <(pod_netns "$n")
+    # Shared between containerds: the runc root and the cgroup parents of our namespace (lab-netns.md §2).
+    rmdir "/run/containerd/runc/$cns" 2>/dev/null || true
+    local cg
+    for cg in /sys/fs/cgroup/*/"$cns" /sys/fs/cgroup/"$cns"; do
+        [[ -d $cg ]] && find "$cg" -depth -type d -exec rmdir {} \; 2>/dev/null
+    done
+    return 0
+}
+
+unmount_lab() {
+    local target
+    while read -r target; do
+        umount -l "$target" 2>/dev/null || true
+    done < <(awk -v prefix="$LAB/" 'index($5, prefix) == 1 {print $5}' /proc/self/mountinfo | sort -r)
+}
+
+cmd_down() {
+    if ! lab_exists; then say "no lab at $LAB"; return 0; fi
+    local n pid
+    pid=$(host_routes_pid)
+    if [[ -n $pid ]]; then kill -TERM "$pid" 2>/dev/null || true; fi
+    for ((n = 1; n <= WORKERS; n++)); do clean_worker "$n"; done
+    local c
+    for c in master registry etcd; do
+        provision stop "$c" --env "$LAB/master/etc/kybernetes.env" >/dev/null 2>&1 || true
+    done
+    local left
+    left=$(ip netns pids "$P-master" 2>/dev/null || true)
+    # shellcheck disable=SC2086
+    [[ -z $left ]] || kill -KILL $left 2>/dev/null || true
+    if [[ -n $pid ]]; then kill -KILL "$pid" 2>/dev/null || true; fi
+    unmount_lab
+    local ns
+    while read -r ns; do
+        ip netns del "$ns" 2>/dev/null || true
+    done < <(ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^$P-(master|node[0-9]+)(-|$)" || true)
+    ip link del "$BRIDGE" 2>/dev/null || true     # the nodes' host veths went with their netns
+    guard_down
+    rm -rf "$LAB"
+    say "lab down"
+}
+
+# ----------------------------------------------------------------------------- main
+
+main() {
+    [[ $# -gt 0 ]] || { usage; exit 2; }
+    local command=$1; shift
+    load_settings
+    case $command in
+        -h|--help|help) usage ;;
+        up) cmd_up "$@" ;;
+        down) cmd_down ;;
+        status) require_lab; cmd_status ;;
+        env) require_lab; echo "export KYB_SERVER=$SERVER" ;;
+        kybctl) require_lab; KYB_SERVER=$SERVER exec "$VENV/bin/kybctl" "$@" ;;
+        kill-node) require_lab; cmd_kill_node "${1:?kill-node N}" ;;
+        start-node)
+            require_lab; check_worker "${1:?start-node N}" start-node
+            start_node "$1" yes ;;
+        stop-kubelet)
+            require_lab; check_worker "${1:?stop-kubelet N}" stop-kubelet
+            provision stop kubelet --env "$(node_env "$1")" ;;
+        start-kubelet)
+            require_lab; check_worker "${1:?start-kubelet N}" start-kubelet
+            provision start kubelet --env "$(node_env "$1")" --netns "$(node_netns "$1")" --timeout 60 ;;
+        partition) require_lab; cmd_partition "${1:?partition N}" ;;
+        heal) require_lab; cmd_heal "${1:?heal N}" ;;
+        kill-master) require_lab; provision stop master --env "$LAB/master/etc/kybernetes.env" --kill ;;
+        start-master)
+            require_lab
+            provision start master --env "$LAB/master/etc/kybernetes.env" --netns "$P-master" --timeout 60 ;;
+        *) die "unknown command '$command' (see lab.sh --help)" ;;
+    esac
+}
+
+main "$@"
