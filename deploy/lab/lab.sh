@@ -246,7 +246,7 @@ start_node() {  # containerd, then the kubelet (waiting for Ready only when aske
 host_routes_pid() {
     local pid
     pid=$(cat "$LAB/host-routes.pid" 2>/dev/null || true)
-    [[ $pid =~ ^[0-9]+$ ]] && tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "--tag $TAG" && echo "$pid"
+    [[ $pid =~ ^[0-9]+$ ]] && tr '\0' ' ' 2>/dev/null < "/proc/$pid/cmdline" | grep -qF -- "--tag $TAG" && echo "$pid"
     return 0
 }
 
@@ -318,7 +318,7 @@ node_pids() {  # every process of a worker: daemons (node netns), containers (cg
         local pod
         while read -r pod; do ip netns pids "$pod" 2>/dev/null || true; done < <(pod_netns "$n")
         for cg in /sys/fs/cgroup/*/"$(ctr_namespace "$n")" /sys/fs/cgroup/"$(ctr_namespace "$n")"; do
-            [[ -d $cg ]] && find "$cg" -name cgroup.procs -exec cat {} + 2>/dev/null
+            if [[ -d $cg ]]; then find "$cg" -name cgroup.procs -exec cat {} + 2>/dev/null || true; fi
         done
     } | sort -un
 }
@@ -415,7 +415,7 @@ clean_worker() {
     rmdir "/run/containerd/runc/$cns" 2>/dev/null || true
     local cg
     for cg in /sys/fs/cgroup/*/"$cns" /sys/fs/cgroup/"$cns"; do
-        [[ -d $cg ]] && find "$cg" -depth -type d -exec rmdir {} \; 2>/dev/null
+        if [[ -d $cg ]]; then find "$cg" -depth -type d -exec rmdir {} \; 2>/dev/null || true; fi
     done
     return 0
 }

@@ -246,7 +246,7 @@ pid_of() {  # the running pid of a component started by `start`, or nothing
     [[ $pid =~ ^[0-9]+$ ]] || return 0
     marker=$(component_marker "$c")
     # The pid must still be our process (pid reuse) and not a zombie.
-    if tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$marker" &&
+    if tr '\0' ' ' 2>/dev/null < "/proc/$pid/cmdline" | grep -qF -- "$marker" &&
        [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) != Z ]]; then
         echo "$pid"
     fi
