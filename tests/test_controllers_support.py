@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -140,12 +140,15 @@ class ApiKubelets:
         self.ready_after = ready_after
         self.stop_after = stop_after
         self.alive: set[str] = set()
+        self.quiet: set[str] = set()  # heartbeating, but never runs or stops a pod
         self._tasks: list[asyncio.Task[None]] = []
         self._pending: set[str] = set()
 
-    def start(self, *nodes: str) -> None:
+    def start(self, *nodes: str, act: bool = True) -> None:
         for node in nodes:
             self.alive.add(node)
+            if not act:
+                self.quiet.add(node)
             self.liveness.connected(node)
         if not self._tasks:
             self._tasks = [asyncio.create_task(self._watch()), asyncio.create_task(self._heartbeat())]
@@ -153,7 +156,17 @@ class ApiKubelets:
     def kill(self, node: str) -> None:
         """The kubelet dies: no more heartbeats, its stream breaks, nothing on the node is acted on."""
         self.alive.discard(node)
+        self.quiet.discard(node)
         self.liveness.disconnected(node)
+
+    def hang(self, node: str) -> None:
+        """The kubelet hangs: its stream stays open but it stops speaking (and acting)."""
+        self.alive.discard(node)
+        self.quiet.discard(node)
+
+    def revive(self, node: str) -> None:
+        """The kubelet is back: it reconnects and acts again (the test plays the link's Ready=True)."""
+        self.start(node)
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -169,7 +182,7 @@ class ApiKubelets:
     async def _watch(self) -> None:
         async for ev in self.client.watch("pods"):
             pod = ev.object
-            if ev.type == "DELETED" or pod.spec.node_name not in self.alive:
+            if ev.type == "DELETED" or pod.spec.node_name not in self.alive or pod.spec.node_name in self.quiet:
                 continue
             key = f"{pod.metadata.namespace}/{pod.metadata.name}/{pod.metadata.uid}"
             if key in self._pending:
@@ -190,7 +203,7 @@ class ApiKubelets:
                 except NotFoundError:
                     return
                 if current.metadata.uid != pod.metadata.uid or is_terminating(current) or \
-                        current.spec.node_name not in self.alive:
+                        current.spec.node_name not in self.alive or current.spec.node_name in self.quiet:
                     return
                 now = now_timestamp()
                 current.status.phase = "Running"
@@ -208,7 +221,7 @@ class ApiKubelets:
     async def _confirm_deletion(self, pod: pb.Pod, key: str) -> None:
         try:
             await asyncio.sleep(self.stop_after)
-            if pod.spec.node_name not in self.alive:
+            if pod.spec.node_name not in self.alive or pod.spec.node_name in self.quiet:
                 return
             with contextlib.suppress(NotFoundError):
                 await self.client.delete("pods", pod.metadata.name, namespace=pod.metadata.namespace,
@@ -228,37 +241,45 @@ class Cluster:
     store: Store
     config: SimpleNamespace
     kubelets: ApiKubelets
-    extra: dict[str, Any] = field(default_factory=dict)
+    controller_client: Any = None
+
+    async def stop(self) -> None:
+        await self.kubelets.stop()
+        await self.supervisor.stop_all()
+        await self.store.close()
 
     async def restart_controllers(self) -> None:
         """Kill every controller and informer at once (as a crash would) and start fresh ones."""
         await self.supervisor.stop_all()
         self.supervisor = Supervisor(name="test-controllers")
-        self.manager = start_controllers(supervisor=self.supervisor, client=self.client, liveness=self.liveness,
-                                         config=self.config)
+        self.manager = start_controllers(supervisor=self.supervisor, client=self.controller_client or self.client,
+                                         liveness=self.liveness, config=self.config)
         await self.manager.wait_synced(20)
 
     async def pods(self, **kwargs: Any) -> list[pb.Pod]:
         return (await self.client.list("pods", **kwargs)).items
 
-    async def add_nodes(self, *names: str, **kwargs: Any) -> None:
+    async def add_nodes(self, *names: str, act: bool = True, **kwargs: Any) -> None:
         for name in names:
             await self.client.create(make_node(name, **kwargs))
-        self.kubelets.start(*names)
+        self.kubelets.start(*names, act=act)
 
 
 async def start_cluster(etcd: EtcdProcess, *, grace: float = 5.0, eviction_timeout: float = 5.0,
-                        **config: Any) -> Cluster:
+                        wrap: Callable[[Any], Any] | None = None, **config: Any) -> Cluster:
+    """The in-process control plane; `wrap` may wrap the controllers' client (to slow its watches, say)."""
     store = Store(endpoints=[etcd.endpoint])
     await store.connect()
-    client = LocalClient(ObjectService(store=store))
+    client: Any = LocalClient(ObjectService(store=store))
+    controller_client = wrap(client) if wrap is not None else client
     liveness = NodeLiveness()
     supervisor = Supervisor(name="test-controllers")
     settings = SimpleNamespace(node_monitor_grace_period=grace, pod_eviction_timeout=eviction_timeout, **config)
-    manager = start_controllers(supervisor=supervisor, client=client, liveness=liveness, config=settings)
+    manager = start_controllers(supervisor=supervisor, client=controller_client, liveness=liveness,
+                                config=settings)
     await manager.wait_synced(20)
-    return Cluster(client, liveness, supervisor, manager, store, settings, ApiKubelets(client=client,
-                                                                                     liveness=liveness))
+    return Cluster(client, liveness, supervisor, manager, store, settings,
+                   ApiKubelets(client=client, liveness=liveness), controller_client=controller_client)
 
 
 @pytest.fixture
@@ -267,6 +288,4 @@ async def cluster(etcd: EtcdProcess, tmp_path: Path) -> AsyncIterator[Cluster]:
     try:
         yield c
     finally:
-        await c.kubelets.stop()
-        await c.supervisor.stop_all()
-        await c.store.close()
+        await c.stop()

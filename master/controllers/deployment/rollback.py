@@ -15,9 +15,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from ctl.client import ConflictError
 from master.controllers.deployment import util
 from master.controllers.deployment.revisions import history
 from master.controllers.podutil import copy_of
+
+CONFLICT_RETRIES = 10
 
 
 class RollbackError(ValueError):
@@ -28,8 +31,19 @@ async def rollback_deployment(client: Any, name: str, namespace: str = "default"
     """Roll a Deployment back to `to_revision` (0: the previous one); returns kubectl's message.
 
     Raises RollbackError when the revision does not exist, and the client's
-    errors (NotFoundError, ConflictError) as they come.
+    errors (NotFoundError, …) as they come. A conflict with a concurrent write
+    (the controller updates status all the time) is retried from a fresh read,
+    which is what kubectl's patch achieves.
     """
+    for _ in range(CONFLICT_RETRIES - 1):
+        try:
+            return await _rollback_once(client, name, namespace, to_revision)
+        except ConflictError:
+            continue
+    return await _rollback_once(client, name, namespace, to_revision)
+
+
+async def _rollback_once(client: Any, name: str, namespace: str, to_revision: int) -> str:
     if to_revision < 0:
         raise RollbackError(f"revision: Invalid value: {to_revision}: must be 0 (the previous) or a revision number")
     deployment = await client.get("deployments", name, namespace=namespace)
