@@ -6,12 +6,19 @@ Hollow nodes create no network, so they share the default cluster CIDR of the `m
 from __future__ import annotations
 
 import ipaddress
-from pathlib import Path
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ctl.client import Client, NotFoundError
 from proto import objects_pb2 as pb
-from tests.fixtures.kubelet import KubeletProcess, until
 from tests.fixtures.master import MasterProcess
+from tests.helpers import until
+
+if TYPE_CHECKING:
+    from tests.fixtures.kubelet import KubeletProcess
+
+# The `kubelets` factory fixture.
+pytest_plugins = ["tests.fixtures.kubelet"]
 
 
 def hollow_pod(name: str, node: str) -> pb.Pod:
@@ -23,68 +30,61 @@ def hollow_pod(name: str, node: str) -> pb.Pod:
     return pod
 
 
-async def test_hollow_node_runs_pods_and_deletes_them(master: MasterProcess, tmp_path: Path):
-    kubelet = KubeletProcess(master=master.address, node_name="hollow-a", root_dir=tmp_path / "kubelet",
-                             log_path=tmp_path / "kubelet.log", runtime="hollow",
-                             extra_args=["--hollow-start-delay", "0.2"])
+async def test_hollow_node_runs_pods_and_deletes_them(master: MasterProcess,
+                                                      kubelets: Callable[..., KubeletProcess]):
+    kubelet = kubelets(master=master.address, node_name="hollow-a", runtime="hollow",
+                       extra_args=["--hollow-start-delay", "0.2"])
     await kubelet.start()
-    try:
-        async with Client(master.address) as client:
-            node = await client.get("nodes", "hollow-a")
-            assert node.metadata.labels["kybernetes.io/hollow"] == "true"
-            assert node.metadata.labels["kubernetes.io/hostname"] == "hollow-a"
-            assert node.status.node_info.container_runtime_version.startswith("hollow://")
-            assert node.status.capacity["pods"] == "110" and node.status.allocatable["cpu"]
-            assert {a.type for a in node.status.addresses} == {"InternalIP", "Hostname"}
-            assert node.spec.pod_cidr
+    async with Client(master.address) as client:
+        node = await client.get("nodes", "hollow-a")
+        assert node.metadata.labels["kybernetes.io/hollow"] == "true"
+        assert node.metadata.labels["kubernetes.io/hostname"] == "hollow-a"
+        assert node.status.node_info.container_runtime_version.startswith("hollow://")
+        assert node.status.capacity["pods"] == "110" and node.status.allocatable["cpu"]
+        assert {a.type for a in node.status.addresses} == {"InternalIP", "Hostname"}
+        assert node.spec.pod_cidr
 
-            await client.create(hollow_pod("h1", "hollow-a"))
+        await client.create(hollow_pod("h1", "hollow-a"))
 
-            async def running() -> pb.Pod | None:
-                pod = await client.get("pods", "h1")
-                return pod if pod.status.phase == "Running" else None
-
-            pod = await until(running, message="hollow pod Running")
-            assert ipaddress.ip_address(pod.status.pod_ip) in ipaddress.ip_network(node.spec.pod_cidr)
-            ready = {c.type: c.status for c in pod.status.conditions}
-            assert ready["Ready"] == "True" and ready["ContainersReady"] == "True"
-            status = pod.status.container_statuses[0]
-            assert status.state.HasField("running") and status.ready and status.container_id
-
+        async def running() -> pb.Pod | None:
             pod = await client.get("pods", "h1")
-            await client.delete("pods", "h1", resource_version=pod.metadata.resource_version)
+            return pod if pod.status.phase == "Running" else None
 
-            async def gone() -> bool:
-                try:
-                    await client.get("pods", "h1")
-                except NotFoundError:
-                    return True
-                return False
+        pod = await until(running)
+        assert ipaddress.ip_address(pod.status.pod_ip) in ipaddress.ip_network(node.spec.pod_cidr)
+        ready = {c.type: c.status for c in pod.status.conditions}
+        assert ready["Ready"] == "True" and ready["ContainersReady"] == "True"
+        status = pod.status.container_statuses[0]
+        assert status.state.HasField("running") and status.ready and status.container_id
 
-            await until(gone, message="pod deleted after the kubelet confirmed")
-            assert kubelet.alive
-    finally:
-        await kubelet.stop()
+        pod = await client.get("pods", "h1")
+        await client.delete("pods", "h1", resource_version=pod.metadata.resource_version)
+
+        async def gone() -> bool:
+            try:
+                await client.get("pods", "h1")
+            except NotFoundError:
+                return True
+            return False
+
+        await until(gone)
+        assert kubelet.alive
 
 
-async def test_many_hollow_nodes_in_one_process(master: MasterProcess, tmp_path: Path):
-    kubelet = KubeletProcess(master=master.address, node_name="hollow", root_dir=tmp_path / "kubelet",
-                             log_path=tmp_path / "kubelet.log", runtime="hollow",
-                             extra_args=["--hollow-count", "3", "--hollow-start-delay", "0.1"])
+async def test_many_hollow_nodes_in_one_process(master: MasterProcess, kubelets: Callable[..., KubeletProcess]):
+    kubelet = kubelets(master=master.address, node_name="hollow", runtime="hollow",
+                       extra_args=["--hollow-count", "3", "--hollow-start-delay", "0.1"])
     await kubelet.start()
-    try:
-        await kubelet.wait_registered(3)
-        async with Client(master.address) as client:
-            nodes = await client.list("nodes")
-            assert sorted(n.metadata.name for n in nodes.items) == ["hollow-0", "hollow-1", "hollow-2"]
-            assert all(n.metadata.labels["kybernetes.io/hollow"] == "true" for n in nodes.items)
-            for i in range(3):
-                await client.create(hollow_pod(f"p{i}", f"hollow-{i}"))
+    await kubelet.wait_registered(3)
+    async with Client(master.address) as client:
+        nodes = await client.list("nodes")
+        assert sorted(n.metadata.name for n in nodes.items) == ["hollow-0", "hollow-1", "hollow-2"]
+        assert all(n.metadata.labels["kybernetes.io/hollow"] == "true" for n in nodes.items)
+        for i in range(3):
+            await client.create(hollow_pod(f"p{i}", f"hollow-{i}"))
 
-            async def all_running() -> bool:
-                pods = await client.list("pods")
-                return len(pods.items) == 3 and all(p.status.phase == "Running" for p in pods.items)
+        async def all_running() -> bool:
+            pods = await client.list("pods")
+            return len(pods.items) == 3 and all(p.status.phase == "Running" for p in pods.items)
 
-            await until(all_running, message="a pod Running on every hollow node")
-    finally:
-        await kubelet.stop()
+        await until(all_running)

@@ -22,12 +22,16 @@ from ctl.machinery.actors import Actor
 from ctl.machinery.log import get_logger
 from kubelet.pods import adoption
 from kubelet.pods.worker import Adopted, PodWorker, WorkerContext
-from kubelet.runtime.base import LABEL_POD_UID, ContainerInfo, ContainerRuntimeError
+from kubelet.runtime.base import LABEL_POD_UID, ContainerExit, ContainerInfo, ContainerRuntimeError
 from proto import node_pb2
 from proto import objects_pb2 as pb
 
+# Seconds after sending a status report before a different stored status counts as drift.
+STATUS_SETTLE = 2.0
 # Pods recently confirmed gone, so a late upsert of a deleted pod only repeats the confirmation.
 _TERMINATED_MEMORY = 1024
+# Exits of containers no worker claimed yet, kept for the worker that is about to learn the id.
+_UNCLAIMED_EXITS = 256
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,8 @@ class PodManager(Actor):
         self.workers: dict[str, PodWorker] = {}
         self.synced = asyncio.Event()
         self._terminated: OrderedDict[str, pb.Pod] = OrderedDict()
+        self._unclaimed_exits: OrderedDict[str, ContainerExit] = OrderedDict()
+        ctx.claim_exit = self._claim_exit
 
     # ---------------------------------------------------------------- inputs
 
@@ -126,10 +132,12 @@ class PodManager(Actor):
         keep = {uid for uid, pod in desired.items()}
         await adoption.remove_orphans(self.ctx.runtime, found, keep=keep)
         for uid, pod in desired.items():
+            self.ctx.reporter.observe(uid, pod.status)
             self._start_worker(pod, adopted=found.adopted(uid))
 
     def _upsert(self, pod: pb.Pod) -> None:
         uid = pod.metadata.uid
+        self.ctx.reporter.observe(uid, pod.status)
         worker = self.workers.get(uid)
         if worker is not None:
             worker.update(pod)
@@ -165,16 +173,27 @@ class PodManager(Actor):
                         if worker.owns(event.container_id):
                             worker.on_exit(event)
                             break
+                    else:
+                        # Its worker may still be waiting for start_container to return.
+                        self._unclaimed_exits[event.container_id] = event
+                        while len(self._unclaimed_exits) > _UNCLAIMED_EXITS:
+                            self._unclaimed_exits.popitem(last=False)
             except asyncio.CancelledError:
                 raise
             except Exception as err:
                 self.log.warning("runtime exit stream failed, restarting", error=str(err))
             await asyncio.sleep(1.0)
 
+    def _claim_exit(self, container_id: str) -> ContainerExit | None:
+        return self._unclaimed_exits.pop(container_id, None)
+
     async def _relist_loop(self) -> None:
         await self.synced.wait()
         while True:
             await asyncio.sleep(self.relist_interval)
+            resent = self.ctx.reporter.resend_drifted(settle=STATUS_SETTLE)
+            if resent:
+                self.log.info("status reports resent: the master's stored status differed", pods=resent)
             try:
                 await self.relist()
             except ContainerRuntimeError as err:

@@ -48,6 +48,9 @@ class Instance:
                reason: str = "", message: str = "") -> None:
         self.exit_code = exit_code
         self.finished_at = finished_at or time.time()
+        if self.started_at is not None and self.started_at > self.finished_at:
+            # The kubelet notes the start when the runtime returns; a quick exit can precede that.
+            self.started_at = self.finished_at
         if reason:
             self.reason = reason
         elif oom_killed:

@@ -21,6 +21,9 @@ from kubelet.pods.records import ContainerRecord, Instance
 from proto import node_pb2
 from proto import objects_pb2 as pb
 
+# How often one report is resent while the master's stored status differs from it.
+MAX_REPAIRS = 3
+
 
 def timestamp(seconds: float) -> Timestamp:
     ts = Timestamp()
@@ -164,35 +167,71 @@ def build_pod_status(*, pod: pb.Pod, records: dict[str, ContainerRecord], pod_ip
 class StatusReporter:
     """The last status of each pod; sends a report only on change, and all of them again after a reconnect."""
 
-    def __init__(self, *, send: Callable[[node_pb2.NodeMessage], bool]) -> None:
+    def __init__(self, *, send: Callable[[node_pb2.NodeMessage], bool],
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._send = send
+        self._clock = clock
         self._latest: dict[str, node_pb2.PodStatusReport] = {}
         self._unsent: set[str] = set()
+        self._sent_at: dict[str, float] = {}
+        self._stored: dict[str, pb.PodStatus] = {}
+        self._repairs: dict[str, int] = {}
 
     def latest(self, uid: str) -> pb.PodStatus | None:
         report = self._latest.get(uid)
         return report.status if report is not None else None
 
-    def set(self, pod: pb.Pod, status: pb.PodStatus) -> None:
+    def set(self, pod: pb.Pod, status: pb.PodStatus) -> bool:
+        """Record a pod's status; returns whether it changed (and was sent, or will be after reconnecting)."""
         uid = pod.metadata.uid
         old = self._latest.get(uid)
         if old is not None and old.status == status and uid not in self._unsent:
-            return
+            return False
         report = node_pb2.PodStatusReport(namespace=pod.metadata.namespace, name=pod.metadata.name, uid=uid,
                                           status=status)
         self._latest[uid] = report
+        self._repairs.pop(uid, None)
         self._push(uid)
+        return True
 
     def _push(self, uid: str) -> None:
         report = self._latest[uid]
+        self._sent_at[uid] = self._clock()
         if self._send(node_pb2.NodeMessage(pod_status=report)):
             self._unsent.discard(uid)
         else:
             self._unsent.add(uid)
 
+    def observe(self, uid: str, stored: pb.PodStatus) -> None:
+        """The status the master has stored for a pod (from PodSync/PodUpsert)."""
+        self._stored[uid] = stored
+
+    def resend_drifted(self, *, settle: float) -> int:
+        """Resend reports that the master's stored status still differs from `settle` seconds after sending.
+
+        Like the kubelet's status manager comparing with the API server: a report lost or overtaken on the
+        way (a reconnect, a write that lost a race) is repaired without waiting for the next change.
+        """
+        now = self._clock()
+        resent = 0
+        for uid, report in list(self._latest.items()):
+            stored = self._stored.get(uid)
+            if stored is None or stored == report.status:
+                continue
+            # A bounded number of repairs per report: a master that stores something else on purpose
+            # must not cost a write every few seconds forever.
+            if now - self._sent_at.get(uid, 0.0) >= settle and self._repairs.get(uid, 0) < MAX_REPAIRS:
+                self._repairs[uid] = self._repairs.get(uid, 0) + 1
+                self._push(uid)
+                resent += 1
+        return resent
+
     def forget(self, uid: str) -> None:
         self._latest.pop(uid, None)
         self._unsent.discard(uid)
+        self._sent_at.pop(uid, None)
+        self._stored.pop(uid, None)
+        self._repairs.pop(uid, None)
 
     def resend_all(self) -> None:
         """After (re)connecting: the master may have missed anything."""

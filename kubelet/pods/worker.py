@@ -85,6 +85,8 @@ class WorkerContext:
     node_ip: Callable[[], str]
     backoff_base: float = 10.0
     backoff_max: float = 300.0
+    # An exit the runtime reported before the worker knew the container's id (a very short-lived process).
+    claim_exit: Callable[[str], ContainerExit | None] = lambda _container_id: None
 
 
 @dataclass
@@ -164,10 +166,12 @@ class PodWorker:
         """A newer version of the pod from the master."""
         if pod.metadata.uid != self.uid:
             return
-        self.pod = pod
+        old, self.pod = self.pod, pod
         if pod.metadata.HasField("deletion_timestamp"):
             self.request_termination(pod.metadata.deletion_grace_period_seconds)
-        self.wake()
+        # Most updates are the echo of our own status report: only a new spec is news to the loop.
+        if pod.spec != old.spec:
+            self.wake()
 
     def remove(self) -> None:
         """The pod is gone from the master (or no longer bound here): terminate it."""
@@ -437,6 +441,12 @@ class PodWorker:
         """The image reference to run, or None (with the waiting reason set) when it is not available."""
         now = time.time()
         if not record.image_backoff.ready(now):
+            failed_at = record.image_backoff.until - record.image_backoff.delay
+            if record.waiting is not None and record.waiting[0] == "ErrImagePull" and \
+                    now < failed_at + IMAGE_ERROR_VISIBLE:
+                # The pull error stays visible a moment before the back-off shows.
+                self._timer(min(record.image_backoff.until, failed_at + IMAGE_ERROR_VISIBLE))
+                return None
             record.waiting = ("ImagePullBackOff", f'Back-off pulling image "{spec.image}"')
             self._timer(record.image_backoff.until)
             return None
@@ -517,7 +527,11 @@ class PodWorker:
         self._event(NORMAL, "Created", f"Created container {spec.name}", container=spec.name)
         self._event(NORMAL, "Started", f"Started container {spec.name}", container=spec.name)
         self.log.info("container started", container=spec.name, container_id=container_id, restarts=number)
-        self._start_probers(record)
+        early_exit = self.ctx.claim_exit(container_id)
+        if early_exit is not None:
+            self.on_exit(early_exit)
+        else:
+            self._start_probers(record)
         if old_previous is not None:
             # Only the previous instance is kept (for lastState and `logs --previous`).
             with contextlib.suppress(ContainerRuntimeError):
@@ -634,7 +648,9 @@ class PodWorker:
         status = build_pod_status(pod=self.pod, records=self.records, pod_ip=self.pod_ip(),
                                   host_ip=self.ctx.node_ip(), start_time=self.start_time, previous=previous,
                                   terminating=self._terminate_requested, finished=finished)
-        self.ctx.reporter.set(self.pod, status)
+        if self.ctx.reporter.set(self.pod, status):
+            self.log.debug("status changed", phase=status.phase,
+                           containers={s.name: _state_name(s.state) for s in status.container_statuses})
 
     # ----------------------------------------------------------- termination
 
@@ -700,6 +716,14 @@ class PodWorker:
         ids |= {r.previous.container_id for r in self.records.values() if r.previous is not None}
         for container_id in ids:
             await runtime.remove_container(container_id)
+
+
+def _state_name(state: pb.ContainerState) -> str:
+    if state.HasField("waiting"):
+        return f"waiting:{state.waiting.reason}"
+    if state.HasField("terminated"):
+        return f"terminated:{state.terminated.reason}"
+    return "running" if state.HasField("running") else "none"
 
 
 def _int_label(info: ContainerInfo, key: str) -> int:

@@ -1,0 +1,131 @@
+"""Faults around a real node: kubelet SIGKILL and restart, master restart, and bad pods the kubelet must survive."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from typing import TYPE_CHECKING
+
+import pytest
+
+from proto import objects_pb2 as pb
+from tests.helpers import until
+from tests.test_kubelet_pods import pod_spec, ready, running
+
+if TYPE_CHECKING:
+    from tests.fixtures.containerd import Registry
+    from tests.fixtures.kubelet import Node
+
+pytestmark = pytest.mark.containerd
+# The `node` and `cluster_master` fixtures.
+pytest_plugins = ["tests.fixtures.kubelet"]
+
+
+async def test_kubelet_sigkill_and_restart_keeps_containers_and_removes_unbound_pods(node: Node):
+    await node.create(pod_spec("keep", command=["sleep", "3600"]))
+    await node.create(pod_spec("drop", command=["sleep", "3600"]))
+    keep = await node.pod_where("keep", lambda p: running(p) and ready(p))
+    drop = await node.pod_where("drop", running)
+    keep_id = keep.status.container_statuses[0].container_id
+    drop_id = drop.status.container_statuses[0].container_id
+    keep_pid = node.task_pid(keep_id)
+
+    await node.kubelet.kill()
+    # While the kubelet is dead, "drop" is deleted for good (a force delete: nobody confirms it).
+    await node.client.delete("pods", "drop", unconditional=True, grace_period_seconds=0)
+    assert node.task_pid(drop_id)  # nothing on the node noticed yet
+
+    registrations = node.kubelet.registrations()
+    await node.kubelet.start()
+    assert node.kubelet.registrations() == registrations + 1
+
+    async def drop_removed() -> bool:
+        return drop_id not in node.container_ids()
+
+    await until(drop_removed, timeout=30)
+    # A few relists later the adopted pod is untouched: same container, same process, no restart.
+    await asyncio.sleep(3)
+    keep = await node.client.get("pods", "keep")
+    status = keep.status.container_statuses[0]
+    assert status.container_id == keep_id and status.restart_count == 0 and running(keep) and ready(keep)
+    assert node.task_pid(keep_id) == keep_pid
+    # And it is still managed: a crash is restarted by the new kubelet.
+    os.kill(keep_pid or 0, signal.SIGKILL)
+    await node.pod_where("keep", lambda p: running(p) and p.status.container_statuses[0].restart_count == 1)
+
+
+async def test_master_restart_leaves_pods_alone_and_status_reporting_resumes(node: Node):
+    await node.create(pod_spec("steady", command=["sleep", "3600"]))
+    pod = await node.pod_where("steady", running)
+    container_id = pod.status.container_statuses[0].container_id
+    pid = node.task_pid(container_id)
+
+    await node.master.process.stop()
+    # With the master away the pod keeps running, and changes still happen on the node.
+    os.kill(pid or 0, signal.SIGKILL)
+
+    async def restarted_locally() -> bool:
+        new = [cid for cid in node.container_ids() if cid != container_id]
+        return bool(new) and any(node.task_pid(cid) for cid in new)
+
+    await until(restarted_locally, timeout=30)
+
+    registrations = node.kubelet.registrations()
+    await node.master.process.start()
+    await node.kubelet.wait_registered(registrations + 1)
+    pod = await node.pod_where("steady", lambda p: running(p) and p.status.container_statuses[0].restart_count == 1,
+                               message="the change made while the master was away reported")
+    assert pod.status.container_statuses[0].container_id != container_id
+    assert pod.status.container_statuses[0].last_state.terminated.exit_code == 137
+
+
+async def test_missing_image_reports_err_image_pull_then_backoff_and_deletes(node: Node, registry: Registry):
+    await node.create(pod_spec("ghost", image=registry.reference("kyb/does-not-exist:1")))
+    reasons: set[str] = set()
+
+    def waiting(p: pb.Pod) -> bool:
+        if p.status.container_statuses:
+            reasons.add(p.status.container_statuses[0].state.waiting.reason)
+        return {"ErrImagePull", "ImagePullBackOff"} <= reasons
+
+    pod = await node.pod_where("ghost", waiting, message="ErrImagePull, then ImagePullBackOff", timeout=40)
+    assert pod.status.phase == "Pending"
+    pull_error = [e for e in (await node.client.list("events", namespace="default")).items
+                  if e.involved_object.name == "ghost" and e.reason == "Failed"]
+    assert pull_error and "does-not-exist" in pull_error[0].message
+    assert node.kubelet.alive
+
+    pod = await node.client.get("pods", "ghost")
+    await node.client.delete("pods", "ghost", resource_version=pod.metadata.resource_version)
+    await node.gone("ghost")
+
+
+async def test_unreachable_registry_and_missing_command_give_reasons(node: Node):
+    await node.create(pod_spec("offline", image="127.0.0.1:1/kyb/busybox:1"))
+    await node.create(pod_spec("nocmd", command=["/bin/no-such-command"]))
+    await node.create(pod_spec("fine", command=["sleep", "3600"]))
+
+    pod = await node.pod_where("offline", lambda p: p.status.container_statuses and
+                               p.status.container_statuses[0].state.waiting.reason in ("ErrImagePull",
+                                                                                       "ImagePullBackOff"))
+    assert "127.0.0.1:1" in pod.status.container_statuses[0].state.waiting.message or \
+        pod.status.container_statuses[0].state.waiting.reason == "ImagePullBackOff"
+    pod = await node.pod_where("nocmd", lambda p: p.status.container_statuses and
+                               p.status.container_statuses[0].state.waiting.reason == "RunContainerError")
+    assert "no-such-command" in pod.status.container_statuses[0].state.waiting.message
+    assert pod.status.phase == "Pending"
+    await node.pod_where("fine", running)
+    assert node.kubelet.alive
+
+
+async def test_image_pulled_from_an_insecure_registry(node: Node, pushed_test_images: dict[str, str]):
+    pod = pod_spec("pulled", image=pushed_test_images["kyb/hello:v2"])
+    pod.spec.containers[0].image_pull_policy = "Always"
+    await node.create(pod)
+    await node.pod_where("pulled", lambda p: running(p) and ready(p), timeout=60)
+    events = await node.client.list("events", namespace="default")
+    reasons = {e.reason for e in events.items if e.involved_object.name == "pulled"}
+    assert {"Pulling", "Pulled", "Started"} <= reasons
+    code, out, _ = await node.exec("pulled", ["cat", "/www/index.html"])
+    assert code == 0 and b"version v2" in out

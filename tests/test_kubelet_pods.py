@@ -1,0 +1,281 @@
+"""Pod lifecycle on a real node: real master, real kubelet process, real containerd, runc and CNI bridge.
+
+Each test gets its own containerd namespace, bridge and pod /24; HTTP only goes from the host to pod IPs
+on that bridge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import signal
+import time
+import urllib.request
+from typing import TYPE_CHECKING
+
+import grpc
+import pytest
+
+from proto import node_pb2, node_pb2_grpc
+from proto import objects_pb2 as pb
+
+if TYPE_CHECKING:
+    from tests.fixtures.kubelet import Node
+
+pytestmark = pytest.mark.containerd
+# The `node` and `cluster_master` fixtures.
+pytest_plugins = ["tests.fixtures.kubelet"]
+
+BUSYBOX = "kyb/busybox:1"
+HELLO = "kyb/hello:v1"
+
+
+def pod_spec(name: str, *, image: str = BUSYBOX, command: list[str] | None = None, args: list[str] | None = None,
+             restart_policy: str = "", grace: int = 1, **container_fields: object) -> pb.Pod:
+    pod = pb.Pod()
+    pod.metadata.name = name
+    pod.spec.restart_policy = restart_policy
+    pod.spec.termination_grace_period_seconds = grace
+    container = pod.spec.containers.add(name="main", image=image, command=command or [], args=args or [])
+    for key, value in container_fields.items():
+        field = getattr(container, key)
+        if hasattr(field, "CopyFrom"):
+            field.CopyFrom(value)
+        elif hasattr(field, "extend"):
+            field.extend(value)
+        else:
+            setattr(container, key, value)
+    return pod
+
+
+def running(pod: pb.Pod) -> bool:
+    return pod.status.phase == "Running" and bool(pod.status.container_statuses) and \
+        pod.status.container_statuses[0].state.HasField("running")
+
+
+def ready(pod: pb.Pod) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions)
+
+
+def http_get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - a pod IP on the test's bridge
+        return response.read().decode()
+
+
+async def test_http_pod_runs_with_a_pod_ip_answering_from_the_host(node: Node):
+    await node.create(pod_spec("web", image=HELLO))
+    pod = await node.pod_where("web", lambda p: running(p) and ready(p), message="web Running and Ready")
+    ip = ipaddress.ip_address(pod.status.pod_ip)
+    assert ip in ipaddress.ip_network(node.master.pod_cidr)
+    assert pod.status.host_ip and pod.status.HasField("start_time")
+    status = pod.status.container_statuses[0]
+    assert status.container_id in node.container_ids()
+    assert status.restart_count == 0 and status.started and status.image == HELLO
+    assert {c.type for c in pod.status.conditions} >= {"PodScheduled", "Initialized", "ContainersReady", "Ready"}
+
+    body = await asyncio.to_thread(http_get, f"http://{pod.status.pod_ip}:8080/")
+    # The pod's hostname is its name (the runtime gives each pod its own UTS namespace).
+    assert body.strip() == "hello from web version v1"
+
+    events = await node.client.list("events", namespace="default")
+    reasons = {e.reason for e in events.items if e.involved_object.name == "web"}
+    assert {"Created", "Started"} <= reasons
+
+
+async def test_host_network_pod_uses_the_node_ip(node: Node):
+    pod = pod_spec("hostnet", command=["sleep", "3600"])
+    pod.spec.host_network = True
+    await node.create(pod)
+    pod = await node.pod_where("hostnet", running)
+    assert pod.status.pod_ip == pod.status.host_ip
+
+
+async def test_command_args_env_and_working_dir_are_applied(node: Node):
+    pod = pod_spec("env", command=["sh", "-c"], args=['echo "cwd=$(pwd) greeting=$GREETING"; exec sleep 3600'],
+                   working_dir="/bin")
+    pod.spec.containers[0].env.add(name="GREETING", value="hello world")
+    await node.create(pod)
+    await node.pod_where("env", running)
+
+    code, out, _ = await node.exec("env", ["env"])
+    assert code == 0
+    assert "GREETING=hello world" in out.decode().splitlines()
+    logs = await _until_logs(node, "env", b"greeting")
+    assert logs.strip() == b"cwd=/bin greeting=hello world"
+
+
+async def _until_logs(node: Node, pod: str, needle: bytes, **kwargs: object) -> bytes:
+    deadline = time.monotonic() + 20
+    while True:
+        data = await node.logs(pod, **kwargs)  # type: ignore[arg-type]
+        if needle in data:
+            return data
+        assert time.monotonic() < deadline, f"{needle!r} not in the logs: {data!r}"
+        await asyncio.sleep(0.2)
+
+
+async def test_exec_streams_output_stdin_and_exit_code(node: Node):
+    await node.create(pod_spec("ex", command=["sleep", "3600"]))
+    await node.pod_where("ex", running)
+    code, out, err = await node.exec("ex", ["sh", "-c", "echo out; echo err >&2; exit 7"])
+    assert (code, out, err) == (7, b"out\n", b"err\n")
+    code, out, _ = await node.exec("ex", ["cat"], stdin=b"piped input\n")
+    assert (code, out) == (0, b"piped input\n")
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await node.exec("ex", ["/bin/no-such-binary"])
+    assert "no such file or directory" in (raised.value.details() or "")
+
+
+async def test_logs_tail_follow_and_previous(node: Node):
+    script = 'echo "boot $(date +%s%N)"; for i in 1 2 3 4 5; do echo line $i; done; ' \
+             'while true; do echo tick; sleep 0.2; done'
+    await node.create(pod_spec("logger", command=["sh", "-c", script]))
+    pod = await node.pod_where("logger", running)
+    await _until_logs(node, "logger", b"tick\ntick\n")
+
+    tail = await node.logs("logger", tail=2)
+    assert tail.count(b"\n") == 2 and set(tail.splitlines()) == {b"tick"}
+    everything = await node.logs("logger")
+    assert everything.splitlines()[1:6] == [f"line {i}".encode() for i in range(1, 6)]
+
+    # -f: output keeps coming on one open stream.
+    async with grpc.aio.insecure_channel(node.master.address) as channel:
+        stub = node_pb2_grpc.PodAPIStub(channel)
+        call = stub.Logs(node_pb2.LogsRequest(namespace="default", pod="logger", follow=True, tail_lines=0))
+        seen = b""
+        async for chunk in call:
+            seen += chunk.data
+            if seen.count(b"tick") >= 3:
+                break
+        call.cancel()
+    assert seen.count(b"tick") >= 3
+
+    with pytest.raises(grpc.aio.AioRpcError, match="previous terminated container"):
+        await node.logs("logger", previous=True)
+
+    first_boot = everything.splitlines()[0]
+    os.kill(node.task_pid(pod.status.container_statuses[0].container_id) or 0, signal.SIGKILL)
+    await node.pod_where("logger", lambda p: running(p) and p.status.container_statuses[0].restart_count == 1)
+    previous = await node.logs("logger", previous=True)
+    assert previous.splitlines()[0] == first_boot
+    current = await _until_logs(node, "logger", b"boot")
+    assert current.splitlines()[0] != first_boot and current.splitlines()[0].startswith(b"boot ")
+
+
+async def test_container_killed_from_outside_is_restarted_and_counted(node: Node):
+    await node.create(pod_spec("victim", command=["sleep", "3600"]))
+    pod = await node.pod_where("victim", running)
+    first_id = pod.status.container_statuses[0].container_id
+    pid = node.task_pid(first_id)
+    assert pid
+    os.kill(pid, signal.SIGKILL)
+
+    pod = await node.pod_where("victim", lambda p: running(p) and p.status.container_statuses[0].restart_count == 1,
+                               message="restarted once")
+    status = pod.status.container_statuses[0]
+    assert status.container_id != first_id
+    assert status.last_state.terminated.exit_code == 137
+    assert status.last_state.terminated.reason == "Error"
+    assert status.last_state.terminated.container_id == first_id
+    assert node.task_pid(status.container_id)
+
+
+async def test_crashing_container_backs_off(node: Node):
+    await node.create(pod_spec("crasher", command=["sh", "-c", "echo crashing; exit 3"]))
+    pod = await node.pod_where(
+        "crasher", lambda p: p.status.container_statuses and
+        p.status.container_statuses[0].state.waiting.reason == "CrashLoopBackOff", message="CrashLoopBackOff")
+    status = pod.status.container_statuses[0]
+    assert status.restart_count >= 1
+    assert "back-off" in status.state.waiting.message
+    assert status.last_state.terminated.exit_code == 3 and status.last_state.terminated.reason == "Error"
+    assert pod.status.phase == "Running"  # restartPolicy Always: a crash loop is still Running
+    assert not ready(pod)
+    # Back-off 1 s doubling (capped at 8 s): six seconds allow only a handful of restarts, not dozens.
+    await asyncio.sleep(6)
+    pod = await node.client.get("pods", "crasher")
+    assert 2 <= pod.status.container_statuses[0].restart_count <= 5
+    events = await node.client.list("events", namespace="default")
+    backoff = [e for e in events.items if e.involved_object.name == "crasher" and e.reason == "BackOff"]
+    assert backoff and backoff[0].type == "Warning"
+
+
+async def test_restart_policies_and_phases(node: Node):
+    await node.create(pod_spec("done", command=["sh", "-c", "exit 0"], restart_policy="OnFailure"))
+    await node.create(pod_spec("failed", command=["sh", "-c", "exit 2"], restart_policy="Never"))
+    done = await node.pod_where("done", lambda p: p.status.phase == "Succeeded", message="Succeeded")
+    term = done.status.container_statuses[0].state.terminated
+    assert term.exit_code == 0 and term.reason == "Completed" and term.HasField("finished_at")
+    assert done.status.container_statuses[0].restart_count == 0
+    failed = await node.pod_where("failed", lambda p: p.status.phase == "Failed", message="Failed")
+    assert failed.status.container_statuses[0].state.terminated.exit_code == 2
+    assert failed.status.container_statuses[0].state.terminated.reason == "Error"
+
+
+async def test_memory_limit_is_enforced_with_oomkilled(node: Node):
+    pod = pod_spec("hog", command=["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"],
+                   restart_policy="Never")
+    pod.spec.containers[0].resources.limits["memory"] = "16Mi"
+    await node.create(pod)
+    pod = await node.pod_where("hog", lambda p: p.status.phase == "Failed", message="OOM-killed pod Failed")
+    term = pod.status.container_statuses[0].state.terminated
+    assert (term.reason, term.exit_code) == ("OOMKilled", 137)
+
+
+async def test_liveness_probe_failure_restarts_the_container(node: Node):
+    probe = pb.Probe(exec=pb.ExecAction(command=["test", "-f", "/tmp/healthy"]), period_seconds=1,
+                     failure_threshold=1)
+    pod = pod_spec("live", command=["sh", "-c", "touch /tmp/healthy; exec sleep 3600"], liveness_probe=probe)
+    await node.create(pod)
+    pod = await node.pod_where("live", running)
+    first_id = pod.status.container_statuses[0].container_id
+    code, _, _ = await node.exec("live", ["rm", "/tmp/healthy"])
+    assert code == 0
+    pod = await node.pod_where("live", lambda p: running(p) and p.status.container_statuses[0].restart_count == 1,
+                               message="restarted by the liveness probe")
+    assert pod.status.container_statuses[0].container_id != first_id
+    events = await node.client.list("events", namespace="default")
+    reasons = {(e.reason, e.type) for e in events.items if e.involved_object.name == "live"}
+    assert ("Unhealthy", "Warning") in reasons and ("Killing", "Normal") in reasons
+
+
+async def test_readiness_probe_flips_ready(node: Node):
+    probe = pb.Probe(http_get=pb.HTTPGetAction(path="/healthz", port=pb.IntOrString(int_val=8080)),
+                     period_seconds=1, failure_threshold=1)
+    await node.create(pod_spec("rdy", image=HELLO, readiness_probe=probe))
+    await node.pod_where("rdy", lambda p: running(p) and ready(p), message="Ready")
+    await node.exec("rdy", ["rm", "/www/healthz"])
+    pod = await node.pod_where("rdy", lambda p: running(p) and not ready(p), message="not Ready")
+    assert not pod.status.container_statuses[0].ready
+    assert pod.status.container_statuses[0].restart_count == 0
+    await node.exec("rdy", ["sh", "-c", "echo ok > /www/healthz"])
+    await node.pod_where("rdy", ready, message="Ready again")
+
+
+async def test_graceful_deletion_sigterm_then_sigkill(node: Node):
+    # Exits on SIGTERM at once although the grace period is long.
+    polite = pod_spec("polite", command=["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.1; done"],
+                      grace=60)
+    # PID 1 without a handler ignores SIGTERM: only the SIGKILL after the grace period ends it.
+    stubborn = pod_spec("stubborn", command=["sleep", "3600"], grace=5)
+    for pod in (polite, stubborn):
+        await node.create(pod)
+    for name in ("polite", "stubborn"):
+        await node.pod_where(name, running)
+
+    began = time.monotonic()
+    for name in ("polite", "stubborn"):
+        pod = await node.client.get("pods", name)
+        result = await node.client.delete("pods", name, resource_version=pod.metadata.resource_version)
+        assert not result.deleted and result.object.metadata.HasField("deletion_timestamp")
+
+    await node.gone("polite", timeout=20)
+    assert time.monotonic() - began < 20  # far below its 60 s grace: SIGTERM ended it
+    # Still there (Terminating) well into its grace period...
+    pod = await node.client.get("pods", "stubborn")
+    assert pod.metadata.HasField("deletion_timestamp")
+    await node.gone("stubborn", timeout=20)
+    assert time.monotonic() - began >= 4.5  # ...and gone only after the grace period, by SIGKILL
+    assert node.container_ids() == set()
+    assert node.containerd.netns_names() == []
