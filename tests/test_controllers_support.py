@@ -164,9 +164,24 @@ class ApiKubelets:
         self.alive.discard(node)
         self.quiet.discard(node)
 
-    def revive(self, node: str) -> None:
-        """The kubelet is back: it reconnects and acts again (the test plays the link's Ready=True)."""
+    async def revive(self, node: str) -> None:
+        """The kubelet is back: it reconnects, the link writes Ready=True, and it acts on its pods again."""
         self.start(node)
+        for _ in range(10):
+            current = await self.client.get("nodes", node, namespace="")
+            del current.status.conditions[:]
+            current.status.conditions.add(type="Ready", status="True", reason="KubeletReady",
+                                          last_transition_time=now_timestamp())
+            try:
+                await self.client.update_status(current)
+                break
+            except ConflictError:
+                continue
+        for pod in (await self.client.list("pods", field_selector=f"spec.nodeName={node}")).items:
+            key = f"{pod.metadata.namespace}/{pod.metadata.name}/{pod.metadata.uid}"
+            if is_terminating(pod) and key not in self._pending:
+                self._pending.add(key)
+                asyncio.create_task(self._confirm_deletion(pod, key))
 
     async def stop(self) -> None:
         for task in self._tasks:
