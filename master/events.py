@@ -55,7 +55,7 @@ class EventRecorder:
     """Writes Events for one component (and host), counting repeats instead of duplicating them."""
 
     def __init__(self, *, client: Any, component: str, host: str = "", cache_size: int = 4096,
-                 clock: Callable[[], float] = time.time) -> None:
+                 concurrency: int = 64, clock: Callable[[], float] = time.time) -> None:
         self.client = client
         self.component = component
         self.host = host
@@ -64,6 +64,8 @@ class EventRecorder:
         self._cache: OrderedDict[_CorrelationKey, pb.Event] = OrderedDict()
         self._locks: dict[_CorrelationKey, asyncio.Lock] = {}
         self._pending: set[asyncio.Task[None]] = set()
+        # Events are diagnostics: a burst (a thousand pods scheduled) must not crowd out real work.
+        self._slots = asyncio.Semaphore(concurrency)
 
     async def record(self, obj_or_ref: Message, *, type: str, reason: str, message: str) -> None:
         """Record an event about an object (or an ObjectReference); never raises."""
@@ -90,7 +92,8 @@ class EventRecorder:
     async def record_event(self, event: pb.Event) -> None:
         """Record an already built Event (from a kubelet); its source is kept when set. Never raises."""
         try:
-            await self._record(event)
+            async with self._slots:
+                await self._record(event)
         except Exception as err:
             ref = event.involved_object
             log.warning("cannot record event", reason=event.reason, object=f"{ref.kind}/{ref.namespace}/{ref.name}",

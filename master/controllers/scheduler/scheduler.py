@@ -135,14 +135,24 @@ class Scheduler(Actor):
         start = self._next_start % total
         examined = 0
         nodes = self.cache.nodes
+        # The common case (a plain pod, a healthy untainted Node) is checked inline; anything unusual,
+        # and every refusal, goes through the filter chain, which also names the reasons.
+        plain_pod = not info.node_selector and not info.host_ports
+        cpu, memory = info.cpu, info.memory
         for i in range(total):
             node = nodes[names[(start + i) % total]]
             examined += 1
-            why = run_filters(info, node)
-            if why:
-                reasons.update(why)
-                continue
-            feasible.append(node)
+            if plain_pod and node.ready == "True" and not node.unschedulable and not node.hard_taints and \
+                    len(node.pods) < node.allocatable_pods and \
+                    (not cpu or node.requested_cpu + cpu <= node.allocatable_cpu) and \
+                    (not memory or node.requested_memory + memory <= node.allocatable_memory):
+                feasible.append(node)
+            else:
+                why = run_filters(info, node)
+                if why:
+                    reasons.update(why)
+                    continue
+                feasible.append(node)
             if len(feasible) >= wanted:
                 break
         self._next_start = (start + examined) % total

@@ -37,13 +37,22 @@ def select_host(pod: PodInfo, feasible: Sequence[NodeInfo], rng: random.Random |
     best: NodeInfo | None = None
     best_key: tuple[int, float] | None = None
     ties = 0
+    owner = pod.owner_uid
+    pod_cpu, pod_memory = pod.nonzero_cpu, pod.nonzero_memory
     for node in feasible:
-        key = score_key(pod, node)
+        # score_key(), inlined: this loop runs for every feasible Node of every pod.
+        spread = -node.owners.get(owner, 0) if owner else 0
+        free = 0.0
+        if node.allocatable_cpu > 0:
+            free += max(0.0, (node.allocatable_cpu - node.nonzero_cpu - pod_cpu) / node.allocatable_cpu)
+        if node.allocatable_memory > 0:
+            free += max(0.0, (node.allocatable_memory - node.nonzero_memory - pod_memory) / node.allocatable_memory)
+        key = (spread, free / 2)
         if best_key is None or key > best_key:
             best, best_key, ties = node, key, 1
         elif key == best_key:
             ties += 1
-            if chooser.randrange(ties) == 0:  # reservoir sampling: each tie equally likely
+            if chooser.random() * ties < 1:  # reservoir sampling: each tie equally likely
                 best = node
     assert best is not None
     return best
