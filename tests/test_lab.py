@@ -7,15 +7,27 @@ own so that they can run beside a user's lab, `deploy/up.sh` and the other tests
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import os
 import secrets
+import shutil
 import subprocess
-from collections.abc import Iterator
+import tempfile
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from ctl.client import ApiError, Client
 from kubelet.routes import DEFAULT_PROTO, route_proto, sync_pod_routes
 from proto import objects_pb2 as pb
+from tests.helpers import until
 
 
 def run(*argv: str, check: bool = True, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
@@ -139,3 +151,413 @@ async def test_tags_keep_owners_apart(route_netns: str):
     dsts = {r[0]: r[2] for r in routes_in(ns)}
     assert dsts["10.244.1.0/24"] == str(route_proto("owner-one"))
     assert dsts["10.244.2.0/24"] == str(route_proto("owner-two"))
+
+
+# ----------------------------------------------------------------------------- the namespace lab
+
+REPO = Path(__file__).resolve().parents[1]
+LAB_SH = REPO / "deploy" / "lab" / "lab.sh"
+WORKERS = 3
+POD_NAME_LABEL = "io.kybernetes.pod.name"
+NODE_FAILURE_TARGET = 15.0  # seconds, with the master's default grace period and eviction timeout
+
+
+@dataclass
+class Lab:
+    """A lab brought up by lab.sh under names and subnets of its own."""
+
+    dir: Path
+    prefix: str
+    subnet: str
+    cluster_cidr: str
+    workers: int
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "KYB_LAB_DIR": str(self.dir), "KYB_LAB_PREFIX": self.prefix,
+                "KYB_LAB_SUBNET": self.subnet, "KYB_LAB_CLUSTER_CIDR": self.cluster_cidr}
+
+    @property
+    def server(self) -> str:
+        return f"{self.subnet}.10:6443"
+
+    @property
+    def registry(self) -> str:
+        return f"{self.subnet}.10:5000"
+
+    def sh(self, *args: str, check: bool = True, timeout: float = 240.0,
+           stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run([str(LAB_SH), *args], input=stdin, capture_output=True, text=True,
+                                timeout=timeout, env=self.env,
+                                stdin=None if stdin is not None else subprocess.DEVNULL)
+        if check and result.returncode != 0:
+            raise AssertionError(f"lab.sh {' '.join(args)} -> {result.returncode}:\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def node_netns(self, node: int) -> str:
+        return f"{self.prefix}-node{node}"
+
+    def ctr(self, node: int, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        socket = self.dir / f"node{node}" / "run" / "containerd" / "containerd.sock"
+        return run("ctr", "--connect-timeout", "2s", "-a", str(socket), "-n", self.node_netns(node), *args,
+                   check=check)
+
+    def running_pods(self, node: int) -> list[str]:
+        """Names of the pods with a RUNNING container in this node's containerd (empty when it is down)."""
+        tasks = self.ctr(node, "tasks", "ls", check=False)
+        if tasks.returncode != 0:
+            return []
+        names = []
+        for line in tasks.stdout.splitlines()[1:]:
+            fields = line.split()
+            if len(fields) >= 3 and fields[2] == "RUNNING":
+                info = self.ctr(node, "containers", "info", fields[0], check=False)
+                if info.returncode == 0:
+                    names.append(json.loads(info.stdout).get("Labels", {}).get(POD_NAME_LABEL, "?"))
+        return names
+
+    def running_everywhere(self, prefix: str) -> Counter[str]:
+        """How many running copies of each pod whose name starts with `prefix`, over all workers."""
+        counts: Counter[str] = Counter()
+        for node in range(1, self.workers + 1):
+            counts.update(name for name in self.running_pods(node) if name.startswith(prefix))
+        return counts
+
+    def processes_in(self, netns: str) -> list[str]:
+        return run("ip", "netns", "pids", netns, check=False).stdout.split()
+
+
+def _used_routes() -> str:
+    return run("ip", "-4", "route", "show", "table", "all").stdout
+
+
+def pick_lab(base: Path, *, letter: str, workers: int, taken: set[str] = frozenset()) -> Lab:
+    """Random names, a free 10.99.X.0/24 and a free /20 of pod CIDRs (10.244.128-191, clear of the fixtures')."""
+    routes = _used_routes()
+    links = run("ip", "-o", "link").stdout
+    for _ in range(50):
+        prefix = f"k{letter}{secrets.token_hex(1)}"
+        subnet = f"10.99.{secrets.randbelow(100) + 100}"
+        cidr_base = 128 + 16 * secrets.randbelow(4)
+        cluster_cidr = f"10.244.{cidr_base}.0/20"
+        if (f"{prefix}br0" in links or f" {subnet}." in routes or subnet in taken or cluster_cidr in taken
+                or any(f"10.244.{cidr_base + i}." in routes for i in range(16))):
+            continue
+        return Lab(dir=base / prefix, prefix=prefix, subnet=subnet, cluster_cidr=cluster_cidr, workers=workers)
+    raise RuntimeError("no free lab names/subnets")
+
+
+@contextlib.contextmanager
+def short_dir() -> Iterator[Path]:
+    """A directory with a short path: containerd's sockets live under it (unix paths max out at 104 bytes)."""
+    path = Path(tempfile.mkdtemp(prefix="kyblab-", dir="/tmp"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    """A 3-worker lab shared by the module's lab tests, torn down (lab.sh down) even when they fail."""
+    with short_dir() as base:
+        the_lab = pick_lab(base, letter="t", workers=WORKERS)
+        try:
+            the_lab.sh("up", "--workers", str(WORKERS))
+            yield the_lab
+        finally:
+            the_lab.sh("down", check=False)
+
+
+def hello_manifest(lab: Lab, *, name: str, replicas: int, version: str = "v1") -> str:
+    return f"""apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {name}
+spec:
+  replicas: {replicas}
+  selector:
+    matchLabels: {{app: {name}}}
+  template:
+    metadata:
+      labels: {{app: {name}}}
+    spec:
+      containers:
+      - name: hello
+        image: {lab.registry}/kyb/hello:{version}
+        ports:
+        - containerPort: 8080
+        readinessProbe:
+          httpGet: {{path: /healthz, port: 8080}}
+          periodSeconds: 1
+"""
+
+
+async def http_get(ip: str, *, port: int = 8080, timeout: float = 3.0) -> str:
+    """GET / from the host; the body, or raises."""
+    async def fetch() -> str:
+        reader, writer = await asyncio.open_connection(ip, port)
+        try:
+            writer.write(f"GET / HTTP/1.0\r\nHost: {ip}\r\n\r\n".encode())
+            await writer.drain()
+            response = (await reader.read()).decode(errors="replace")
+        finally:
+            writer.close()
+        head, _, body = response.partition("\r\n\r\n")
+        if " 200 " not in head.splitlines()[0]:
+            raise AssertionError(f"{ip}: {head.splitlines()[0]}")
+        return body.strip()
+
+    return await asyncio.wait_for(fetch(), timeout)
+
+
+def is_ready(obj: Any) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in obj.status.conditions)
+
+
+async def live_pods(kyb: Client, app: str) -> list[pb.Pod]:
+    pods = (await kyb.list("pods", namespace="default", label_selector=f"app={app}")).items
+    return [p for p in pods if not p.metadata.HasField("deletion_timestamp")]
+
+
+async def ready_pods(kyb: Client, app: str) -> list[pb.Pod]:
+    return [p for p in await live_pods(kyb, app) if p.status.phase == "Running" and is_ready(p)]
+
+
+@contextlib.asynccontextmanager
+async def deployment(lab: Lab, *, name: str, replicas: int) -> AsyncIterator[Client]:
+    """Apply a hello Deployment with kybctl, wait until all replicas are Ready; delete it afterwards."""
+    lab.sh("kybctl", "apply", "-f", "-", stdin=hello_manifest(lab, name=name, replicas=replicas))
+    async with Client(lab.server) as kyb:
+        try:
+            await until(lambda: _count_is(ready_pods(kyb, name), replicas), timeout=90)
+            yield kyb
+        finally:
+            lab.sh("kybctl", "delete", "deployment", name, check=False)
+            with contextlib.suppress(AssertionError):
+                await until(lambda: _none_left(lab, kyb, name), timeout=60)
+
+
+async def _count_is(pods: Awaitable[list[pb.Pod]], count: int) -> bool:
+    return len(await pods) == count
+
+
+async def _none_left(lab: Lab, kyb: Client, app: str) -> bool:
+    pods = (await kyb.list("pods", namespace="default", label_selector=f"app={app}")).items
+    return not pods and not lab.running_everywhere(app + "-")
+
+
+def test_lab_topology(lab: Lab):
+    # Every machine is a netns on the bridge; nodes reach each other and the master, and nothing else.
+    for node in range(1, WORKERS + 1):
+        netns = lab.node_netns(node)
+        for other in [10, *(10 + n for n in range(1, WORKERS + 1) if n != node)]:
+            run("ip", "netns", "exec", netns, "busybox", "ping", "-c1", "-W2", f"{lab.subnet}.{other}")
+        # Each worker runs its own containerd (own socket, own containerd namespace) inside its netns.
+        assert lab.ctr(node, "version").returncode == 0
+        pid = (lab.dir / f"node{node}" / "run" / "containerd.pid").read_text().strip()
+        assert run("ip", "netns", "identify", pid).stdout.strip() == netns
+    # The guard is in place before anything runs: blackholes and the forward chain.
+    routes = _used_routes()
+    assert "blackhole 10.244.0.0/16" in routes and "blackhole 10.96.0.0/16" in routes
+    chain = run("iptables", "-S", f"{lab.prefix.upper()}-FWD").stdout
+    assert f"-i {lab.prefix}br0 -j DROP" in chain and f"-o {lab.prefix}br0 -j DROP" in chain
+    assert f"-j {lab.prefix.upper()}-FWD" in run("iptables", "-S", "FORWARD").stdout
+    # The host's kybctl talks to the lab's master; the workers are Ready Nodes.
+    assert lab.sh("env").stdout.strip() == f"export KYB_SERVER={lab.server}"
+    nodes = lab.sh("kybctl", "get", "nodes").stdout.splitlines()
+    assert [line.split()[:2] for line in nodes[1:]] == [[f"node{n}", "Ready"] for n in range(1, WORKERS + 1)]
+    # The registry on the master node serves the sample images to the nodes.
+    catalog = run("ip", "netns", "exec", lab.node_netns(1), "curl", "-fsS", "--max-time", "5",
+                  f"http://{lab.registry}/v2/_catalog").stdout
+    assert set(json.loads(catalog)["repositories"]) >= {"kyb/busybox", "kyb/hello"}
+
+
+async def test_deployment_spreads_over_the_three_nodes(lab: Lab):
+    async with deployment(lab, name="spread", replicas=6) as kyb:
+        pods = await ready_pods(kyb, "spread")
+        assert sorted({p.spec.node_name for p in pods}) == [f"node{n}" for n in range(1, WORKERS + 1)]
+        # The host reaches every pod (host-gw routes), and each page names its pod and version.
+        for pod in pods:
+            body = await http_get(pod.status.pod_ip)
+            assert body == f"hello from {pod.metadata.name} version v1"
+        assert sorted(lab.running_everywhere("spread-")) == sorted(p.metadata.name for p in pods)
+
+
+async def test_pod_to_pod_traffic_across_nodes(lab: Lab):
+    async with deployment(lab, name="talk", replicas=6) as kyb:
+        pods = await ready_pods(kyb, "talk")
+        by_node = {p.spec.node_name: p for p in pods}
+        assert len(by_node) == WORKERS
+        for source_node, source in sorted(by_node.items()):
+            number = int(source_node.removeprefix("node"))
+            container = lab.ctr(number, "containers", "ls", "-q",
+                                f'labels."{POD_NAME_LABEL}"=={source.metadata.name}').stdout.split()[0]
+            for target_node, target in sorted(by_node.items()):
+                if target_node == source_node:
+                    continue
+                # From inside the source pod's container: wget to the other node's pod by pod IP.
+                result = lab.ctr(number, "tasks", "exec", "--exec-id", f"probe-{secrets.token_hex(4)}", container,
+                                 "sh", "-c", f"timeout 5 wget -qO- http://{target.status.pod_ip}:8080/ </dev/null",
+                                 check=False)
+                assert result.stdout.strip() == f"hello from {target.metadata.name} version v1", (
+                    f"{source.metadata.name} ({source_node}) -> {target.metadata.name} ({target_node}): "
+                    f"rc {result.returncode} {result.stderr.strip()}")
+
+
+async def test_killed_node_pods_move_and_stale_pods_stop_when_it_returns(lab: Lab):
+    async with deployment(lab, name="moving", replicas=6) as kyb:
+        victim = 3
+        on_victim = {p.metadata.name for p in await ready_pods(kyb, "moving") if p.spec.node_name == f"node{victim}"}
+        assert on_victim, "the scheduler put nothing on the victim node"
+        started = time.monotonic()
+        lab.sh("kill-node", str(victim))
+        try:
+            # A power cut: no process of the node is left (daemons, shims, containers).
+            assert lab.processes_in(lab.node_netns(victim)) == []
+            assert all(lab.processes_in(ns) == [] for ns in pod_netns(lab, victim))
+
+            async def moved() -> bool:
+                pods = await ready_pods(kyb, "moving")
+                return len(pods) == 6 and all(p.spec.node_name != f"node{victim}" for p in pods)
+
+            await until(moved, timeout=NODE_FAILURE_TARGET + 30, interval=0.2)
+            elapsed = time.monotonic() - started
+            assert elapsed <= NODE_FAILURE_TARGET, f"pods moved after {elapsed:.1f}s"
+        finally:
+            lab.sh("start-node", str(victim))
+
+        # Back: its Node is Ready again, the evicted pods' containers are stopped, nothing runs twice.
+        async def converged() -> bool:
+            wanted = sorted(p.metadata.name for p in await ready_pods(kyb, "moving"))
+            counts = lab.running_everywhere("moving-")
+            return len(wanted) == 6 and sorted(counts) == wanted and set(counts.values()) == {1}
+
+        await until(converged, timeout=60, interval=0.5)
+        assert not set(lab.running_pods(victim)) & on_victim
+
+
+def pod_netns(lab: Lab, node: int) -> list[str]:
+    names = [line.split()[0] for line in run("ip", "netns", "list").stdout.splitlines() if line.strip()]
+    return [n for n in names if n.startswith(lab.node_netns(node) + "-")]
+
+
+async def test_partition_and_heal_converge_without_duplicates(lab: Lab):
+    async with deployment(lab, name="split", replicas=6) as kyb:
+        cut = 2
+        lab.sh("partition", str(cut))
+        try:
+            async def replaced() -> bool:
+                pods = await ready_pods(kyb, "split")
+                return len(pods) == 6 and all(p.spec.node_name != f"node{cut}" for p in pods)
+
+            await until(replaced, timeout=60, interval=0.5)
+        finally:
+            lab.sh("heal", str(cut))
+
+        async def converged() -> bool:
+            node = await kyb.get("nodes", f"node{cut}", namespace="")
+            wanted = sorted(p.metadata.name for p in await ready_pods(kyb, "split"))
+            counts = lab.running_everywhere("split-")
+            return (is_ready(node) and len(wanted) == 6 and sorted(counts) == wanted
+                    and set(counts.values()) == {1})
+
+        await until(converged, timeout=60, interval=0.5)
+
+
+async def test_master_sigkill_during_rollout(lab: Lab):
+    async with deployment(lab, name="roll", replicas=6) as kyb:
+        serving_before = [p.status.pod_ip for p in await ready_pods(kyb, "roll")]
+        lab.sh("kybctl", "set", "image", "deployment/roll", f"hello={lab.registry}/kyb/hello:v2")
+
+        async def rollout_started() -> bool:
+            rs = (await kyb.list("replicasets", namespace="default", label_selector="app=roll")).items
+            return len(rs) == 2
+
+        await until(rollout_started, timeout=30, interval=0.05)
+        lab.sh("kill-master")
+        try:
+            # The master is gone: the kubelets keep their pods serving.
+            with pytest.raises(ApiError):
+                await kyb.list("nodes")
+            answers = []
+            for ip in serving_before:
+                with contextlib.suppress(Exception):
+                    answers.append(await http_get(ip))
+            # The rollout keeps at least 6 - maxUnavailable (25% of 6 -> 1) available, master or not.
+            assert len(answers) >= 5 - 1, answers
+        finally:
+            lab.sh("start-master")
+
+        async def rolled_out() -> bool:
+            deploy = await kyb.get("deployments", "roll")
+            pods = await ready_pods(kyb, "roll")
+            return (deploy.status.updated_replicas == 6 and deploy.status.available_replicas == 6
+                    and len(pods) == 6 and all(p.spec.containers[0].image.endswith(":v2") for p in pods))
+
+        await until(rolled_out, timeout=120, interval=0.5)
+        for pod in await ready_pods(kyb, "roll"):
+            assert await http_get(pod.status.pod_ip) == f"hello from {pod.metadata.name} version v2"
+        counts = lab.running_everywhere("roll-")
+        assert sorted(counts) == sorted(p.metadata.name for p in await ready_pods(kyb, "roll"))
+        assert set(counts.values()) == {1}
+
+
+# ----------------------------------------------------------------------------- teardown
+
+
+def lab_traces(lab: Lab) -> dict[str, list[str]]:
+    """Everything on the host that carries one of the lab's names, subnets or directories."""
+    prefix, chain = lab.prefix, lab.prefix.upper() + "-FWD"
+    proto = str(route_proto(f"kyb-lab-{prefix}"))
+    routes = run("ip", "-N", "-4", "route", "show", "table", "all").stdout.splitlines()
+    processes = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                if str(lab.dir) in cmdline or f"--tag kyb-lab-{prefix} " in cmdline + " ":
+                    processes.append(f"{entry.name} {cmdline}")
+    return {
+        "netns": [n for n in run("ip", "netns", "list").stdout.split() if n.startswith(prefix + "-")],
+        "links": [line.split(":")[1].strip() for line in run("ip", "-o", "link").stdout.splitlines()
+                  if line.split(":")[1].strip().startswith(prefix)],
+        "iptables": [line for line in run("iptables-save").stdout.splitlines() if chain in line],
+        "nft": [line for line in run("nft", "list", "ruleset").stdout.splitlines() if prefix in line],
+        "routes": [r for r in routes if f"{lab.subnet}." in r or f"proto {proto} " in r + " "],
+        "mounts": [line for line in Path("/proc/self/mountinfo").read_text().splitlines()
+                   if str(lab.dir) in line or f"/{prefix}-node" in line],
+        "processes": processes,
+        "cgroups": [str(p) for p in Path("/sys/fs/cgroup").glob(f"*/{prefix}-node*")],
+        "runc": [str(p) for p in Path("/run/containerd/runc").glob(f"{prefix}-node*")],
+        "uts": [str(p) for p in Path("/run/kybernetes/uts").glob(f"{prefix}-node*")],
+        "dir": [str(lab.dir)] if lab.dir.exists() else [],
+    }
+
+
+async def test_down_leaves_nothing_behind(lab: Lab):
+    with short_dir() as base:
+        await _up_and_down_again(lab, base)
+
+
+async def _up_and_down_again(lab: Lab, base: Path) -> None:
+    # A second, smaller lab next to the shared one: other names, subnet and pod range.
+    small = pick_lab(base, letter="d", workers=2, taken={lab.subnet, lab.cluster_cidr})
+    before = lab_traces(small)
+    assert before == {key: [] for key in before}
+    try:
+        small.sh("up", "--workers", "2")
+        small.sh("kybctl", "apply", "-f", "-", stdin=hello_manifest(small, name="bye", replicas=4))
+        async with Client(small.server) as kyb:
+            await until(lambda: _count_is(ready_pods(kyb, "bye"), 4), timeout=90)
+        during = lab_traces(small)
+        assert during["netns"] and during["links"] and during["iptables"] and during["processes"]
+        assert during["mounts"] and during["cgroups"] and during["routes"]
+        # One node dies with its pods (the teardown must cope with a powered-off node too).
+        small.sh("kill-node", "2")
+        assert small.processes_in(small.node_netns(2)) == []
+        small.sh("down")
+    finally:
+        small.sh("down", check=False)
+    after = lab_traces(small)
+    assert after == {key: [] for key in after}

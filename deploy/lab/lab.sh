@@ -443,6 +443,8 @@ cmd_down() {
     [[ -z $left ]] || kill -KILL $left 2>/dev/null || true
     if [[ -n $pid ]]; then kill -KILL "$pid" 2>/dev/null || true; fi
     unmount_lab
+    # Delete the cables explicitly: a netns (and so its veth peer) is freed asynchronously by the kernel.
+    for n in master $(seq 1 "$WORKERS"); do ip link del "$(host_veth "$n")" 2>/dev/null || true; done
     local ns
     while read -r ns; do
         ip netns del "$ns" 2>/dev/null || true

@@ -89,7 +89,8 @@ cmd_configure() {
     [[ -n $registry_listen ]] || registry_listen=$registry
     local address=$containerd mode=external
     if [[ $containerd == own ]]; then mode=own; address=$run/containerd/containerd.sock; fi
-    (( ${#address} < 108 )) || die "configure: containerd socket path $address is too long for a unix socket"
+    # containerd also listens on "<address>.ttrpc" and refuses unix socket paths over 104 bytes.
+    (( ${#address} + 6 <= 104 )) || die "configure: containerd socket path $address is too long (max 98 bytes)"
     [[ ${#bridge} -le 15 ]] || die "configure: --pod-bridge $bridge is longer than 15 characters"
 
     mkdir -p "$etc"
