@@ -37,7 +37,18 @@ class KubeletConfig:
     reconnect_min: float = 0.1
     reconnect_max: float = 3.0
     extra_labels: dict[str, str] = field(default_factory=dict)
+    # Host-gw routes to the other Nodes' pod CIDRs (NodeSync) and the Service proxy (ServiceSync).
+    pod_routes: bool = True
+    proxy: bool = True
 
     @property
     def hollow(self) -> bool:
         return self.runtime == "hollow"
+
+    @property
+    def wants_routes(self) -> bool:
+        return self.pod_routes and not self.hollow
+
+    @property
+    def wants_proxy(self) -> bool:
+        return self.proxy and not self.hollow

@@ -1,8 +1,11 @@
-"""One node agent: the link to the master, the pod manager, status and events, logs and exec sessions.
+"""One node agent: the link to the master, the pod manager, status and events, logs and exec sessions,
+plus the Node's networking: host-gw routes to other Nodes' pods and the Service proxy.
 
 Assembly only. `Kubelet.run()` starts the pod manager and the link and runs
 until cancelled; cancelling it stops the kubelet's own tasks but never its
-pods, which keep running for the next kubelet to adopt.
+pods, which keep running for the next kubelet to adopt. Routes and the proxy
+are asked for in Register (watch_nodes / watch_services) only when enabled;
+hollow kubelets never ask.
 """
 
 from __future__ import annotations
@@ -17,14 +20,17 @@ from kubelet.config import KubeletConfig
 from kubelet.events import EventRecorder
 from kubelet.link import MasterLink
 from kubelet.logs import LogStore
-from kubelet.nodeinfo import MachineFacts, build_node, default_node_ip
+from kubelet.nodeinfo import HOLLOW_LABEL, MachineFacts, build_node, default_node_ip
 from kubelet.pods import adoption
 from kubelet.pods.manager import PodManager
 from kubelet.pods.status import StatusReporter
 from kubelet.pods.worker import NodeRuntime, WorkerContext
+from kubelet.proxy.proxy import ServiceProxy
+from kubelet.routes import RouteError, sync_pod_routes
 from kubelet.runtime.base import ContainerRuntimeError
 from kubelet.sessions import Sessions
 from proto import node_pb2
+from proto import objects_pb2 as pb
 
 
 class Kubelet:
@@ -52,10 +58,19 @@ class Kubelet:
         self.pods = PodManager(ctx=ctx, relist_interval=config.relist_interval)
         self.sessions = Sessions(manager=self.pods, logs=self.logs, send=self.link.send)
         self.supervisor = Supervisor(name=f"kubelet:{node_name}")
+        self._nodes: list[pb.Node] | None = None
+        self._nodes_changed = asyncio.Event()
+        self.proxy: ServiceProxy | None = None
+        if config.wants_proxy:
+            self.proxy = ServiceProxy()
 
     async def run(self) -> None:
         """Run until cancelled."""
         self.supervisor.start(self.pods)
+        if self.proxy is not None:
+            self.supervisor.start(self.proxy)
+        if self.config.wants_routes:
+            self.supervisor.start_fn(f"routes:{self.node_name}", self._sync_routes)
         self.supervisor.start_fn(f"link:{self.node_name}", self.link.run)
         try:
             await asyncio.Event().wait()
@@ -76,7 +91,8 @@ class Kubelet:
                           extra_labels=self.config.extra_labels)
         running = sorted(self.pods.workers) if self.pods.synced.is_set() else \
             await adoption.running_pod_uids(self.runtime)
-        return node_pb2.Register(node=node, running_pod_uids=running)
+        return node_pb2.Register(node=node, running_pod_uids=running, watch_nodes=self.config.wants_routes,
+                                 watch_services=self.proxy is not None)
 
     async def _registered(self, registered: node_pb2.Registered) -> None:
         cidr = registered.node.spec.pod_cidr
@@ -103,9 +119,27 @@ class Kubelet:
             self.sessions.exec_input(message.exec_input)
         elif kind == "cancel":
             self.sessions.cancel(message.cancel.request_id)
+        elif kind == "node_sync":
+            self._nodes = list(message.node_sync.nodes)
+            self._nodes_changed.set()
+        elif kind == "service_sync" and self.proxy is not None:
+            self.proxy.tell(message.service_sync)
         elif kind == "registered":
             asyncio.create_task(self._registered(message.registered))
-        # node_sync / service_sync: not requested in Register (watch_nodes/watch_services are False).
 
     def _disconnected(self) -> None:
         self.sessions.cancel_all()
+
+    async def _sync_routes(self) -> None:
+        """Converge the routing table to the newest NodeSync (only the newest matters)."""
+        while True:
+            await self._nodes_changed.wait()
+            self._nodes_changed.clear()
+            # Hollow Nodes run nothing: a route to their pod range would lead nowhere.
+            nodes = [n for n in self._nodes or [] if n.metadata.labels.get(HOLLOW_LABEL) != "true"]
+            try:
+                await sync_pod_routes(nodes=nodes, self_name=self.node_name)
+            except RouteError as err:
+                self.log.warning("pod routes not synced, retrying", error=str(err))
+                await asyncio.sleep(2.0)
+                self._nodes_changed.set()

@@ -69,12 +69,17 @@ def _label(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]
               help="Hollow runtime: seconds before a container counts as running.")
 @click.option("--hollow-count", type=click.IntRange(min=1), default=1, show_default=True,
               help="Hollow runtime: how many hollow Nodes this process runs (named <node-name>-<i>).")
+@click.option("--pod-routes/--no-pod-routes", default=True, show_default=True,
+              help="Keep host-gw routes to the other Nodes' pod CIDRs in this network namespace.")
+@click.option("--proxy/--no-proxy", default=True, show_default=True,
+              help="Program Service rules (iptables) in this network namespace.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True)
 def main(master: str, node_name: str, node_ip: str, containerd_address: str, containerd_namespace: str,
          root_dir: Path, insecure_registries: tuple[str, ...], runtime: str, pod_bridge: str,
          heartbeat_interval: float, backoff_base: float, backoff_max: float, relist_interval: float, max_pods: int,
-         node_labels: dict[str, str], hollow_start_delay: float, hollow_count: int, log_level: str) -> None:
+         node_labels: dict[str, str], hollow_start_delay: float, hollow_count: int, pod_routes: bool, proxy: bool,
+         log_level: str) -> None:
     """Run the Kybernetes node agent: register this machine as a Node and run the pods bound to it."""
     configure(level=log_level)
     if hollow_count > 1 and runtime != "hollow":
@@ -85,7 +90,7 @@ def main(master: str, node_name: str, node_ip: str, containerd_address: str, con
         insecure_registries=tuple(insecure_registries), pod_bridge=pod_bridge,
         heartbeat_interval=heartbeat_interval, backoff_base=backoff_base, backoff_max=max(backoff_max, backoff_base),
         relist_interval=relist_interval, max_pods=max_pods, hollow_start_delay=hollow_start_delay,
-        hollow_count=hollow_count, extra_labels=node_labels)
+        hollow_count=hollow_count, extra_labels=node_labels, pod_routes=pod_routes, proxy=proxy)
     try:
         asyncio.run(_serve(config))
     except KeyboardInterrupt:

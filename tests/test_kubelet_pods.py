@@ -12,6 +12,7 @@ import os
 import signal
 import time
 import urllib.request
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import grpc
@@ -105,6 +106,34 @@ async def test_command_args_env_and_working_dir_are_applied(node: Node):
     assert logs.strip() == b"cwd=/bin greeting=hello world"
 
 
+async def test_cpu_and_memory_limits_reach_the_container_cgroup(node: Node):
+    pod = pod_spec("limited", command=["sleep", "3600"])
+    pod.spec.containers[0].resources.limits.update({"cpu": "250m", "memory": "64Mi"})
+    await node.create(pod)
+    pod = await node.pod_where("limited", running)
+    container_id = pod.status.container_statuses[0].container_id
+    cgroup = Path("/sys/fs/cgroup")
+    relative = Path(node.containerd.namespace) / container_id
+    assert (cgroup / "memory" / relative / "memory.limit_in_bytes").read_text().strip() == str(64 * 2**20)
+    assert (cgroup / "cpu" / relative / "cpu.cfs_quota_us").read_text().strip() == "25000"
+    assert (cgroup / "cpu" / relative / "cpu.cfs_period_us").read_text().strip() == "100000"
+
+
+async def test_containers_of_a_pod_share_localhost(node: Node):
+    pod = pod_spec("duo", image=HELLO)
+    pod.spec.containers.add(name="sidecar", image=BUSYBOX, command=["sleep", "3600"])
+    await node.create(pod)
+    pod = await node.pod_where("duo", lambda p: p.status.phase == "Running" and ready(p))
+    assert [s.name for s in pod.status.container_statuses] == ["main", "sidecar"]
+
+    code, out, _ = await node.exec("duo", ["wget", "-q", "-O", "-", "http://127.0.0.1:8080/"], container="sidecar")
+    assert (code, out.strip()) == (0, b"hello from duo version v1")
+    with pytest.raises(grpc.aio.AioRpcError, match="a container name must be specified"):
+        await node.logs("duo")
+    logs = await _until_logs(node, "duo", b"serving", container="main")
+    assert b"hello v1 serving on :8080 as duo" in logs
+
+
 async def _until_logs(node: Node, pod: str, needle: bytes, **kwargs: object) -> bytes:
     deadline = time.monotonic() + 20
     while True:
@@ -128,7 +157,7 @@ async def test_exec_streams_output_stdin_and_exit_code(node: Node):
 
 
 async def test_logs_tail_follow_and_previous(node: Node):
-    script = 'echo "boot $(date +%s%N)"; for i in 1 2 3 4 5; do echo line $i; done; ' \
+    script = 'echo "boot $(cat /proc/sys/kernel/random/uuid)"; for i in 1 2 3 4 5; do echo line $i; done; ' \
              'while true; do echo tick; sleep 0.2; done'
     await node.create(pod_spec("logger", command=["sh", "-c", script]))
     pod = await node.pod_where("logger", running)

@@ -644,7 +644,8 @@ class PodWorker:
         return (self.sandbox.ip or "") if self.sandbox is not None else ""
 
     def publish(self, *, finished: bool = False) -> None:
-        previous = self.ctx.reporter.latest(self.uid)
+        # After a kubelet restart the master's copy keeps condition transition times stable.
+        previous = self.ctx.reporter.latest(self.uid) or self.pod.status
         status = build_pod_status(pod=self.pod, records=self.records, pod_ip=self.pod_ip(),
                                   host_ip=self.ctx.node_ip(), start_time=self.start_time, previous=previous,
                                   terminating=self._terminate_requested, finished=finished)
