@@ -87,8 +87,12 @@ cmd_configure() {
     [[ -n $master_listen ]] || master_listen=$master
     [[ -n $registry ]] || registry=$ip:5000
     [[ -n $registry_listen ]] || registry_listen=$registry
+    # --containerd own | own=ADDRESS (we run it: our config, root and state) | ADDRESS (a running one's socket)
     local address=$containerd mode=external
-    if [[ $containerd == own ]]; then mode=own; address=$run/containerd/containerd.sock; fi
+    case $containerd in
+        own) mode=own; address=$run/containerd/containerd.sock ;;
+        own=*) mode=own; address=${containerd#own=} ;;
+    esac
     # containerd also listens on "<address>.ttrpc" and refuses unix socket paths over 104 bytes.
     (( ${#address} + 6 <= 104 )) || die "configure: containerd socket path $address is too long (max 98 bytes)"
     [[ ${#bridge} -le 15 ]] || die "configure: --pod-bridge $bridge is longer than 15 characters"
@@ -262,7 +266,7 @@ ready_once() {
     local c=$1 netns=$2
     case $c in
         etcd) in_netns "$netns" curl -fsS --max-time 2 http://127.0.0.1:2379/health 2>/dev/null | grep -q '"true"' ;;
-        registry) in_netns "$netns" curl -fsS --max-time 2 -o /dev/null "http://$KYB_REGISTRY/v2/" ;;
+        registry) in_netns "$netns" curl -fsS --max-time 2 -o /dev/null "http://$KYB_REGISTRY/v2/" 2>/dev/null ;;
         containerd) ctr --connect-timeout 200ms -a "$KYB_CONTAINERD_ADDRESS" version >/dev/null 2>&1 ;;
     esac
 }

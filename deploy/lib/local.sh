@@ -1,0 +1,106 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2034  # the settings are used by the scripts that source this file
+# Settings and host guard shared by deploy/up.sh and deploy/down.sh (source it; REPO must be set).
+#
+# up.sh saves the settings in $DIR/local.env and the host's state before it changed anything in
+# $DIR/host.env, so down.sh undoes exactly what up.sh did, whatever the environment says then.
+
+say() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'kybernetes: %s\n' "$*" >&2; exit 1; }
+
+DIR=${KYB_LOCAL_DIR:-/var/lib/kybernetes/local}
+if [[ -f $DIR/local.env ]]; then
+    # shellcheck disable=SC1091
+    . "$DIR/local.env"
+else
+    MASTER_PORT=${KYB_MASTER_PORT:-6443}
+    REGISTRY_PORT=${KYB_REGISTRY_PORT:-5000}
+    CONTAINERD=${KYB_CONTAINERD_ADDRESS:-/run/containerd/containerd.sock}
+    CTR_NS=${KYB_CONTAINERD_NAMESPACE:-kyb}
+    BRIDGE=${KYB_POD_BRIDGE:-kyb0}
+    CLUSTER_CIDR=${KYB_CLUSTER_CIDR:-10.244.0.0/16}
+    SERVICE_CIDR=${KYB_SERVICE_CIDR:-10.96.0.0/16}
+    NODE=${KYB_NODE_NAME:-$(hostname)}
+    REPLICAS=${KYB_REPLICAS:-3}
+    VENV=${KYB_VENV:-$REPO/.venv}
+fi
+PROVISION=$REPO/deploy/provision/provision.sh
+ENV_FILE=$DIR/etc/kybernetes.env
+SERVER=127.0.0.1:$MASTER_PORT
+CHAIN=${BRIDGE^^}-FWD
+TAG=kyb-local-$BRIDGE
+BLACKHOLE_METRIC_BASE=4000
+
+kybctl() { "$VENV/bin/kybctl" -s "$SERVER" "$@"; }
+
+save_settings() {
+    [[ -f $DIR/local.env ]] && return 0
+    cat > "$DIR/local.env" <<EOF
+# Written by deploy/up.sh; read by up.sh and down.sh.
+MASTER_PORT=$MASTER_PORT
+REGISTRY_PORT=$REGISTRY_PORT
+CONTAINERD=$CONTAINERD
+CTR_NS=$CTR_NS
+BRIDGE=$BRIDGE
+CLUSTER_CIDR=$CLUSTER_CIDR
+SERVICE_CIDR=$SERVICE_CIDR
+NODE=$NODE
+REPLICAS=$REPLICAS
+VENV=$VENV
+EOF
+}
+
+route_proto() { "$VENV/bin/python" -c 'import sys; from kubelet.routes import route_proto; print(route_proto(sys.argv[1]))' "$1"; }
+
+record_host_state() {  # once, before the first change
+    [[ -f $DIR/host.env ]] && return 0
+    local filter_existed=no
+    nft list table ip filter >/dev/null 2>&1 && filter_existed=yes
+    printf 'FILTER_TABLE_EXISTED=%s\nIP_FORWARD=%s\nPROTO=%s\n' "$filter_existed" \
+        "$(cat /proc/sys/net/ipv4/ip_forward)" "$(route_proto "$TAG")" > "$DIR/host.env"
+}
+
+guarded_ranges() { printf '%s\n' 10.244.0.0/16 10.96.0.0/16 "$CLUSTER_CIDR" "$SERVICE_CIDR" | sort -u; }
+
+guard_up() {
+    # shellcheck disable=SC1091
+    . "$DIR/host.env"
+    local cidr metric=$((BLACKHOLE_METRIC_BASE + PROTO))
+    # Blackholes of our own (own metric and protocol): the more specific pod-bridge route still wins,
+    # and nothing for the pod or service ranges ever leaves through the default route.
+    for cidr in $(guarded_ranges); do
+        if [[ -z $(ip -4 route show exact "$cidr" type blackhole proto "$PROTO") ]]; then
+            ip route add blackhole "$cidr" proto "$PROTO" metric "$metric"
+        fi
+    done
+    iptables -N "$CHAIN" 2>/dev/null || true
+    iptables -F "$CHAIN"
+    iptables -A "$CHAIN" -i "$BRIDGE" -o "$BRIDGE" -j ACCEPT
+    iptables -A "$CHAIN" -i "$BRIDGE" -j DROP
+    iptables -A "$CHAIN" -o "$BRIDGE" -j DROP
+    iptables -C FORWARD -j "$CHAIN" 2>/dev/null || iptables -I FORWARD 1 -j "$CHAIN"
+}
+
+guard_down() {
+    [[ -f $DIR/host.env ]] || return 0
+    # shellcheck disable=SC1091
+    . "$DIR/host.env"
+    local cidr metric=$((BLACKHOLE_METRIC_BASE + PROTO))
+    for cidr in $(guarded_ranges); do
+        ip route del blackhole "$cidr" proto "$PROTO" metric "$metric" 2>/dev/null || true
+    done
+    while iptables -D FORWARD -j "$CHAIN" 2>/dev/null; do :; done
+    iptables -F "$CHAIN" 2>/dev/null || true
+    iptables -X "$CHAIN" 2>/dev/null || true
+    # iptables-nft creates `table ip filter` on first use and never deletes it.
+    if [[ $FILTER_TABLE_EXISTED == no ]] && nft list table ip filter >/dev/null 2>&1 &&
+       ! nft list table ip filter | grep -qE '^\s+(counter|jump|accept|drop|reject|ip |iifname|oifname|meta|ct )'; then
+        nft delete table ip filter 2>/dev/null || true
+    fi
+    # The CNI bridge plugin (isGateway) turns on forwarding in the netns where the kubelet runs.
+    if [[ $(cat /proc/sys/net/ipv4/ip_forward) != "$IP_FORWARD" ]]; then
+        echo "$IP_FORWARD" > /proc/sys/net/ipv4/ip_forward
+    fi
+}
+
+containerd_answers() { ctr --connect-timeout 1s -a "$CONTAINERD" version >/dev/null 2>&1; }
