@@ -31,6 +31,7 @@ class KubeletConfig:
     # How often the runtime's container list is compared with what the workers believe (a missed exit event).
     relist_interval: float = 5.0
     max_pods: int = 110
+    container_log_max_bytes: int = 10 * 2**20
     hollow_start_delay: float = 0.5
     hollow_count: int = 1
     # Reconnection to the master: jittered exponential back-off from min to max seconds.

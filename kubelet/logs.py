@@ -6,6 +6,12 @@ instance it runs (containerd.md §2 "Logs"), so the previous instance's file is
 simply the one with the next lower number, and all of them outlive the containers.
 Files of a pod are removed when the pod is.
 
+A running instance's file is rotated like logrotate's copytruncate once it
+outgrows the size limit: copied to <n>.log.1 (replacing the older copy), then
+truncated in place, because the shim keeps its O_APPEND descriptor and never
+reopens a renamed file (containerd.md §2). Logs show the file after rotation,
+as `kubectl logs` does.
+
 Reading never blocks the event loop: file I/O runs in a worker thread. A tail
 reads backwards from the end in blocks until it has N lines; a follow polls the
 file's size and sends what was appended until the instance has exited (and its
@@ -58,6 +64,18 @@ class LogStore:
         for instance in self.instances(namespace=namespace, name=name, uid=uid, container=container):
             if instance < keep_from:
                 (directory / f"{instance}.log").unlink(missing_ok=True)
+
+
+def rotate_if_larger(path: Path, max_bytes: int) -> bool:
+    """copytruncate when the file is larger than max_bytes (blocking: call in a thread); True if rotated."""
+    try:
+        if os.stat(path).st_size <= max_bytes:
+            return False
+        shutil.copyfile(path, path.with_name(path.name + ".1"))
+        os.truncate(path, 0)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def _read_tail(path: Path, lines: int) -> tuple[bytes, int]:

@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 import grpc
 
+from ctl.api.quantity import QuantityError, parse_memory
 from ctl.client import CHANNEL_OPTIONS
 from ctl.machinery.log import configure, get_logger
 from kubelet.config import (
@@ -61,6 +62,8 @@ def _label(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]
               help="Cap of the back-off delay in seconds.")
 @click.option("--relist-interval", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
               help="Seconds between full comparisons of the runtime's containers with the kubelet's view.")
+@click.option("--container-log-max-size", default="10Mi", show_default=True, metavar="QUANTITY",
+              help="A container's log file is rotated (copytruncate, one old copy) beyond this size.")
 @click.option("--max-pods", type=click.IntRange(min=1), default=110, show_default=True,
               help="The Node's pod capacity.")
 @click.option("--node-label", "node_labels", multiple=True, callback=_label, metavar="KEY=VALUE",
@@ -77,11 +80,16 @@ def _label(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]
               show_default=True)
 def main(master: str, node_name: str, node_ip: str, containerd_address: str, containerd_namespace: str,
          root_dir: Path, insecure_registries: tuple[str, ...], runtime: str, pod_bridge: str,
-         heartbeat_interval: float, backoff_base: float, backoff_max: float, relist_interval: float, max_pods: int,
+         heartbeat_interval: float, backoff_base: float, backoff_max: float, relist_interval: float,
+         container_log_max_size: str, max_pods: int,
          node_labels: dict[str, str], hollow_start_delay: float, hollow_count: int, pod_routes: bool, proxy: bool,
          log_level: str) -> None:
     """Run the Kybernetes node agent: register this machine as a Node and run the pods bound to it."""
     configure(level=log_level)
+    try:
+        log_max_bytes = parse_memory(container_log_max_size)
+    except QuantityError as err:
+        raise click.BadParameter(str(err), param_hint="--container-log-max-size") from err
     if hollow_count > 1 and runtime != "hollow":
         raise click.BadParameter("only with --runtime hollow", param_hint="--hollow-count")
     config = KubeletConfig(
@@ -89,7 +97,8 @@ def main(master: str, node_name: str, node_ip: str, containerd_address: str, con
         runtime=runtime, containerd_address=containerd_address, containerd_namespace=containerd_namespace,
         insecure_registries=tuple(insecure_registries), pod_bridge=pod_bridge,
         heartbeat_interval=heartbeat_interval, backoff_base=backoff_base, backoff_max=max(backoff_max, backoff_base),
-        relist_interval=relist_interval, max_pods=max_pods, hollow_start_delay=hollow_start_delay,
+        relist_interval=relist_interval, container_log_max_bytes=log_max_bytes, max_pods=max_pods,
+        hollow_start_delay=hollow_start_delay,
         hollow_count=hollow_count, extra_labels=node_labels, pod_routes=pod_routes, proxy=proxy)
     try:
         asyncio.run(_serve(config))

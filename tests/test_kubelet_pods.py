@@ -20,6 +20,7 @@ import pytest
 
 from proto import node_pb2, node_pb2_grpc
 from proto import objects_pb2 as pb
+from tests.helpers import until
 
 if TYPE_CHECKING:
     from tests.fixtures.kubelet import Node
@@ -190,6 +191,23 @@ async def test_logs_tail_follow_and_previous(node: Node):
     assert previous.splitlines()[0] == first_boot
     current = await _until_logs(node, "logger", b"boot")
     assert current.splitlines()[0] != first_boot and current.splitlines()[0].startswith(b"boot ")
+
+
+async def test_big_log_is_rotated_by_copytruncate(node: Node):
+    # ~1.5 MiB, over the node fixture's 1 MiB limit.
+    script = 'i=0; while [ $i -lt 30000 ]; do echo "filler $i ........................................"; ' \
+             'i=$((i+1)); done; exec sleep 3600'
+    pod = await node.create(pod_spec("chatty", command=["sh", "-c", script]))
+    await node.pod_where("chatty", running)
+    log_dir = node.containerd.root_dir / "pods" / f"default_chatty_{pod.metadata.uid}" / "main"
+
+    async def rotated() -> bool:
+        copy = log_dir / "0.log.1"
+        return copy.exists() and copy.stat().st_size > 2**20
+
+    await until(rotated, timeout=30)
+    assert (log_dir / "0.log").stat().st_size < 2**20
+    assert len(await node.logs("chatty")) < 2**20
 
 
 async def test_container_killed_from_outside_is_restarted_and_counted(node: Node):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from kubelet.logs import _read_tail
+from kubelet.logs import _read_tail, rotate_if_larger
 from kubelet.nodeinfo import HOLLOW_LABEL, MachineFacts, build_node
 from kubelet.pods.backoff import Backoff
 from kubelet.pods.records import ContainerRecord, Instance
@@ -204,3 +204,18 @@ def test_node_facts_and_hollow_label():
     hollow = build_node(name="h1", node_ip="192.0.2.7", runtime_version="hollow://0.1.0", max_pods=110,
                         hollow=True, machine=machine)
     assert hollow.metadata.labels[HOLLOW_LABEL] == "true"
+
+
+def test_rotation_copies_then_truncates_in_place(tmp_path: Path):
+    path = tmp_path / "0.log"
+    path.write_bytes(b"x" * 100)
+    with open(path, "ab") as writer:  # like the shim: one O_APPEND descriptor for good
+        assert not rotate_if_larger(path, 100)
+        writer.write(b"y")
+        writer.flush()
+        assert rotate_if_larger(path, 100)
+        writer.write(b"after\n")
+        writer.flush()
+    assert (tmp_path / "0.log.1").read_bytes() == b"x" * 100 + b"y"
+    assert path.read_bytes() == b"after\n"
+    assert not rotate_if_larger(tmp_path / "missing.log", 1)

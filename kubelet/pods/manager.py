@@ -17,15 +17,19 @@ import asyncio
 import contextlib
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 
 from ctl.machinery.actors import Actor
 from ctl.machinery.log import get_logger
+from kubelet.logs import rotate_if_larger
 from kubelet.pods import adoption
 from kubelet.pods.worker import Adopted, PodWorker, WorkerContext
 from kubelet.runtime.base import LABEL_POD_UID, ContainerExit, ContainerInfo, ContainerRuntimeError
 from proto import node_pb2
 from proto import objects_pb2 as pb
 
+# Kubernetes' containerLogMaxSize default.
+DEFAULT_LOG_MAX_BYTES = 10 * 2**20
 # Seconds after sending a status report before a different stored status counts as drift.
 STATUS_SETTLE = 2.0
 # Pods recently confirmed gone, so a late upsert of a deleted pod only repeats the confirmation.
@@ -52,11 +56,13 @@ class _Remove:
 class PodManager(Actor):
     """Desired pods → workers; runtime observations → the right worker."""
 
-    def __init__(self, *, ctx: WorkerContext, relist_interval: float = 5.0) -> None:
+    def __init__(self, *, ctx: WorkerContext, relist_interval: float = 5.0,
+                 log_max_bytes: int = DEFAULT_LOG_MAX_BYTES) -> None:
         super().__init__(name=f"pods:{ctx.node_name}")
         self.log = get_logger("kubelet", node=ctx.node_name)
         self.ctx = ctx
         self.relist_interval = relist_interval
+        self.log_max_bytes = log_max_bytes
         self.workers: dict[str, PodWorker] = {}
         self.synced = asyncio.Event()
         self._terminated: OrderedDict[str, pb.Pod] = OrderedDict()
@@ -184,6 +190,11 @@ class PodManager(Actor):
                 self.log.warning("runtime exit stream failed, restarting", error=str(err))
             await asyncio.sleep(1.0)
 
+    def _rotate_logs(self, paths: list[Path]) -> None:
+        for path in paths:
+            if rotate_if_larger(path, self.log_max_bytes):
+                self.log.info("container log rotated", path=str(path))
+
     def _claim_exit(self, container_id: str) -> ContainerExit | None:
         return self._unclaimed_exits.pop(container_id, None)
 
@@ -194,6 +205,8 @@ class PodManager(Actor):
             resent = self.ctx.reporter.resend_drifted(settle=STATUS_SETTLE)
             if resent:
                 self.log.info("status reports resent: the master's stored status differed", pods=resent)
+            paths = [path for worker in self.workers.values() for path in worker.running_log_paths()]
+            await asyncio.to_thread(self._rotate_logs, paths)
             try:
                 await self.relist()
             except ContainerRuntimeError as err:

@@ -30,6 +30,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from ctl.api.quantity import QuantityError, parse_cpu, parse_memory
@@ -197,6 +198,13 @@ class PodWorker:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def running_log_paths(self) -> list[Path]:
+        """The log files the runtime is writing for this pod right now."""
+        meta = self.pod.metadata
+        return [self.ctx.logs.path(namespace=meta.namespace, name=meta.name, uid=meta.uid, container=r.name,
+                                   instance=r.current.number)
+                for r in self.records.values() if r.current is not None and r.current.running]
 
     def owns(self, container_id: str) -> bool:
         return any(r.current is not None and r.current.container_id == container_id for r in self.records.values())
