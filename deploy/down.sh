@@ -18,6 +18,11 @@ if [[ -f $ENV_FILE ]]; then
     # The kubelet first, so that nothing restarts the containers we delete.
     "$PROVISION" stop kubelet --env "$ENV_FILE" --kill || true
 fi
+if [[ " $KUBELET_ARGS " != *" --no-proxy "* && -x $VENV/bin/python ]]; then
+    # The kubelet's service proxy programmed this host's iptables (KYB-* chains and their jumps).
+    "$VENV/bin/python" -c 'import asyncio; from kubelet.proxy.iptables import Iptables; asyncio.run(Iptables().remove_all())' \
+        || say "warning: could not remove the service proxy's iptables rules"
+fi
 
 if containerd_answers; then
     say "removing our containers and images (containerd namespace $CTR_NS)"

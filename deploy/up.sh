@@ -18,6 +18,7 @@
 #   KYB_CONTAINERD_ADDRESS (/run/containerd/containerd.sock)  KYB_CONTAINERD_NAMESPACE (kyb)
 #   KYB_POD_BRIDGE (kyb0)  KYB_CLUSTER_CIDR (10.244.0.0/16)  KYB_SERVICE_CIDR (10.96.0.0/16)
 #   KYB_NODE_NAME (the hostname)  KYB_REPLICAS (3)  KYB_VENV (the repository's .venv)
+#   KYB_KUBELET_ARGS (extra kubelet flags, e.g. --no-proxy)
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)
@@ -47,7 +48,7 @@ fi
     --registry "127.0.0.1:$REGISTRY_PORT" --etcd embedded --cluster-cidr "$CLUSTER_CIDR" \
     --service-cidr "$SERVICE_CIDR" --containerd "$containerd" --containerd-namespace "$CTR_NS" \
     --pod-bridge "$BRIDGE" --etc "$DIR/etc" --state "$DIR/state" --run "$DIR/run" --logs "$DIR/log" \
-    --venv "$VENV"
+    --venv "$VENV" --kubelet-args "$KUBELET_ARGS"
 for component in registry master; do
     "$PROVISION" start "$component" --env "$ENV_FILE" --timeout 60
 done

@@ -53,6 +53,8 @@ def local_settings() -> Iterator[dict[str, str]]:
             "KYB_POD_BRIDGE": f"kybu{token}",
             "KYB_CLUSTER_CIDR": f"10.244.{secrets.choice(free)}.0/23",
             "KYB_NODE_NAME": f"kybu-{token}",
+            # The host's root netns is shared with other tests: no KYB-* proxy chains, no proto-77 routes.
+            "KYB_KUBELET_ARGS": "--no-proxy --no-pod-routes",
         }
     finally:
         shutil.rmtree(base, ignore_errors=True)

@@ -153,9 +153,9 @@ guard_down() {
     while iptables -D FORWARD -j "$CHAIN" 2>/dev/null; do :; done
     iptables -F "$CHAIN" 2>/dev/null || true
     iptables -X "$CHAIN" 2>/dev/null || true
-    # iptables-nft creates `table ip filter` on first use and never deletes it (lab-netns.md §8).
+    # iptables-nft creates `table ip filter` on first use and never deletes it: drop it if we did and it is empty.
     if [[ $FILTER_TABLE_EXISTED == no ]] && nft list table ip filter >/dev/null 2>&1 &&
-       ! nft list table ip filter | grep -qE '^\s+(counter|jump|accept|drop|reject|ip |iifname|oifname|meta|ct )'; then
+       ! nft list table ip filter | grep -vqE '^\s*(table |chain |type |policy |\}|$)'; then
         nft delete table ip filter 2>/dev/null || true
     fi
     if [[ $(cat /proc/sys/net/ipv4/ip_forward) != "$IP_FORWARD" ]]; then

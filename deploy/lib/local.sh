@@ -23,6 +23,7 @@ else
     NODE=${KYB_NODE_NAME:-$(hostname)}
     REPLICAS=${KYB_REPLICAS:-3}
     VENV=${KYB_VENV:-$REPO/.venv}
+    KUBELET_ARGS=${KYB_KUBELET_ARGS:-}
 fi
 PROVISION=$REPO/deploy/provision/provision.sh
 ENV_FILE=$DIR/etc/kybernetes.env
@@ -47,6 +48,7 @@ SERVICE_CIDR=$SERVICE_CIDR
 NODE=$NODE
 REPLICAS=$REPLICAS
 VENV=$VENV
+KUBELET_ARGS="$KUBELET_ARGS"
 EOF
 }
 
@@ -54,10 +56,19 @@ route_proto() { "$VENV/bin/python" -c 'import sys; from kubelet.routes import ro
 
 record_host_state() {  # once, before the first change
     [[ -f $DIR/host.env ]] && return 0
-    local filter_existed=no
+    local filter_existed=no nat_existed=no
     nft list table ip filter >/dev/null 2>&1 && filter_existed=yes
-    printf 'FILTER_TABLE_EXISTED=%s\nIP_FORWARD=%s\nPROTO=%s\n' "$filter_existed" \
-        "$(cat /proc/sys/net/ipv4/ip_forward)" "$(route_proto "$TAG")" > "$DIR/host.env"
+    nft list table ip nat >/dev/null 2>&1 && nat_existed=yes
+    printf 'FILTER_TABLE_EXISTED=%s\nNAT_TABLE_EXISTED=%s\nIP_FORWARD=%s\nPROTO=%s\n' "$filter_existed" \
+        "$nat_existed" "$(cat /proc/sys/net/ipv4/ip_forward)" "$(route_proto "$TAG")" > "$DIR/host.env"
+}
+
+delete_table_if_empty() {  # iptables-nft creates `table ip filter/nat` on first use and never deletes them
+    local table=$1
+    nft list table ip "$table" >/dev/null 2>&1 || return 0
+    if ! nft list table ip "$table" | grep -vqE '^\s*(table |chain |type |policy |\}|$)'; then
+        nft delete table ip "$table" 2>/dev/null || true
+    fi
 }
 
 guarded_ranges() { printf '%s\n' 10.244.0.0/16 10.96.0.0/16 "$CLUSTER_CIDR" "$SERVICE_CIDR" | sort -u; }
@@ -92,11 +103,8 @@ guard_down() {
     while iptables -D FORWARD -j "$CHAIN" 2>/dev/null; do :; done
     iptables -F "$CHAIN" 2>/dev/null || true
     iptables -X "$CHAIN" 2>/dev/null || true
-    # iptables-nft creates `table ip filter` on first use and never deletes it.
-    if [[ $FILTER_TABLE_EXISTED == no ]] && nft list table ip filter >/dev/null 2>&1 &&
-       ! nft list table ip filter | grep -qE '^\s+(counter|jump|accept|drop|reject|ip |iifname|oifname|meta|ct )'; then
-        nft delete table ip filter 2>/dev/null || true
-    fi
+    [[ $FILTER_TABLE_EXISTED == yes ]] || delete_table_if_empty filter
+    [[ ${NAT_TABLE_EXISTED:-yes} == yes ]] || delete_table_if_empty nat
     # The CNI bridge plugin (isGateway) turns on forwarding in the netns where the kubelet runs.
     if [[ $(cat /proc/sys/net/ipv4/ip_forward) != "$IP_FORWARD" ]]; then
         echo "$IP_FORWARD" > /proc/sys/net/ipv4/ip_forward
