@@ -32,8 +32,7 @@ async def nothing_left(c: Cluster) -> bool:
 
 async def test_background_deletion_removes_replicasets_and_pods(cluster: Cluster):
     await rollout(cluster)
-    d = await cluster.client.get("deployments", "web")
-    result = await cluster.client.delete("deployments", "web", resource_version=d.metadata.resource_version)
+    result = await cluster.client.delete("deployments", "web", unconditional=True)
     assert result.deleted  # the owner goes at once; its dependents follow
     await until(lambda: nothing_left(cluster), message="dependents collected")
 

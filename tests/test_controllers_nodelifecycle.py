@@ -153,8 +153,7 @@ async def test_a_deleted_nodes_pods_are_deleted_at_once_and_replaced(cluster: Cl
     pods = await until(lambda: _n_ready(cluster, 2))
     on_n1 = [p.metadata.name for p in pods if p.spec.node_name == "n1"]
     assert on_n1
-    n1 = await node(cluster, "n1")
-    await cluster.client.delete("nodes", "n1", resource_version=n1.metadata.resource_version)
+    await cluster.client.delete("nodes", "n1", unconditional=True)
 
     async def replaced() -> bool:
         names = {p.metadata.name for p in await cluster.pods(label_selector="app=web")}

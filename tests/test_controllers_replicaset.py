@@ -18,6 +18,7 @@ from proto import objects_pb2 as pb
 from tests import test_controllers_support as support
 from tests.test_controllers_support import (
     Cluster,
+    edit,
     is_ready,
     is_terminating,
     make_pod,
@@ -58,9 +59,7 @@ async def test_creates_named_owned_pods_and_reports_status(cluster: Cluster):
     assert sorted(e.message for e in events) == sorted(f"Created pod: {p.metadata.name}" for p in pods)
 
     # Scale down to 1: status follows, observedGeneration too.
-    rs = await cluster.client.get("replicasets", "web")
-    rs.spec.replicas = 1
-    await cluster.client.update(rs)
+    await edit(cluster.client, "replicasets", "web", lambda rs: setattr(rs.spec, "replicas", 1))
 
     async def scaled() -> bool:
         status = await rs_status(cluster, "web")
@@ -102,9 +101,7 @@ async def test_scale_down_deletes_unscheduled_then_not_ready_then_newest(cluster
     await until(adopted, message="all four adopted")
     assert await names() == ["a-unscheduled", "b-not-ready", "c-old-ready", "d-new-ready"]
     for replicas, gone in ((3, "a-unscheduled"), (2, "b-not-ready"), (1, "d-new-ready")):
-        rs = await cluster.client.get("replicasets", "web")
-        rs.spec.replicas = replicas
-        await cluster.client.update(rs)
+        await edit(cluster.client, "replicasets", "web", lambda rs, n=replicas: setattr(rs.spec, "replicas", n))
 
         async def scaled(n: int = replicas) -> list[str]:
             current = await names()
@@ -136,8 +133,7 @@ async def test_adopts_orphans_and_releases_pods_that_stop_matching(cluster: Clus
     assert orphan.metadata.owner_references[0].uid == rs.metadata.uid
 
     # Relabel one pod: it is released (reference removed) and replaced.
-    orphan.metadata.labels["app"] = "other"
-    await cluster.client.update(orphan)
+    await edit(cluster.client, "pods", "orphan", lambda pod: pod.metadata.labels.update({"app": "other"}))
 
     async def released() -> bool:
         pod = await cluster.client.get("pods", "orphan")
@@ -149,8 +145,8 @@ async def test_adopts_orphans_and_releases_pods_that_stop_matching(cluster: Clus
 async def test_a_terminating_pod_does_not_count_and_is_replaced_at_once(cluster: Cluster):
     await cluster.add_nodes("n1", act=False)  # nothing confirms terminations: pods stay Terminating
     await cluster.client.create(make_replicaset("web", replicas=2))
-    pods = await until(lambda: _active_n(cluster, 2))
-    victim = pods[0]
+    pods = await until(lambda: _active_n(cluster, 2, bound=True))
+    victim = pods[0]  # bound: its deletion waits for a kubelet that never confirms
     await cluster.client.delete("pods", victim.metadata.name, unconditional=True)
 
     async def replaced() -> bool:
@@ -162,8 +158,10 @@ async def test_a_terminating_pod_does_not_count_and_is_replaced_at_once(cluster:
     await until(replaced, timeout=5, message="replacement while the old pod is still terminating")
 
 
-async def _active_n(c: Cluster, n: int) -> list[pb.Pod]:
+async def _active_n(c: Cluster, n: int, *, bound: bool = False) -> list[pb.Pod]:
     pods = await active(c, "app=web")
+    if bound and not all(p.spec.node_name for p in pods):
+        return []
     return pods if len(pods) == n else []
 
 

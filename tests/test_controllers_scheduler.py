@@ -12,7 +12,7 @@ from collections import Counter
 from ctl.client import Client
 from proto import objects_pb2 as pb
 from tests import test_controllers_support as support
-from tests.test_controllers_support import Cluster, make_pod, make_replicaset, until
+from tests.test_controllers_support import Cluster, edit, make_pod, make_replicaset, until
 
 cluster = support.cluster
 
@@ -68,9 +68,8 @@ async def _bound(c: Cluster, name: str) -> pb.Pod | None:
 async def test_filters_selector_taints_ports_and_capacity(cluster: Cluster):
     await cluster.add_nodes("ssd", labels={"disk": "ssd"}, cpu="1")
     await cluster.add_nodes("hdd", labels={"disk": "hdd"}, cpu="1", pods="2")
-    tainted = await cluster.client.get("nodes", "hdd", namespace="")
-    tainted.spec.taints.add(key="dedicated", value="batch", effect="NoSchedule")
-    await cluster.client.update(tainted)
+    await edit(cluster.client, "nodes", "hdd", lambda n: n.spec.taints.add(key="dedicated", value="batch",
+                                                                          effect="NoSchedule"), namespace="")
 
     await cluster.client.create(make_pod("wants-ssd", node_selector={"disk": "ssd"}, cpu="600m"))
     assert (await until(lambda: _bound(cluster, "wants-ssd"))).spec.node_name == "ssd"

@@ -122,6 +122,19 @@ async def until(predicate: Callable[[], Awaitable[Any]], *, timeout: float = 20.
         await asyncio.sleep(interval)
 
 
+async def edit(client: Any, resource: str, name: str, fn: Callable[[Any], None], *,
+               namespace: str = "default") -> Any:
+    """Read-modify-write retried on conflicts (controllers write status all the time), as kubectl does."""
+    for _ in range(20):
+        obj = await client.get(resource, name, namespace=namespace)
+        fn(obj)
+        try:
+            return await client.update(obj)
+        except ConflictError:
+            continue
+    raise AssertionError(f"{resource}/{name} kept changing")
+
+
 def is_ready(pod: pb.Pod) -> bool:
     return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions)
 
