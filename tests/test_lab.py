@@ -561,3 +561,49 @@ async def _up_and_down_again(lab: Lab, base: Path) -> None:
         small.sh("down", check=False)
     after = lab_traces(small)
     assert after == {key: [] for key in after}
+
+
+# ----------------------------------------------------------------------------- provisioning (the VM path)
+
+PROVISION_SH = REPO / "deploy" / "provision" / "provision.sh"
+
+
+def test_provisioned_units_run_the_lab_commands_and_restart_on_failure(tmp_path: Path):
+    # The Vagrant VMs get systemd units from the same configuration the namespace lab launches by hand.
+    run(str(PROVISION_SH), "configure", "--role", "master", "--name", "master", "--ip", "192.168.56.10",
+        "--etc", str(tmp_path / "master"))
+    run(str(PROVISION_SH), "configure", "--role", "node", "--name", "node1", "--ip", "192.168.56.11",
+        "--master", "192.168.56.10:6443", "--registry", "192.168.56.10:5000", "--etc", str(tmp_path / "node1"),
+        "--state", str(tmp_path / "state"), "--run", str(tmp_path / "run"))
+    units = tmp_path / "units"
+    for role in ("master", "node1"):
+        run(str(PROVISION_SH), "units", "--env", str(tmp_path / role / "kybernetes.env"), "--dir", str(units))
+    assert sorted(p.name for p in units.iterdir()) == [
+        "kyb-containerd.service", "kyb-etcd.service", "kyb-kubelet.service", "kyb-master.service",
+        "kyb-registry.service"]
+    for unit in units.iterdir():
+        text = unit.read_text()
+        component = unit.stem.removeprefix("kyb-")
+        role = "node1" if component in ("containerd", "kubelet") else "master"
+        assert f"ExecStart={PROVISION_SH} run {component} --env {tmp_path / role / 'kybernetes.env'}\n" in text
+        assert "Restart=on-failure\n" in text
+    assert "After=network-online.target kyb-etcd.service" in (units / "kyb-master.service").read_text()
+    assert "KillMode=process" in (units / "kyb-containerd.service").read_text()
+    if shutil.which("systemd-analyze"):
+        result = run("systemd-analyze", "verify", *map(str, sorted(units.iterdir())), check=False)
+        assert result.returncode == 0, result.stderr
+    # The node learns the master's address and the registry; its kubelet reports the private IP.
+    env = (tmp_path / "node1" / "kybernetes.env").read_text()
+    assert 'KYB_MASTER="192.168.56.10:6443"' in env and 'KYB_REGISTRY="192.168.56.10:5000"' in env
+    assert 'KYB_NODE_IP="192.168.56.11"' in env and 'KYB_CONTAINERD_MODE="own"' in env
+    assert 'disabled_plugins = ["io.containerd.grpc.v1.cri"]' in (tmp_path / "node1" / "containerd.toml").read_text()
+
+
+def test_provision_rejects_bad_settings(tmp_path: Path):
+    result = run(str(PROVISION_SH), "configure", "--role", "worker", "--etc", str(tmp_path), check=False)
+    assert result.returncode == 1 and "--role must be master, node or all (got 'worker')" in result.stderr
+    result = run(str(PROVISION_SH), "configure", "--role", "node", "--etc", str(tmp_path),
+                 "--kubelet-args", '--node-label a="b"', check=False)
+    assert result.returncode == 1 and "KYB_KUBELET_ARGS: quotes" in result.stderr
+    result = run(str(PROVISION_SH), "run", "scheduler", "--env", str(tmp_path / "none.env"), check=False)
+    assert result.returncode == 1 and "no configuration at" in result.stderr

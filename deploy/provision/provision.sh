@@ -10,7 +10,8 @@
 #   provision.sh stop COMPONENT [--kill]        SIGTERM (grace, then SIGKILL) or SIGKILL, by pid file
 #   provision.sh wait COMPONENT [--netns NS]    wait until the component answers
 #   provision.sh status                         the role's components and their pids
-#   provision.sh units                          systemd units (Restart=on-failure), enabled and started
+#   provision.sh units [--dir DIR]              systemd units (Restart=on-failure), enabled and started
+#                                               (with --dir: only written there, for review and tests)
 #   provision.sh images [--netns NS]            build the sample images offline and push them to the registry
 #
 # Every command but install/configure takes --env FILE (default /etc/kybernetes/kybernetes.env).
@@ -346,7 +347,12 @@ cmd_status() {
 # ----------------------------------------------------------------------------- systemd mode
 
 cmd_units() {
-    [[ -d /run/systemd/system ]] || die "units: systemd is not running here (use start/stop instead)"
+    local dir=$1 install=no
+    if [[ -z $dir ]]; then
+        [[ -d /run/systemd/system ]] || die "units: systemd is not running here (use start/stop instead)"
+        dir=/etc/systemd/system install=yes
+    fi
+    mkdir -p "$dir"
     local c unit after extra units=()
     while read -r c; do
         unit=kyb-$c.service
@@ -358,7 +364,7 @@ cmd_units() {
             # Like containerd.service: the shims (and so the containers) outlive a containerd restart.
             containerd) extra=$'Delegate=yes\nKillMode=process\nOOMScoreAdjust=-999\nLimitNOFILE=1048576' ;;
         esac
-        cat > "/etc/systemd/system/$unit" <<EOF
+        cat > "$dir/$unit" <<EOF
 # Written by deploy/provision/provision.sh units.
 [Unit]
 Description=Kybernetes $c
@@ -376,6 +382,7 @@ WantedBy=multi-user.target
 EOF
         units+=("$unit")
     done < <(role_components)
+    if [[ $install == no ]]; then say "wrote ${units[*]} into $dir"; return 0; fi
     systemctl daemon-reload
     systemctl enable --now "${units[@]}"
     say "enabled and started: ${units[*]}"
@@ -415,7 +422,7 @@ main() {
             return 0 ;;
         configure) cmd_configure "$@"; return 0 ;;
     esac
-    local component="" netns="" kill=no timeout=60 wait=yes
+    local component="" netns="" kill=no timeout=60 wait=yes dir=""
     ENV_FILE=$DEFAULT_ENV
     case $command in run|start|stop|wait) [[ $# -gt 0 ]] || die "$command needs a component"; component=$1; shift ;; esac
     while [[ $# -gt 0 ]]; do
@@ -425,6 +432,7 @@ main() {
             --timeout) timeout=$2; shift 2 ;;
             --kill) kill=yes; shift ;;
             --no-wait) wait=no; shift ;;
+            --dir) dir=$2; shift 2 ;;
             *) die "$command: unknown option $1" ;;
         esac
     done
@@ -437,7 +445,7 @@ main() {
         stop) cmd_stop "$component" "$kill" ;;
         wait) cmd_wait "$component" "$netns" "$timeout" ;;
         status) cmd_status ;;
-        units) cmd_units ;;
+        units) cmd_units "$dir" ;;
         images) cmd_images "$netns" ;;
         *) die "unknown command '$command' (see provision.sh --help)" ;;
     esac
