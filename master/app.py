@@ -36,6 +36,28 @@ from proto import api_pb2, api_pb2_grpc, node_pb2, node_pb2_grpc
 
 log = get_logger("master")
 
+# The controller manager's loops (started together) and the endpoints controller.
+MANAGED_CONTROLLERS = frozenset({"scheduler", "replicaset", "deployment", "nodelifecycle", "gc"})
+ALL_CONTROLLERS = MANAGED_CONTROLLERS | {"endpoints"}
+
+
+def enabled_controllers(spec: str) -> frozenset[str]:
+    """Parse --controllers: "*" for all, names to enable, "-name" to disable; "" for none."""
+    enabled: set[str] = set()
+    for item in (i.strip() for i in spec.split(",") if i.strip()):
+        name = item.lstrip("-")
+        if name != "*" and name not in ALL_CONTROLLERS:
+            known = ", ".join(sorted(ALL_CONTROLLERS))
+            raise ValueError(f'--controllers: unknown controller "{name}"; known: *, {known}')
+        if item == "*":
+            enabled |= ALL_CONTROLLERS
+        elif item.startswith("-"):
+            enabled.discard(name)
+        else:
+            enabled.add(name)
+    return frozenset(enabled)
+
+
 API_SERVICE = api_pb2.DESCRIPTOR.services_by_name["ObjectAPI"].full_name
 NODE_SERVICES = [node_pb2.DESCRIPTOR.services_by_name[n].full_name for n in ("NodeLink", "PodAPI")]
 
@@ -54,7 +76,9 @@ class MasterConfig:
     heartbeat_interval: float = 1.0
     # lastHeartbeatTime in etcd is refreshed this often per Node (liveness itself is in memory).
     node_status_refresh: float = 120.0
-    controllers: bool = True
+    node_cidr_mask_size: int = 24
+    # Which control loops run, as kube-controller-manager's --controllers: "*" (all), names, "-name".
+    controllers: str = "*"
 
 
 class Master:
@@ -92,8 +116,8 @@ class Master:
         status_writer = PodStatusWriter(client=client, router=router)
         service_router = ServiceRouter(client=client, connections=self.connections)
         relay = Relay()
-        registrar = Registrar(client=client, pod_cidrs=PodCIDRAllocator(store=self.store,
-                                                                         cluster_cidr=self.config.cluster_cidr))
+        registrar = Registrar(client=client, pod_cidrs=PodCIDRAllocator(
+            store=self.store, cluster_cidr=self.config.cluster_cidr, node_prefix=self.config.node_cidr_mask_size))
         link = NodeLinkServicer(client=client, connections=self.connections, liveness=self.liveness,
                                 registrar=registrar, router=router, service_router=service_router,
                                 status_writer=status_writer, relay=relay,
@@ -124,8 +148,10 @@ class Master:
         self.supervisor.start_fn("node-router", router.run_nodes)
         self.supervisor.start_fn("pod-status-writer", status_writer.run)
         self.supervisor.start_fn("service-router", service_router.run)
-        if self.config.controllers:
+        enabled = enabled_controllers(self.config.controllers)
+        if enabled & MANAGED_CONTROLLERS:
             self.controllers = _start_controllers(self)
+        if "endpoints" in enabled:
             start_endpoints_controller(supervisor=self.supervisor, client=client)
         log.info("serving", listen=self.config.listen, port=self.port, etcd=",".join(endpoints))
 

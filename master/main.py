@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from ctl.machinery.log import configure, get_logger
-from master.app import Master, MasterConfig
+from master.app import Master, MasterConfig, enabled_controllers
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -23,16 +23,27 @@ from master.app import Master, MasterConfig
               help="Seconds without heartbeat before a Node is Ready=Unknown.")
 @click.option("--pod-eviction-timeout", type=float, default=5.0, show_default=True,
               help="Seconds after NotReady before a Node's pods are evicted.")
+@click.option("--node-cidr-mask-size", type=click.IntRange(8, 30), default=24, show_default=True,
+              help="Size of each Node's pod range within --cluster-cidr.")
+@click.option("--controllers", default="*", show_default=True,
+              help="Control loops to run: '*' for all, names to enable, '-name' to disable "
+                   "(scheduler, replicaset, deployment, nodelifecycle, gc, endpoints).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True)
 def main(listen: str, etcd: str, data_dir: Path, cluster_cidr: str, service_cidr: str,
-         node_monitor_grace_period: float, pod_eviction_timeout: float, log_level: str) -> None:
+         node_monitor_grace_period: float, pod_eviction_timeout: float, node_cidr_mask_size: int, controllers: str,
+         log_level: str) -> None:
     """Run the Kybernetes master: the API server, the node link and the control loops."""
     configure(level=log_level)
     config = MasterConfig(listen=listen, etcd=[e for e in etcd.split(",") if e], data_dir=data_dir,
                           cluster_cidr=cluster_cidr, service_cidr=service_cidr,
                           node_monitor_grace_period=node_monitor_grace_period,
-                          pod_eviction_timeout=pod_eviction_timeout)
+                          pod_eviction_timeout=pod_eviction_timeout, node_cidr_mask_size=node_cidr_mask_size,
+                          controllers=controllers)
+    try:
+        enabled_controllers(controllers)
+    except ValueError as err:
+        raise click.UsageError(str(err)) from None
     try:
         asyncio.run(_serve(config))
     except KeyboardInterrupt:

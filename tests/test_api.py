@@ -265,7 +265,8 @@ async def test_etcd_down_is_unavailable_and_recovers_without_restarting_master(c
 
 
 async def test_three_member_etcd_survives_one_member_killed(etcd_cluster, tmp_path):
-    proc = MasterProcess(etcd=[m.endpoint for m in etcd_cluster], log_path=tmp_path / "master.log")
+    proc = MasterProcess(etcd=[m.endpoint for m in etcd_cluster], log_path=tmp_path / "master.log",
+                         extra_args=["--controllers="])
     await proc.start()
     try:
         async with Client(proc.address) as c:
