@@ -208,6 +208,9 @@ async def apply_one(client: Client, applied: Any) -> str:
         desired = plan_update(live, applied)
         if desired is None:
             return "unchanged"
+        if LAST_APPLIED not in live.metadata.annotations:
+            echo(f"Warning: {kind.resource}/{applied.metadata.name} is missing the {LAST_APPLIED} annotation, "
+                 "which apply needs to know which fields it owns; it is added now.", err=True)
         if precondition:
             desired.metadata.resource_version = precondition
         await client.update(desired)

@@ -311,11 +311,18 @@ async def read_modify_write(client: Client, target: Target, *, settings: Setting
 
 
 def resolve_kind(name: str) -> Kind:
-    """The kind for a user-typed resource name; `error: the server doesn't have a resource type "x"`."""
+    """The kind for a user-typed resource name (`deploy`, `deployments.apps`, …).
+
+    Unknown names are `error: the server doesn't have a resource type "x"`.
+    """
+    base, dot, group_name = name.partition(".")
     try:
-        return kinds.lookup(name)
-    except kinds.UnknownKind as err:
-        raise usage_error(str(err)) from None
+        kind = kinds.lookup(base if dot else name)
+    except kinds.UnknownKind:
+        kind = None
+    if kind is None or (dot and api_group(kind) != group_name):
+        raise usage_error(f'the server doesn\'t have a resource type "{name}"')
+    return kind
 
 
 def api_group(kind: Kind) -> str:
