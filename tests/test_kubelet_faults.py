@@ -19,7 +19,6 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.containerd
 # The `node` and `cluster_master` fixtures.
-pytest_plugins = ["tests.fixtures.kubelet"]
 
 
 async def test_kubelet_sigkill_and_restart_keeps_containers_and_removes_unbound_pods(node: Node):

@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     from tests.fixtures.kubelet import KubeletProcess
 
 # The `kubelets` factory fixture.
-pytest_plugins = ["tests.fixtures.kubelet"]
 
 
 def hollow_pod(name: str, node: str) -> pb.Pod:

@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.containerd
 # The `node` and `cluster_master` fixtures.
-pytest_plugins = ["tests.fixtures.kubelet"]
 
 BUSYBOX = "kyb/busybox:1"
 HELLO = "kyb/hello:v1"

@@ -133,6 +133,8 @@ class PodRouter:
             broadcaster.cancel()
 
     def _set_node(self, node: pb.Node) -> bool:
+        if node.metadata.labels.get("kybernetes.io/hollow") == "true":
+            return False  # hollow Nodes run no pods on a network: nothing to route to
         key = _route_key(node)
         if self.nodes.get(node.metadata.name) == key:
             return False

@@ -1,18 +1,19 @@
 """Writes pod status reports from kubelets to etcd, coalesced per pod.
 
 A kubelet may report a pod several times in quick succession; only the newest
-report matters, so reports go into a dict keyed by pod (latest wins) served by
-a few workers. A write uses the cached resourceVersion and, on a conflict,
+report matters, so reports go into a dict keyed by pod uid (latest wins), and
+the uids into a work queue, which never hands one key to two workers at once:
+writes for one pod are serialized, so an older report can't overwrite a newer
+one, while different pods are written in parallel. A write uses the cached resourceVersion and, on a conflict,
 re-reads and tries again. A report for a pod that no longer exists (or was
 recreated under the same name: another uid) is dropped.
 """
 
 from __future__ import annotations
 
-import asyncio
-
 from ctl.client import ConflictError, NotFoundError, UnavailableError
 from ctl.machinery.log import get_logger, obj_ref
+from ctl.machinery.workqueue import WorkQueue, run_workers
 from master.nodelink.router import PodRouter
 from proto import node_pb2
 from proto import objects_pb2 as pb
@@ -28,33 +29,27 @@ class PodStatusWriter:
         self.router = router
         self.workers = workers
         self._pending: dict[str, node_pb2.PodStatusReport] = {}
-        self._ready: asyncio.Queue[str] = asyncio.Queue()
+        self._queue: WorkQueue[str] = WorkQueue(name="pod-status")
 
     def submit(self, report: node_pb2.PodStatusReport) -> None:
         """Queue a report; a newer report for the same pod replaces an unwritten older one."""
-        if report.uid not in self._pending:
-            self._ready.put_nowait(report.uid)
         self._pending[report.uid] = report
+        self._queue.add(report.uid)
 
     async def run(self) -> None:
-        """Actor body: the worker pool."""
-        await asyncio.gather(*(self._worker() for _ in range(self.workers)))
+        """Actor body: the worker pool (etcd outages are retried with the queue's back-off)."""
+        await run_workers(self._queue, self._sync, workers=self.workers, name="pod-status-writer",
+                          quiet=(UnavailableError,))
 
-    async def _worker(self) -> None:
-        while True:
-            uid = await self._ready.get()
-            report = self._pending.pop(uid, None)
-            if report is None:
-                continue
-            try:
-                await self._write(report)
-            except UnavailableError:
-                # etcd is away: keep the newest report and try again shortly.
-                if uid not in self._pending:
-                    self._pending[uid] = report
-                    asyncio.get_running_loop().call_later(0.5, self._ready.put_nowait, uid)
-            except Exception:
-                log.exception("pod status write failed", object=obj_ref("pods", report.name, report.namespace))
+    async def _sync(self, uid: str) -> None:
+        report = self._pending.pop(uid, None)
+        if report is None:
+            return
+        try:
+            await self._write(report)
+        except Exception:
+            self._pending.setdefault(uid, report)  # a newer report, if any, wins the retry
+            raise
 
     async def _write(self, report: node_pb2.PodStatusReport) -> None:
         pod = self.router.pod_of(report.uid)
