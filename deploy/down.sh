@@ -58,6 +58,8 @@ if [[ -f $ENV_FILE ]]; then
     for component in master registry; do "$PROVISION" stop "$component" --env "$ENV_FILE" || true; done
     if [[ -e $DIR/started-containerd ]]; then
         "$PROVISION" stop containerd --env "$ENV_FILE" || true
+        # containerd removes its gRPC socket on exit but leaves the ttrpc one.
+        rm -f "$CONTAINERD" "$CONTAINERD.ttrpc"
     fi
 fi
 # Anything of ours still alive (an embedded etcd whose master was SIGKILLed, say): by pid, from /proc.
@@ -73,6 +75,7 @@ while read -r target; do
     umount -l "$target" 2>/dev/null || true
 done < <(awk -v prefix="$DIR/" 'index($5, prefix) == 1 {print $5}' /proc/self/mountinfo | sort -r)
 
-guard_down
+guard_down    # (also reads host.env: CREATED_DIRS)
 rm -rf "$DIR"
+remove_created_dirs
 say "stopped; $DIR removed"

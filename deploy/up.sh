@@ -30,6 +30,7 @@ REPO=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)
 say "1/4 installing what is missing"
 KYB_VENV=$VENV "$PROVISION" install
 
+[[ -e $(dirname "$DIR") ]] || PARENT_CREATED=yes
 mkdir -p "$DIR"
 save_settings
 record_host_state

@@ -278,6 +278,7 @@ cmd_up() {
         die "the lab has $WORKERS workers; run down first to shrink it"
     fi
     WORKERS=$workers
+    if [[ ! -e $(dirname "$LAB") ]]; then mkdir -p "$LAB"; touch "$LAB/parent-created"; fi
     mkdir -p "$LAB"
     if [[ $kubelet == yes ]] && ! kubelet_available; then
         say "warning: kubelet.main is not importable from $VENV: the workers run containerd only"
@@ -451,7 +452,10 @@ cmd_down() {
     done < <(ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^$P-(master|node[0-9]+)(-|$)" || true)
     ip link del "$BRIDGE" 2>/dev/null || true     # the nodes' host veths went with their netns
     guard_down
+    local parent_created=no
+    [[ ! -e $LAB/parent-created ]] || parent_created=yes
     rm -rf "$LAB"
+    [[ $parent_created == no ]] || rmdir "$(dirname "$LAB")" 2>/dev/null || true
     say "lab down"
 }
 

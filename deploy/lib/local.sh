@@ -54,13 +54,33 @@ EOF
 
 route_proto() { "$VENV/bin/python" -c 'import sys; from kubelet.routes import route_proto; print(route_proto(sys.argv[1]))' "$1"; }
 
-record_host_state() {  # once, before the first change
+# Directories that up.sh (or what it starts) may create outside $DIR: removed by down.sh when they did not
+# exist before and are empty again (containerd's socket dir, the kubelet's /run/kybernetes, $DIR's parent).
+shared_dirs() { printf '%s\n' "$(dirname "$DIR")" "$(dirname "$CONTAINERD")" /run/kybernetes; }
+
+record_host_state() {  # once, before the first change; $DIR itself was just created
     [[ -f $DIR/host.env ]] && return 0
-    local filter_existed=no nat_existed=no
+    local filter_existed=no nat_existed=no created=() dir
     nft list table ip filter >/dev/null 2>&1 && filter_existed=yes
     nft list table ip nat >/dev/null 2>&1 && nat_existed=yes
-    printf 'FILTER_TABLE_EXISTED=%s\nNAT_TABLE_EXISTED=%s\nIP_FORWARD=%s\nPROTO=%s\n' "$filter_existed" \
-        "$nat_existed" "$(cat /proc/sys/net/ipv4/ip_forward)" "$(route_proto "$TAG")" > "$DIR/host.env"
+    while read -r dir; do
+        if [[ $dir == "$(dirname "$DIR")" ]]; then
+            [[ -n ${PARENT_CREATED:-} ]] && created+=("$dir")
+        elif [[ ! -e $dir ]]; then
+            created+=("$dir")
+        fi
+    done < <(shared_dirs)
+    printf 'FILTER_TABLE_EXISTED=%s\nNAT_TABLE_EXISTED=%s\nIP_FORWARD=%s\nPROTO=%s\nCREATED_DIRS="%s"\n' \
+        "$filter_existed" "$nat_existed" "$(cat /proc/sys/net/ipv4/ip_forward)" "$(route_proto "$TAG")" \
+        "${created[*]}" > "$DIR/host.env"
+}
+
+remove_created_dirs() {
+    local dir
+    # shellcheck disable=SC2086  # a list of paths without spaces (ours)
+    for dir in ${CREATED_DIRS:-}; do
+        if [[ -d $dir ]]; then find "$dir" -depth -type d -empty -delete 2>/dev/null || true; fi
+    done
 }
 
 delete_table_if_empty() {  # iptables-nft creates `table ip filter/nat` on first use and never deletes them
