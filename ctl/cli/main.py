@@ -113,10 +113,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     except Exception as err:  # noqa: BLE001 - the CLI's contract is one line, never a traceback
         if os.environ.get("KYB_DEBUG"):
             raise
-        line = error_line(err, server=settings.server)
-        if line.startswith("error: ") and type(err).__module__ not in ("ctl.client",):
-            line = f"error: {type(err).__name__}: {one_line(str(err))}"
-        click.echo(line, err=True)
+        from ctl.client import ApiError
+
+        if isinstance(err, ApiError):
+            click.echo(error_line(err, server=settings.server), err=True)
+        else:  # a bug or an unexpected environment problem: still one line, naming the exception
+            click.echo(one_line(f"error: {type(err).__name__}: {err}"), err=True)
     sys.exit(code)
 
 
