@@ -77,6 +77,8 @@ def _usage_line(err: click.UsageError) -> str:
     if isinstance(err, click.NoSuchOption):
         return f"error: unknown flag: {err.option_name}"
     message = one_line(err.format_message())
+    if isinstance(err, click.BadOptionUsage) and message.endswith("requires an argument."):
+        return f"error: flag needs an argument: {err.option_name}"
     if isinstance(err, click.MissingParameter) and err.param is not None and err.param.param_type_name == "argument":
         command_name = err.ctx.command_path if err.ctx else "kybctl"
         return f"error: missing required argument {err.param.human_readable_name} for \"{command_name}\""
