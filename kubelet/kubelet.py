@@ -54,12 +54,14 @@ class Kubelet:
         self.logs = LogStore(config.root_dir)
         ctx = WorkerContext(node_name=node_name, runtime=runtime, logs=self.logs, events=self.events,
                             reporter=self.reporter, send=self.link.send, node_ip=lambda: self.node_ip,
-                            backoff_base=config.backoff_base, backoff_max=config.backoff_max)
+                            backoff_base=config.backoff_base, backoff_max=config.backoff_max,
+                            services=lambda: self._services)
         self.pods = PodManager(ctx=ctx, relist_interval=config.relist_interval,
                                log_max_bytes=config.container_log_max_bytes)
         self.sessions = Sessions(manager=self.pods, logs=self.logs, send=self.link.send)
         self.supervisor = Supervisor(name=f"kubelet:{node_name}")
         self._nodes: list[pb.Node] | None = None
+        self._services: list[pb.Service] = []
         self._nodes_changed = asyncio.Event()
         self.proxy: ServiceProxy | None = None
         if config.wants_proxy:
@@ -93,7 +95,7 @@ class Kubelet:
         running = sorted(self.pods.workers) if self.pods.synced.is_set() else \
             await adoption.running_pod_uids(self.runtime)
         return node_pb2.Register(node=node, running_pod_uids=running, watch_nodes=self.config.wants_routes,
-                                 watch_services=self.proxy is not None)
+                                 watch_services=not self.config.hollow)
 
     async def _registered(self, registered: node_pb2.Registered) -> None:
         cidr = registered.node.spec.pod_cidr
@@ -123,8 +125,10 @@ class Kubelet:
         elif kind == "node_sync":
             self._nodes = list(message.node_sync.nodes)
             self._nodes_changed.set()
-        elif kind == "service_sync" and self.proxy is not None:
-            self.proxy.tell(message.service_sync)
+        elif kind == "service_sync":
+            self._services = list(message.service_sync.services)
+            if self.proxy is not None:
+                self.proxy.tell(message.service_sync)
         elif kind == "registered":
             asyncio.create_task(self._registered(message.registered))
 

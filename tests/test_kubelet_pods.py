@@ -325,3 +325,27 @@ async def test_graceful_deletion_sigterm_then_sigkill(node: Node):
     assert time.monotonic() - began >= 4.5  # ...and gone only after the grace period, by SIGKILL
     assert node.container_ids() == set()
     assert node.containerd.netns_names() == []
+
+
+async def test_pods_get_service_environment_variables(node: Node):
+    svc = pb.Service()
+    svc.metadata.name = "redis-primary"
+    svc.spec.selector["app"] = "redis"
+    port = svc.spec.ports.add(name="db", port=6379)
+    port.target_port.int_val = 6379
+    svc = await node.client.create(svc)
+    ip = svc.spec.cluster_ip
+    # The Service reaches the kubelet asynchronously; a pod started after it has arrived gets the variables.
+    for attempt in range(5):
+        name = f"svcenv{attempt}"
+        await node.create(pod_spec(name, command=["sleep", "3600"]))
+        await node.pod_where(name, running)
+        code, out, _ = await node.exec(name, ["env"])
+        env = dict(line.split("=", 1) for line in out.decode().splitlines() if "=" in line)
+        if "REDIS_PRIMARY_SERVICE_HOST" in env:
+            break
+    assert code == 0
+    assert env["REDIS_PRIMARY_SERVICE_HOST"] == ip
+    assert env["REDIS_PRIMARY_SERVICE_PORT"] == "6379"
+    assert env["REDIS_PRIMARY_SERVICE_PORT_DB"] == "6379"
+    assert env["REDIS_PRIMARY_PORT_6379_TCP"] == f"tcp://{ip}:6379"

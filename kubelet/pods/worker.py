@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -40,6 +40,7 @@ from kubelet.logs import LogStore
 from kubelet.pods.backoff import Backoff
 from kubelet.pods.probes import Prober
 from kubelet.pods.records import LABEL_RESTART_COUNT, LABEL_SPEC_HASH, ContainerRecord, Instance, spec_hash
+from kubelet.pods.service_env import service_environment
 from kubelet.pods.status import StatusReporter, build_pod_status
 from kubelet.runtime.base import (
     LABEL_CONTAINER_NAME,
@@ -88,6 +89,8 @@ class WorkerContext:
     backoff_max: float = 300.0
     # An exit the runtime reported before the worker knew the container's id (a very short-lived process).
     claim_exit: Callable[[str], ContainerExit | None] = lambda _container_id: None
+    # The Services known now (from the master's ServiceSync), for the service environment variables.
+    services: Callable[[], Sequence[pb.Service]] = lambda: ()
 
 
 @dataclass
@@ -510,7 +513,8 @@ class PodWorker:
             log_path.unlink()  # a stale file of an instance that never really started
         config = ContainerConfig(
             name=spec.name, image=reference, log_path=log_path, command=list(spec.command), args=list(spec.args),
-            env={e.name: e.value for e in spec.env}, working_dir=spec.working_dir, cpu_millis=cpu,
+            env={**service_environment(self.ctx.services(), meta.namespace), **{e.name: e.value for e in spec.env}},
+            working_dir=spec.working_dir, cpu_millis=cpu,
             memory_bytes=memory,
             labels={LABEL_RESTART_COUNT: str(number), LABEL_SPEC_HASH: spec_hash(spec)})
         try:
