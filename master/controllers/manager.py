@@ -13,10 +13,11 @@ and pod_eviction_timeout, plus optional tuning fields read with defaults
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, fields
 from typing import Any
 
-from ctl.machinery.actors import Supervisor
+from ctl.machinery.actors import Actor, Supervisor
 from ctl.machinery.informer import InformerFactory
 from master.controllers.deployment.controller import DeploymentController
 from master.controllers.gc.garbagecollector import GarbageCollector
@@ -48,19 +49,26 @@ class ControllerSettings:
         return cls(**{f.name: getattr(config, f.name, getattr(defaults, f.name)) for f in fields(cls)})
 
 
+CONTROLLER_NAMES = frozenset({"scheduler", "replicaset", "deployment", "nodelifecycle", "gc"})
+
+
 @dataclass
 class ControllerManager:
-    """Handles to the running controllers (for tests, metrics and benchmarks)."""
+    """Handles to the running controllers (None when not enabled), for tests, metrics and benchmarks."""
 
     informers: InformerFactory
-    scheduler: Scheduler
-    replicasets: ReplicaSetController
-    deployments: DeploymentController
-    node_lifecycle: NodeLifecycleController
-    taint_eviction: TaintEvictionController
-    pod_gc: OrphanedPodCollector
-    garbage_collector: GarbageCollector
     recorders: dict[str, EventRecorder]
+    scheduler: Scheduler | None = None
+    replicasets: ReplicaSetController | None = None
+    deployments: DeploymentController | None = None
+    node_lifecycle: NodeLifecycleController | None = None
+    taint_eviction: TaintEvictionController | None = None
+    pod_gc: OrphanedPodCollector | None = None
+    garbage_collector: GarbageCollector | None = None
+
+    def actors(self) -> list[Actor]:
+        return [a for a in (self.scheduler, self.replicasets, self.deployments, self.node_lifecycle,
+                            self.taint_eviction, self.pod_gc, self.garbage_collector) if a is not None]
 
     async def wait_synced(self, timeout: float | None = None) -> None:
         """Wait until every shared cache has its first list."""
@@ -71,9 +79,18 @@ class ControllerManager:
             await recorder.flush()
 
 
-def start_controllers(*, supervisor: Supervisor, client: Any, liveness: NodeLiveness,
-                      config: Any) -> ControllerManager:
-    """Build every controller on shared informers and start them all under `supervisor`."""
+def start_controllers(*, supervisor: Supervisor, client: Any, liveness: NodeLiveness, config: Any,
+                      enabled: Collection[str] | None = None) -> ControllerManager:
+    """Build the controllers on shared informers and start them all under `supervisor`.
+
+    `enabled` names the loops to run (scheduler, replicaset, deployment, nodelifecycle, gc); None runs
+    all. nodelifecycle includes NoExecute eviction and the collection of deleted Nodes' pods.
+    """
+    names = CONTROLLER_NAMES if enabled is None else frozenset(enabled)
+    unknown = names - CONTROLLER_NAMES
+    if unknown:
+        raise ValueError(f"unknown controllers: {', '.join(sorted(unknown))}; known: "
+                         f"{', '.join(sorted(CONTROLLER_NAMES))}")
     settings = ControllerSettings.from_config(config)
     informers = InformerFactory(client=client)
     recorders = {
@@ -82,29 +99,34 @@ def start_controllers(*, supervisor: Supervisor, client: Any, liveness: NodeLive
         "deployment": EventRecorder(client=client, component="deployment-controller"),
         "node": EventRecorder(client=client, component="node-controller"),
     }
-    manager = ControllerManager(
-        informers=informers,
-        scheduler=Scheduler(client=client, informers=informers, recorder=recorders["scheduler"],
-                            bind_concurrency=settings.scheduler_bind_concurrency),
-        replicasets=ReplicaSetController(client=client, informers=informers, recorder=recorders["replicaset"],
-                                         workers=settings.replicaset_workers),
-        deployments=DeploymentController(client=client, informers=informers, recorder=recorders["deployment"],
-                                         workers=settings.deployment_workers),
-        node_lifecycle=NodeLifecycleController(
+    manager = ControllerManager(informers=informers, recorders=recorders)
+    if "scheduler" in names:
+        manager.scheduler = Scheduler(client=client, informers=informers, recorder=recorders["scheduler"],
+                                      bind_concurrency=settings.scheduler_bind_concurrency)
+    if "replicaset" in names:
+        manager.replicasets = ReplicaSetController(client=client, informers=informers,
+                                                   recorder=recorders["replicaset"],
+                                                   workers=settings.replicaset_workers)
+    if "deployment" in names:
+        manager.deployments = DeploymentController(client=client, informers=informers,
+                                                   recorder=recorders["deployment"],
+                                                   workers=settings.deployment_workers)
+    if "nodelifecycle" in names:
+        manager.node_lifecycle = NodeLifecycleController(
             client=client, informers=informers, recorder=recorders["node"], liveness=liveness,
             node_monitor_grace_period=settings.node_monitor_grace_period,
             unhealthy_threshold=settings.unhealthy_zone_threshold,
-            disrupted_eviction_interval=settings.disrupted_eviction_interval),
-        taint_eviction=TaintEvictionController(client=client, informers=informers, recorder=recorders["node"],
-                                               pod_eviction_timeout=settings.pod_eviction_timeout),
-        pod_gc=OrphanedPodCollector(client=client, informers=informers, recorder=recorders["node"],
-                                    liveness=liveness),
-        garbage_collector=GarbageCollector(client=client, informers=informers, workers=settings.gc_workers),
-        recorders=recorders,
-    )
+            disrupted_eviction_interval=settings.disrupted_eviction_interval)
+        manager.taint_eviction = TaintEvictionController(client=client, informers=informers,
+                                                         recorder=recorders["node"],
+                                                         pod_eviction_timeout=settings.pod_eviction_timeout)
+        manager.pod_gc = OrphanedPodCollector(client=client, informers=informers, recorder=recorders["node"],
+                                              liveness=liveness)
+    if "gc" in names:
+        manager.garbage_collector = GarbageCollector(client=client, informers=informers,
+                                                     workers=settings.gc_workers)
     # Informers first, so their caches fill while the controllers start and wait for them.
     informers.start(supervisor)
-    for actor in (manager.scheduler, manager.replicasets, manager.deployments, manager.node_lifecycle,
-                  manager.taint_eviction, manager.pod_gc, manager.garbage_collector):
+    for actor in manager.actors():
         supervisor.start(actor)
     return manager

@@ -204,7 +204,9 @@ class Scheduler(Actor):
         await self.node_informer.wait_synced()
         await self.pod_informer.wait_synced()
         for pod in self.pod_informer.list():
-            if is_pending(pod) and not self.cache.is_assumed(object_key(pod)):
+            if is_pending(pod):
+                # After a restart no bind is in flight: an assumption still held is stale.
+                self.cache.forget(object_key(pod))
                 self.queue.add(object_key(pod))
         flusher = asyncio.create_task(self._flush_loop())
         self.log.info("started")
@@ -221,8 +223,11 @@ class Scheduler(Actor):
                 # Let binds and informers run between decisions.
                 await asyncio.sleep(0)
         finally:
-            flusher.cancel()
-            await asyncio.gather(flusher, return_exceptions=True)
+            # Binds and status writes in flight are abandoned: etcd holds whatever was written, and
+            # the next scheduler (or this one, restarted) starts from that.
+            for task in [flusher, *self._tasks]:
+                task.cancel()
+            await asyncio.gather(flusher, *self._tasks, return_exceptions=True)
 
     async def _flush_loop(self) -> None:
         while True:
