@@ -33,6 +33,13 @@ COMMANDS: dict[str, str] = {
     "annotate": "ctl.cli.edit_cmds:annotate",
     "scale": "ctl.cli.edit_cmds:scale",
     "set": "ctl.cli.edit_cmds:set_group",
+    "logs": "ctl.cli.logs:logs",
+    "exec": "ctl.cli.exec_cmd:exec_command",
+    "rollout": "ctl.cli.rollout:rollout",
+    "cordon": "ctl.cli.nodes:cordon",
+    "uncordon": "ctl.cli.nodes:uncordon",
+    "drain": "ctl.cli.nodes:drain",
+    "expose": "ctl.cli.expose:expose",
     "version": "ctl.cli.misc:version",
     "api-resources": "ctl.cli.misc:api_resources",
 }
