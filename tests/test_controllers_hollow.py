@@ -23,13 +23,14 @@ from master.controllers.deployment import util
 from master.controllers.deployment.rollback import rollback_deployment
 from master.store.embedded import EtcdProcess
 from proto import objects_pb2 as pb
+from tests.fixtures import kubelet as kubelet_fixtures
 from tests.fixtures.master import MasterProcess
 from tests.test_controllers_support import is_ready, is_terminating, make_deployment, until
 
 if TYPE_CHECKING:
     from tests.fixtures.kubelet import KubeletProcess
 
-pytest_plugins = ["tests.fixtures.kubelet"]
+kubelets = kubelet_fixtures.kubelets
 
 HOLLOW_ARGS = ["--heartbeat-interval", "0.5", "--no-pod-routes", "--no-proxy"]
 
