@@ -1,0 +1,335 @@
+"""The real processes a benchmark runs against, and a watch that timestamps what it sees.
+
+* `ControlPlane`: a private etcd 3.4 (`EtcdProcess`) and a `kyb-master` child on it (`MasterProcess`, the
+  same helper the integration tests use), both on free loopback ports; exposes their pids for /proc
+  metrics and etcd's revision and /metrics counters.
+* `HollowGroup`: one `kyb-kubelet --runtime hollow --hollow-count N` child (N hollow Nodes, each with its
+  own stream to the master).
+* `PodTracker`: a watch on pods that records, per pod, when the client first saw it exist, bound,
+  Running, Ready and deleted (monotonic clock of this process), so latencies are "as seen by a watch".
+* Object builders for the Deployments and pods the benchmarks create.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.common import REPO, http_get, prometheus_values
+from ctl.client import ApiError, Client, ConflictError, ExpiredError
+from master.store.embedded import EtcdProcess
+from proto import objects_pb2 as pb
+from tests.fixtures.master import MasterProcess
+
+ETCD_WRITE_METRICS = ("etcd_mvcc_put_total", "etcd_mvcc_delete_total", "etcd_mvcc_txn_total",
+                      "etcd_debugging_mvcc_current_revision", "etcd_debugging_mvcc_keys_total")
+
+
+class ControlPlane:
+    """etcd + kyb-master, started in `workdir`, stopped by pid."""
+
+    def __init__(self, *, workdir: Path, master_args: Sequence[str] = (), log_level: str = "info") -> None:
+        self.workdir = workdir
+        self.etcd = EtcdProcess(data_dir=workdir / "etcd", auto_compaction_retention="1h")
+        self.master_args = [*master_args, "--log-level", log_level]
+        self.master: MasterProcess | None = None
+
+    async def start(self) -> None:
+        await self.etcd.start()
+        self.master = MasterProcess(etcd=[self.etcd.endpoint], log_path=self.workdir / "master.log",
+                                    extra_args=self.master_args)
+        await self.master.start(timeout=60)
+
+    async def stop(self) -> None:
+        if self.master is not None:
+            await self.master.stop()
+        await self.etcd.stop(grace=5.0)
+
+    @property
+    def address(self) -> str:
+        assert self.master is not None
+        return self.master.address
+
+    @property
+    def master_pid(self) -> int:
+        assert self.master is not None and self.master.proc is not None
+        return self.master.proc.pid
+
+    @property
+    def etcd_pid(self) -> int:
+        assert self.etcd.pid is not None
+        return self.etcd.pid
+
+    async def etcd_metrics(self) -> dict[str, float]:
+        """etcd's write counters and current revision (from its /metrics)."""
+        body = await http_get("127.0.0.1", self.etcd.client_port, "/metrics")
+        return prometheus_values(body.decode(), ETCD_WRITE_METRICS)
+
+
+class HollowGroup:
+    """One kubelet process running `count` hollow Nodes named `<prefix>-<i>`."""
+
+    def __init__(self, *, master: str, prefix: str, count: int, workdir: Path, heartbeat_interval: float = 1.0,
+                 start_delay: float = 0.5, log_level: str = "warning", max_pods: int = 110) -> None:
+        self.master = master
+        self.prefix = prefix
+        self.count = count
+        self.workdir = workdir
+        self.log_path = workdir / f"{prefix}.log"
+        self.argv = [sys.executable, "-m", "kubelet.main", "--master", master, "--node-name", prefix,
+                     "--runtime", "hollow", "--hollow-count", str(count), "--root-dir", str(workdir / prefix),
+                     "--heartbeat-interval", str(heartbeat_interval), "--hollow-start-delay", str(start_delay),
+                     "--max-pods", str(max_pods), "--no-pod-routes", "--no-proxy", "--log-level", log_level]
+        self.proc: asyncio.subprocess.Process | None = None
+
+    def node_names(self) -> list[str]:
+        return [f"{self.prefix}-{i}" for i in range(self.count)] if self.count > 1 else [self.prefix]
+
+    async def start(self) -> None:
+        with open(self.log_path, "ab") as log:
+            self.proc = await asyncio.create_subprocess_exec(
+                *self.argv, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log, cwd=REPO,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    async def stop(self) -> None:
+        if self.proc is None or self.proc.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.proc.pid, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(self.proc.wait(), 20)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.proc.pid, signal.SIGKILL)
+            await self.proc.wait()
+
+
+def node_ready(node: pb.Node) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions)
+
+
+async def wait_nodes_ready(client: Client, names: set[str], *, timeout: float) -> float:
+    """Poll until every named Node is Ready; returns the seconds it took."""
+    began = time.monotonic()
+    while True:
+        try:
+            nodes = (await client.list("nodes")).items
+        except ApiError:
+            nodes = []
+        ready = {n.metadata.name for n in nodes if node_ready(n)}
+        if names <= ready:
+            return time.monotonic() - began
+        if time.monotonic() - began > timeout:
+            raise TimeoutError(f"{len(names - ready)} of {len(names)} Nodes not Ready after {timeout:.0f}s")
+        await asyncio.sleep(0.5)
+
+
+# ----------------------------------------------------------------------------- watch timing
+
+
+@dataclass
+class PodSeen:
+    """What a watch saw of one pod, with monotonic receive times."""
+
+    name: str
+    namespace: str
+    uid: str
+    labels: dict[str, str]
+    created: float
+    node: str = ""
+    phase: str = ""
+    ready: bool = False
+    terminating: bool = False
+    deleted: float | None = None
+    bound: float | None = None
+    running: float | None = None
+    ready_at: float | None = None
+    last: pb.Pod | None = None
+
+
+def pod_is_ready(pod: pb.Pod) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions)
+
+
+class PodTracker:
+    """A watch on pods (optionally one namespace / label selector) that timestamps each pod's milestones."""
+
+    def __init__(self, client: Client, *, namespace: str = "", label_selector: str = "", keep_objects: bool = False
+                 ) -> None:
+        self.client = client
+        self.namespace = namespace
+        self.label_selector = label_selector
+        self.keep_objects = keep_objects
+        self.pods: dict[str, PodSeen] = {}
+        self.synced = asyncio.Event()
+        self.events = 0
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._listeners: list[Callable[[str, pb.Pod, float], None]] = []
+
+    def on_event(self, listener: Callable[[str, pb.Pod, float], None]) -> None:
+        """Call listener(type, pod, receive time) for every event."""
+        self._listeners.append(listener)
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="pod-tracker")
+        await asyncio.wait_for(self.synced.wait(), 60)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        rv = ""
+        while True:
+            try:
+                async for ev in self.client.watch_once("pods", namespace=self.namespace,
+                                                       label_selector=self.label_selector, resource_version=rv):
+                    now = time.monotonic()
+                    if ev.type == "BOOKMARK":
+                        rv = ev.resource_version
+                        self.synced.set()
+                        continue
+                    rv = ev.resource_version or rv
+                    self._apply(ev.type, ev.object, now)
+            except ExpiredError:
+                rv = ""  # start over with a fresh list: first-seen times stay as they were
+            except ApiError:
+                await asyncio.sleep(0.2)
+
+    def _apply(self, kind: str, pod: pb.Pod, now: float) -> None:
+        self.events += 1
+        uid = pod.metadata.uid
+        seen = self.pods.get(uid)
+        if seen is None:
+            seen = self.pods[uid] = PodSeen(name=pod.metadata.name, namespace=pod.metadata.namespace, uid=uid,
+                                            labels=dict(pod.metadata.labels), created=now)
+        if kind == "DELETED":
+            seen.deleted = seen.deleted or now
+        seen.node = pod.spec.node_name
+        seen.phase = pod.status.phase
+        seen.ready = pod_is_ready(pod)
+        seen.terminating = pod.metadata.HasField("deletion_timestamp")
+        if seen.node and seen.bound is None:
+            seen.bound = now
+        if seen.phase == "Running" and seen.running is None:
+            seen.running = now
+        if seen.ready and seen.ready_at is None:
+            seen.ready_at = now
+        if self.keep_objects:
+            seen.last = pod
+        for listener in self._listeners:
+            listener(kind, pod, now)
+        self._changed.set()
+
+    def live(self, *, selector: Callable[[PodSeen], bool] = lambda p: True) -> list[PodSeen]:
+        """Pods that exist and are not terminating."""
+        return [p for p in self.pods.values() if p.deleted is None and not p.terminating and selector(p)]
+
+    async def wait_for(self, condition: Callable[[], bool], *, timeout: float, what: str = "condition") -> float:
+        """Wait until condition() holds after some event; returns the monotonic time it first held."""
+        deadline = time.monotonic() + timeout
+        while not condition():
+            self._changed.clear()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"{what} not reached within {timeout:.0f}s")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), min(remaining, 1.0))
+        return time.monotonic()
+
+    async def wait_running(self, count: int, *, timeout: float, ready: bool = False,
+                           selector: Callable[[PodSeen], bool] = lambda p: True, what: str = "") -> float:
+        """Until `count` live pods (matching selector) are Running (and Ready, if asked)."""
+        def done() -> bool:
+            pods = self.live(selector=selector)
+            return sum(1 for p in pods if p.phase == "Running" and (p.ready or not ready)) >= count
+
+        return await self.wait_for(done, timeout=timeout, what=what or f"{count} pods Running")
+
+    async def wait_gone(self, *, timeout: float, selector: Callable[[PodSeen], bool] = lambda p: True) -> float:
+        """Until no pod matching selector exists any more (terminating ones included)."""
+        return await self.wait_for(
+            lambda: not [p for p in self.pods.values() if p.deleted is None and selector(p)],
+            timeout=timeout, what="pods deleted")
+
+
+# ----------------------------------------------------------------------------- objects
+
+
+def make_deployment(name: str, *, replicas: int, image: str = "kyb/busybox:1", namespace: str = "default",
+                    command: Sequence[str] = (), host_network: bool = False, max_surge: int = 1,
+                    max_unavailable: int = 0, grace_seconds: int = 1) -> pb.Deployment:
+    """A Deployment of `replicas` single-container pods labelled app=<name>."""
+    d = pb.Deployment()
+    d.metadata.name = name
+    d.metadata.namespace = namespace
+    d.spec.replicas = replicas
+    d.spec.selector.match_labels["app"] = name
+    d.spec.template.metadata.labels["app"] = name
+    container = d.spec.template.spec.containers.add(name="main", image=image)
+    container.command.extend(command)
+    d.spec.template.spec.host_network = host_network
+    d.spec.template.spec.termination_grace_period_seconds = grace_seconds
+    d.spec.strategy.type = "RollingUpdate"
+    d.spec.strategy.rolling_update.max_surge.int_val = max_surge
+    d.spec.strategy.rolling_update.max_unavailable.int_val = max_unavailable
+    return d
+
+
+def make_pod(name: str, *, image: str = "kyb/busybox:1", namespace: str = "default", command: Sequence[str] = (),
+             labels: dict[str, str] | None = None, host_network: bool = False, grace_seconds: int = 1) -> pb.Pod:
+    pod = pb.Pod()
+    pod.metadata.name = name
+    pod.metadata.namespace = namespace
+    pod.metadata.labels.update(labels or {})
+    container = pod.spec.containers.add(name="main", image=image)
+    container.command.extend(command)
+    pod.spec.host_network = host_network
+    pod.spec.termination_grace_period_seconds = grace_seconds
+    return pod
+
+
+async def modify(client: Client, resource: str, name: str, change: Callable[[object], None], *,
+                 namespace: str = "default", attempts: int = 50) -> object:
+    """Read-modify-write with retries on conflicts."""
+    for _ in range(attempts):
+        obj = await client.get(resource, name, namespace=namespace)
+        change(obj)
+        try:
+            return await client.update(obj)
+        except ConflictError:
+            await asyncio.sleep(0.01)
+    raise RuntimeError(f"{resource}/{name} kept changing under us")
+
+
+def rollout_complete(d: pb.Deployment) -> bool:
+    """Kubernetes' `rollout status` condition: every replica updated and available, old ones gone."""
+    progressing = next((c for c in d.status.conditions if c.type == "Progressing"), None)
+    return (d.status.observed_generation >= d.metadata.generation
+            and d.status.updated_replicas == d.spec.replicas and d.status.replicas == d.spec.replicas
+            and d.status.available_replicas == d.spec.replicas
+            and progressing is not None and progressing.reason == "NewReplicaSetAvailable")
+
+
+async def wait_rollout(client: Client, name: str, *, timeout: float, namespace: str = "default") -> float:
+    """Watch the Deployment until its rollout is complete; returns the monotonic time it was seen complete."""
+    async with asyncio.timeout(timeout):
+        async for ev in client.watch("deployments", namespace=namespace, field_selector=f"metadata.name={name}"):
+            if ev.type != "DELETED" and rollout_complete(ev.object):
+                return time.monotonic()
+    raise RuntimeError("the watch ended")  # unreachable: client.watch never ends by itself
