@@ -20,6 +20,8 @@ from master.api.grpc_service import ObjectAPIServicer
 from master.api.local_client import LocalClient
 from master.api.objects import ObjectService
 from master.controllers.endpoints.controller import start_endpoints_controller
+from master.controllers.manager import ControllerManager, start_controllers
+from master.events import EventRecorder
 from master.nodelink.connections import Connections
 from master.nodelink.liveness import NodeLiveness
 from master.nodelink.podapi import PodAPIServicer
@@ -30,6 +32,7 @@ from master.nodelink.router import PodRouter
 from master.nodelink.service import NodeLinkServicer
 from master.nodelink.services import ServiceRouter
 from master.nodelink.status import PodStatusWriter
+from master.store.embedded import EtcdSupervisor
 from master.store.errors import StoreError
 from master.store.etcd import Store
 from proto import api_pb2, api_pb2_grpc, node_pb2, node_pb2_grpc
@@ -87,7 +90,7 @@ class Master:
     def __init__(self, config: MasterConfig) -> None:
         self.config = config
         self.supervisor = Supervisor(name="master-supervisor")
-        self.etcd_process: object | None = None
+        self.etcd_process: EtcdSupervisor | None = None
         self.store: Store | None = None
         self.server: grpc.aio.Server | None = None
         self.health = health.aio.HealthServicer()
@@ -95,14 +98,12 @@ class Master:
         self.liveness = NodeLiveness()
         self.connections = Connections()
         self.client: LocalClient | None = None
-        self.controllers: object | None = None
+        self.controllers: ControllerManager | None = None
 
     async def start(self) -> None:
         """Start etcd (embedded when no --etcd), the store, the gRPC server and the actors."""
         endpoints = self.config.etcd
         if not endpoints:
-            from master.store.embedded import EtcdSupervisor
-
             sup = EtcdSupervisor(data_dir=self.config.data_dir / "etcd")
             await sup.start()
             self.etcd_process = sup
@@ -150,7 +151,7 @@ class Master:
         self.supervisor.start_fn("service-router", service_router.run)
         enabled = enabled_controllers(self.config.controllers)
         if enabled & MANAGED_CONTROLLERS:
-            self.controllers = _start_controllers(self)
+            self.controllers = _start_controllers(self, enabled & MANAGED_CONTROLLERS)
         if "endpoints" in enabled:
             start_endpoints_controller(supervisor=self.supervisor, client=client)
         log.info("serving", listen=self.config.listen, port=self.port, etcd=",".join(endpoints))
@@ -183,35 +184,14 @@ class Master:
         if self.store is not None:
             await self.store.close()
         if self.etcd_process is not None:
-            await self.etcd_process.stop()  # type: ignore[attr-defined]
+            await self.etcd_process.stop()
 
 
-def _event_recorder(client: LocalClient) -> object:
-    """The master's event recorder (kubelet events arrive through it too)."""
-    try:
-        from master.events import EventRecorder
-    except ImportError:  # TODO(lead): remove once master/events.py lands
-        return _PlainEvents(client)
+def _event_recorder(client: LocalClient) -> EventRecorder:
+    """The master's event recorder for what kubelets report (repeats are counted, not duplicated)."""
     return EventRecorder(client=client, component="kubelet")
 
 
-class _PlainEvents:
-    def __init__(self, client: LocalClient) -> None:
-        self.client = client
-
-    async def record_event(self, event: object) -> None:
-        try:
-            await self.client.create(event)  # type: ignore[arg-type]
-        except Exception as err:
-            log.warning("event not recorded", error=str(err))
-
-
-def _start_controllers(master: Master) -> object:
-    try:
-        from master.controllers.manager import start_controllers
-    except ImportError:  # TODO(lead): remove once the controllers land
-        log.warning("controllers not available yet")
-        return None
-
+def _start_controllers(master: Master, enabled: frozenset[str]) -> ControllerManager:
     return start_controllers(supervisor=master.supervisor, client=master.client, liveness=master.liveness,
-                             config=master.config)
+                             config=master.config, enabled=enabled)

@@ -291,3 +291,27 @@ async def test_reflection_lists_the_services(master: MasterProcess):
 
     names = await asyncio.to_thread(services)
     assert "kyb.v1.ObjectAPI" in names and "grpc.health.v1.Health" in names
+
+
+async def test_events_expire_through_a_lease_that_updates_keep(client: Client, etcd):
+    from aetcd import rpc
+
+    from master.store.etcd import Store
+
+    ev = pb.Event()
+    ev.metadata.name = "web.1"
+    ev.involved_object.kind, ev.involved_object.name = "Pod", "web"
+    ev.reason, ev.message = "Started", "Started container"
+    created = await client.create(ev)
+    created.count = 2
+    await client.update(created)
+    store = Store(endpoints=[etcd.endpoint])
+    await store.connect()
+    try:
+        resp = await store._kv.Range(rpc.RangeRequest(key=b"/registry/events/default/web.1"))
+        lease = resp.kvs[0].lease
+        assert lease != 0, "an updated Event must keep its lease"
+        ttl = await store._lease.LeaseTimeToLive(rpc.LeaseTimeToLiveRequest(ID=lease))
+        assert 3600 <= ttl.TTL <= 3700
+    finally:
+        await store.close()

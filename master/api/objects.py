@@ -15,8 +15,10 @@ when the finalizers are gone or the kubelet confirms with a zero grace period.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import string
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -38,6 +40,9 @@ from proto import objects_pb2 as pb
 log = get_logger("apiserver")
 
 EVENT_TTL_SECONDS = 3600
+# Events share a lease granted within this window (as kube-apiserver's lease manager does), so an
+# Event costs one etcd write, not a lease grant plus a write; each lives between 1 h and 1 h + window.
+EVENT_LEASE_REUSE_SECONDS = 60
 _NAME_CHARS = string.ascii_lowercase + string.digits
 
 
@@ -103,6 +108,16 @@ class ObjectService:
     def __init__(self, *, store: Store, service_cidr: str = "10.96.0.0/16") -> None:
         self.store = store
         self.services = ServiceAllocator(store=store, service_cidr=service_cidr)
+        self._event_lease: tuple[int, float] | None = None  # (lease id, monotonic time granted)
+        self._lease_lock = asyncio.Lock()
+
+    async def _shared_event_lease(self) -> int:
+        async with self._lease_lock:
+            now = time.monotonic()
+            if self._event_lease is None or now - self._event_lease[1] > EVENT_LEASE_REUSE_SECONDS:
+                lease = await self.store.grant_lease(EVENT_TTL_SECONDS + EVENT_LEASE_REUSE_SECONDS)
+                self._event_lease = (lease, now)
+            return self._event_lease[0]
 
     # ---------------------------------------------------------------- create
 
@@ -130,7 +145,7 @@ class ObjectService:
             obj.status.phase = "Pending"
         lease = 0
         if kind.kind == "Event":
-            lease = await self.store.grant_lease(EVENT_TTL_SECONDS)
+            lease = await self._shared_event_lease()
         claims = await self.services.allocate(obj) if isinstance(obj, pb.Service) else []
         try:
             created = await self.store.create(obj, lease=lease)

@@ -177,7 +177,8 @@ class Store:
         txn = rpc.TxnRequest(
             compare=[rpc.Compare(key=key, result=rpc.Compare.EQUAL, target=rpc.Compare.MOD,
                                  mod_revision=expected_revision)],
-            success=[rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=_encode(obj)))],
+            # ignore_lease keeps the key's lease: an Event updated with a new count still expires.
+            success=[rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=_encode(obj), ignore_lease=True))],
             failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=key, count_only=True))],
         )
         resp = await self._call(self._kv.Txn, txn)
