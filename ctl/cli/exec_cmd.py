@@ -11,6 +11,12 @@ stdin is read by a daemon thread, not the event loop: it may be a pipe, a
 terminal or a regular file, and a read still blocked when the command has
 exited must not keep the process alive.
 
+When the command cannot start, the kubelet streams containerd's own error
+line (`ctr: OCI runtime exec failed: …`) as stderr before it reports the
+failure with the same text; such a line is held back until the stream goes
+on, and dropped when the failure that follows repeats it, so that the
+failure is one line.
+
 The command is what follows `--`, as in kubectl, which refuses the old
 `exec POD CMD` form; `ExecCommand` records the words after `--` before click
 parses the rest.
@@ -33,6 +39,7 @@ from ctl.cli.common import (
     SilentExit,
     command,
     echo,
+    one_line,
     parse_duration,
     pass_settings,
     run,
@@ -45,6 +52,13 @@ from proto import node_pb2, node_pb2_grpc
 _AFTER_DASH = "kyb.exec.after_dash"
 _READ_SIZE = 64 * 1024
 _STREAM_OUT = {1: "stdout", 2: "stderr"}
+_RUNTIME_DIAGNOSTIC = b"ctr: "
+
+
+def _write(stream_name: str, data: bytes) -> None:
+    stream = sys.stdout if stream_name == "stdout" else sys.stderr
+    stream.buffer.write(data)
+    stream.buffer.flush()
 
 
 class ExecCommand(click.Command):
@@ -106,6 +120,7 @@ async def run_exec(client: Client, start: node_pb2.ExecStart) -> int:
     stub = node_pb2_grpc.PodAPIStub(client.channel)
     call: Any = stub.Exec()
     pump: asyncio.Task[None] | None = None
+    held = b""  # a runtime diagnostic on stderr, until we know whether the failure repeats it
     try:
         await call.write(node_pb2.ExecClientMessage(start=start))
         if start.stdin:
@@ -117,9 +132,13 @@ async def run_exec(client: Client, start: node_pb2.ExecStart) -> int:
             if message is grpc.aio.EOF:
                 raise CliError("error: the exec stream ended before the command exited")
             if message.data:
-                stream = sys.stdout if _STREAM_OUT.get(message.stream) == "stdout" else sys.stderr
-                stream.buffer.write(message.data)
-                stream.buffer.flush()
+                if held:
+                    _write("stderr", held)
+                    held = b""
+                if message.stream == 2 and message.data.startswith(_RUNTIME_DIAGNOSTIC):
+                    held = bytes(message.data)
+                else:
+                    _write(_STREAM_OUT.get(message.stream, "stderr"), message.data)
             if message.exited:
                 if message.error:
                     raise CliError(f"error: {message.error}")
@@ -128,9 +147,14 @@ async def run_exec(client: Client, start: node_pb2.ExecStart) -> int:
         api = error_from_rpc(err)
         if api.code == grpc.StatusCode.FAILED_PRECONDITION:
             # The kubelet could not start the command: kubectl shows the runtime's reason as an error.
-            raise CliError(f"error: {' '.join(api.message.split())}") from None
+            message = one_line(api.message)
+            if held and one_line(held[len(_RUNTIME_DIAGNOSTIC):].decode(errors="replace")) in message:
+                held = b""
+            raise CliError(f"error: {message}") from None
         raise pod_api_error(api, pod=start.pod) from None
     finally:
+        if held:
+            _write("stderr", held)
         if pump is not None:
             pump.cancel()
         call.cancel()
