@@ -181,6 +181,10 @@ async def test_exec_env_exit_code_stdin_and_errors(node: Node):
 
     piped = await kyb(node.master, "exec", "-i", "pod/ex", "-c", "main", "--", "cat", stdin="piped input\n")
     assert (piped.code, piped.out, piped.err) == (0, "piped input\n", "")
+    # kubectl's habitual -it works, without a terminal (the node link has none), and says so.
+    shell = await kyb(node.master, "exec", "-it", "ex", "--", "sh", "-c", "read x; echo got $x", stdin="hi\n")
+    assert (shell.code, shell.out) == (0, "got hi\n")
+    assert shell.err == "Unable to use a TTY - the node link does not carry terminals\n"
     # Options after the pod, arguments that look like options after `--`.
     listed = await ok(node.master, "exec", "ex", "--", "ls", "-d", "/bin")
     assert listed.out == "/bin\n"
@@ -500,6 +504,46 @@ async def test_expose_deployment_pod_and_service(master: MasterProcess, client: 
         assert await fails(master, *args) == expected, args
     line = await fails(master, "expose", "deployment/web", "--port", "80", "--type", "Bogus", "--name", "bogus")
     assert line.startswith('The Service "bogus" is invalid: spec.type: '), line
+
+
+async def test_logs_and_exec_targets_without_kubelets(master: MasterProcess, client: Client):
+    """What logs/exec say before any kubelet is asked: missing pods, kinds without pods, several containers."""
+    await ok(master, "create", "deployment", "web", "--image=kyb/web:1")  # no controllers here: it gets no pods
+    started = time.monotonic()
+    assert await fails(master, "logs", "deployment/web", "--pod-running-timeout=1s") == \
+        "error: timed out waiting for the condition"
+    assert time.monotonic() - started < 15
+    bare = pb.Service()
+    bare.metadata.name = "bare"
+    bare.spec.ports.add(port=80)
+    await client.create(bare)
+    assert await fails(master, "logs", "svc/bare") == \
+        "error: cannot get the logs from *v1.Service: invalid service 'bare': Service is defined without a selector"
+    node = pb.Node()
+    node.metadata.name = "n1"
+    await client.create(node)
+    assert await fails(master, "exec", "node/n1", "--", "true") == \
+        "error: cannot attach to *v1.Node: selector for *v1.Node not implemented"
+
+    duo = make_pod("duo", node="n1")
+    duo.spec.containers.add(name="side", image="kyb/busybox:1")
+    await client.create(duo)
+    result = await kyb(master, "logs", "duo")
+    assert result.code == 1
+    assert result.err == ('Defaulted container "main" out of: main, side\n'
+                          'Error from server (ServiceUnavailable): node "n1" is not connected\n')
+    duo.metadata.name = "annotated"
+    duo.metadata.annotations["kubectl.kubernetes.io/default-container"] = "side"
+    await client.create(duo)
+    assert await fails(master, "exec", "annotated", "--", "true") == \
+        'Error from server (ServiceUnavailable): node "n1" is not connected'
+    finished = make_pod("finished", node="n1")
+    await client.create(finished)
+    finished = await client.get("pods", "finished")
+    finished.status.phase = "Succeeded"
+    await client.update_status(finished)
+    assert await fails(master, "exec", "finished", "--", "true") == \
+        "error: cannot exec into a container in a completed pod; current phase is Succeeded"
 
 
 async def test_usage_errors_are_one_line(master: MasterProcess):

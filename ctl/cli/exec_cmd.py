@@ -78,12 +78,14 @@ class ExecCommand(click.Command):
 @click.argument("args", nargs=-1, metavar="POD|TYPE/NAME -- COMMAND [ARG…]")
 @click.option("-c", "--container", default="", help="The container (default: the only or first one).")
 @click.option("-i", "--stdin", "forward_stdin", is_flag=True, help="Pass our stdin to the command.")
+@click.option("-t", "--tty", is_flag=True,
+              help="Accepted for kubectl's `-it`; the node link has no terminals, so the command runs without one.")
 @click.option("--pod-running-timeout", "pod_timeout_text", default="1m", show_default=True,
               help="How long to wait for a pod behind TYPE/NAME to exist.")
 @click.pass_context
 @pass_settings
 def exec_command(settings: Settings, ctx: click.Context, args: tuple[str, ...], container: str,
-                 forward_stdin: bool, pod_timeout_text: str) -> None:
+                 forward_stdin: bool, tty: bool, pod_timeout_text: str) -> None:
     """Run a command in a container: exec POD [-c CONTAINER] [-i] -- COMMAND [ARG…]"""
     argv: list[str] | None = ctx.meta.get(_AFTER_DASH)
     if not args:
@@ -93,6 +95,9 @@ def exec_command(settings: Settings, ctx: click.Context, args: tuple[str, ...], 
     if not argv:
         raise usage_error("you must specify at least one command for the container")
     pod_timeout = parse_duration(pod_timeout_text, flag="--pod-running-timeout")
+    if tty:
+        # kubectl's words when it cannot give the command a terminal; it then runs without one, as here.
+        echo("Unable to use a TTY - the node link does not carry terminals", err=True)
 
     async def body(client: Client) -> int:
         pod = await resolve_pod(client, settings, args[0], verb="attach to", timeout=pod_timeout)
