@@ -100,7 +100,7 @@ class Sessions:
                 # The instance wrote nothing anywhere (a hollow container, or its file was removed).
                 self.send(node_pb2.NodeMessage(log_chunk=node_pb2.LogChunk(request_id=rid, eof=True)))
                 return
-            tail = request.tail_lines if request.tail_lines else -1
+            tail = request.tail_lines if request.HasField("tail_lines") else -1
             async for data in read_log(path, tail_lines=tail, follow=request.follow,
                                        still_running=lambda: instance.running and not worker.finished.is_set()):
                 self.send(node_pb2.NodeMessage(log_chunk=node_pb2.LogChunk(request_id=rid, data=data)))

@@ -64,17 +64,10 @@ def logs(settings: Settings, args: tuple[str, ...], container: str, follow: bool
         chosen = choose_container(pod, container)
         require_host(pod)
         request = node_pb2.LogsRequest(namespace=pod.metadata.namespace, pod=pod.metadata.name, container=chosen,
-                                       follow=follow, tail_lines=tail if tail > 0 else -1, previous=previous)
-        if tail != 0:
-            await _stream(client, request)
-            return
-        probe = node_pb2.LogsRequest()
-        probe.CopyFrom(request)
-        probe.follow, probe.tail_lines = False, 1
-        has_output = await _stream(client, probe, print_output=False)
-        if follow:
-            request.tail_lines = 1 if has_output else -1
-            await _stream(client, request, skip_first_line=has_output)
+                                       follow=follow, previous=previous)
+        if tail >= 0:
+            request.tail_lines = tail  # unset means all lines; 0 means none, as kubectl's --tail=0
+        await _stream(client, request)
 
     try:
         run(settings, body)
@@ -82,29 +75,15 @@ def logs(settings: Settings, args: tuple[str, ...], container: str, follow: bool
         pass  # Ctrl-C is how -f ends
 
 
-async def _stream(client: Client, request: node_pb2.LogsRequest, *, print_output: bool = True,
-                  skip_first_line: bool = False) -> bool:
-    """Copy the log stream to stdout; `skip_first_line` drops everything up to the first newline.
-
-    Returns whether the stream carried any bytes.
-    """
+async def _stream(client: Client, request: node_pb2.LogsRequest) -> None:
+    """Copy the log stream to stdout as it arrives."""
     stub = node_pb2_grpc.PodAPIStub(client.channel)
     call = stub.Logs(request)
-    skipping = skip_first_line
-    received = False
     try:
         async for chunk in call:
-            data = bytes(chunk.data)
-            received = received or bool(data)
-            if skipping:
-                newline = data.find(b"\n")
-                if newline < 0:
-                    continue
-                data, skipping = data[newline + 1:], False
-            if data and print_output:
-                _write(data)
+            if chunk.data:
+                _write(bytes(chunk.data))
     except grpc.RpcError as err:
         raise pod_api_error(err, pod=request.pod) from None
     finally:
         call.cancel()
-    return received

@@ -43,10 +43,12 @@ class PodAPIServicer(node_pb2_grpc.PodAPIServicer):
                    context: grpc.aio.ServicerContext) -> AsyncIterator[node_pb2.LogChunk]:
         conn = await self._node_of(request.namespace, request.pod, context)
         session = self.relay.open(conn.node)
-        conn.send(node_pb2.MasterMessage(log_request=node_pb2.LogRequest(
-            request_id=session.request_id, namespace=request.namespace or "default", pod=request.pod,
-            container=request.container, follow=request.follow, tail_lines=request.tail_lines,
-            previous=request.previous)))
+        ask = node_pb2.LogRequest(request_id=session.request_id, namespace=request.namespace or "default",
+                                  pod=request.pod, container=request.container, follow=request.follow,
+                                  previous=request.previous)
+        if request.HasField("tail_lines"):
+            ask.tail_lines = request.tail_lines
+        conn.send(node_pb2.MasterMessage(log_request=ask))
         try:
             while True:
                 chunk = await session.replies.get()
