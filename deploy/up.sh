@@ -90,13 +90,7 @@ fi
 pods=$("$VENV/bin/python" "$REPO/deploy/lib/cluster.py" pods --server "$SERVER" --selector app=hello)
 first_ip=$(awk -F'\t' '$2 != "-" {print $2; exit}' <<< "$pods")
 answer=$(curl -fsS --max-time 5 "http://$first_ip:8080/" || echo "(no answer yet)")
-extra_hints=""
-if kybctl rollout --help >/dev/null 2>&1; then
-    extra_hints+=$'\n    kybctl rollout status deployment/hello\n    kybctl rollout undo deployment/hello'
-fi
-if kybctl logs --help >/dev/null 2>&1; then
-    extra_hints+=$'\n    kybctl logs '"$(awk -F'\t' '{print $1; exit}' <<< "$pods")"
-fi
+first_pod=$(awk -F'\t' '{print $1; exit}' <<< "$pods")
 indented=${pods//$'\n'/$'\n    '}
 server_flag=""
 [[ $MASTER_PORT == 6443 ]] || server_flag=" -s $SERVER"
@@ -119,6 +113,12 @@ Try next:
     kybctl describe deployment hello
     kybctl scale deployment/hello --replicas=5
     kybctl set image deployment/hello hello=127.0.0.1:$REGISTRY_PORT/kyb/hello:v2
-    kybctl get pods -w$extra_hints
+    kybctl rollout status deployment/hello
+    kybctl rollout undo deployment/hello
+    kybctl logs $first_pod
+    kybctl exec $first_pod -- env
+    kybctl expose deployment/hello --type=NodePort --port 8080
+    kybctl get svc hello                      # then: curl <this host's IP>:<the NodePort>
+    kybctl get pods -w
 When done: $REPO/deploy/down.sh
 EOF
