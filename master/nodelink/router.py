@@ -62,13 +62,6 @@ class PodRouter:
         node = self._node_of.get(uid)
         return self.pods_by_node.get(node, {}).get(uid) if node else None
 
-    def find_pod(self, namespace: str, name: str) -> pb.Pod | None:
-        for pods in self.pods_by_node.values():
-            for pod in pods.values():
-                if pod.metadata.name == name and pod.metadata.namespace == namespace:
-                    return pod
-        return None
-
     # --------------------------------------------------------------- pods
 
     async def run_pods(self) -> None:
