@@ -156,6 +156,7 @@ class PodSeen:
     bound: float | None = None
     running: float | None = None
     ready_at: float | None = None
+    terminating_at: float | None = None
     last: pb.Pod | None = None
 
 
@@ -230,6 +231,8 @@ class PodTracker:
             seen.running = now
         if seen.ready and seen.ready_at is None:
             seen.ready_at = now
+        if (seen.terminating or kind == "DELETED") and seen.terminating_at is None:
+            seen.terminating_at = now
         if self.keep_objects:
             seen.last = pod
         for listener in self._listeners:
