@@ -11,4 +11,5 @@ from tests.fixtures.containerd import (  # noqa: F401
 )
 from tests.fixtures.etcd import etcd, etcd_cluster  # noqa: F401
 from tests.fixtures.kubelet import cluster_master, kubelets, node, restartable_node  # noqa: F401
+from tests.fixtures.lab import lab  # noqa: F401
 from tests.fixtures.master import client, master  # noqa: F401

@@ -1,41 +1,43 @@
 """The namespace lab (deploy/lab/lab.sh) and the host-gw pod routes (kubelet/routes.py).
 
 Route tests run `sync_pod_routes` against a network namespace of their own. The lab tests share one
-lab per module (a module-scoped fixture: bring-up takes seconds), under a prefix and subnets of their
-own so that they can run beside a user's lab, `deploy/up.sh` and the other tests.
+lab per module (the module-scoped `lab` fixture of tests/fixtures/lab.py: bring-up takes seconds), under
+a prefix and subnets of their own so that they can run beside a user's lab, `deploy/up.sh` and the
+other tests.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
-import os
 import secrets
 import shutil
-import subprocess
-import tempfile
 import time
-from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from ctl.client import ApiError, Client
 from kubelet.routes import DEFAULT_PROTO, route_proto, sync_pod_routes
 from proto import objects_pb2 as pb
+from tests.fixtures.lab import (
+    POD_NAME_LABEL,
+    REPO,
+    WORKERS,
+    Lab,
+    count_is,
+    deployment,
+    hello_manifest,
+    http_get,
+    is_ready,
+    pick_lab,
+    ready_pods,
+    run,
+    short_dir,
+    used_routes,
+)
 from tests.helpers import until
-
-
-def run(*argv: str, check: bool = True, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(argv)} -> {result.returncode}: {result.stderr.strip()}")
-    return result
-
 
 # ----------------------------------------------------------------------------- host-gw routes
 
@@ -155,196 +157,7 @@ async def test_tags_keep_owners_apart(route_netns: str):
 
 # ----------------------------------------------------------------------------- the namespace lab
 
-REPO = Path(__file__).resolve().parents[1]
-LAB_SH = REPO / "deploy" / "lab" / "lab.sh"
-WORKERS = 3
-POD_NAME_LABEL = "io.kybernetes.pod.name"
 NODE_FAILURE_TARGET = 15.0  # seconds, with the master's default grace period and eviction timeout
-
-
-@dataclass
-class Lab:
-    """A lab brought up by lab.sh under names and subnets of its own."""
-
-    dir: Path
-    prefix: str
-    subnet: str
-    cluster_cidr: str
-    workers: int
-
-    @property
-    def env(self) -> dict[str, str]:
-        return {**os.environ, "KYB_LAB_DIR": str(self.dir), "KYB_LAB_PREFIX": self.prefix,
-                "KYB_LAB_SUBNET": self.subnet, "KYB_LAB_CLUSTER_CIDR": self.cluster_cidr}
-
-    @property
-    def server(self) -> str:
-        return f"{self.subnet}.10:6443"
-
-    @property
-    def registry(self) -> str:
-        return f"{self.subnet}.10:5000"
-
-    def sh(self, *args: str, check: bool = True, timeout: float = 240.0,
-           stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run([str(LAB_SH), *args], input=stdin, capture_output=True, text=True,
-                                timeout=timeout, env=self.env,
-                                stdin=None if stdin is not None else subprocess.DEVNULL)
-        if check and result.returncode != 0:
-            raise AssertionError(f"lab.sh {' '.join(args)} -> {result.returncode}:\n{result.stdout}\n{result.stderr}")
-        return result
-
-    def node_netns(self, node: int) -> str:
-        return f"{self.prefix}-node{node}"
-
-    def ctr(self, node: int, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        socket = self.dir / f"node{node}" / "run" / "containerd" / "containerd.sock"
-        return run("ctr", "--connect-timeout", "2s", "-a", str(socket), "-n", self.node_netns(node), *args,
-                   check=check)
-
-    def running_pods(self, node: int) -> list[str]:
-        """Names of the pods with a RUNNING container in this node's containerd (empty when it is down)."""
-        tasks = self.ctr(node, "tasks", "ls", check=False)
-        if tasks.returncode != 0:
-            return []
-        names = []
-        for line in tasks.stdout.splitlines()[1:]:
-            fields = line.split()
-            if len(fields) >= 3 and fields[2] == "RUNNING":
-                info = self.ctr(node, "containers", "info", fields[0], check=False)
-                if info.returncode == 0:
-                    names.append(json.loads(info.stdout).get("Labels", {}).get(POD_NAME_LABEL, "?"))
-        return names
-
-    def running_everywhere(self, prefix: str) -> Counter[str]:
-        """How many running copies of each pod whose name starts with `prefix`, over all workers."""
-        counts: Counter[str] = Counter()
-        for node in range(1, self.workers + 1):
-            counts.update(name for name in self.running_pods(node) if name.startswith(prefix))
-        return counts
-
-    def processes_in(self, netns: str) -> list[str]:
-        return run("ip", "netns", "pids", netns, check=False).stdout.split()
-
-
-def _used_routes() -> str:
-    return run("ip", "-4", "route", "show", "table", "all").stdout
-
-
-def pick_lab(base: Path, *, letter: str, workers: int, taken: set[str] = frozenset()) -> Lab:
-    """Random names, a free 10.99.X.0/24 and a free /20 of pod CIDRs (10.244.128-191, clear of the fixtures')."""
-    routes = _used_routes()
-    links = run("ip", "-o", "link").stdout
-    for _ in range(50):
-        prefix = f"k{letter}{secrets.token_hex(1)}"
-        subnet = f"10.99.{secrets.randbelow(100) + 100}"
-        cidr_base = 128 + 16 * secrets.randbelow(4)
-        cluster_cidr = f"10.244.{cidr_base}.0/20"
-        if (f"{prefix}br0" in links or f" {subnet}." in routes or subnet in taken or cluster_cidr in taken
-                or any(f"10.244.{cidr_base + i}." in routes for i in range(16))):
-            continue
-        return Lab(dir=base / prefix, prefix=prefix, subnet=subnet, cluster_cidr=cluster_cidr, workers=workers)
-    raise RuntimeError("no free lab names/subnets")
-
-
-@contextlib.contextmanager
-def short_dir() -> Iterator[Path]:
-    """A directory with a short path: containerd's sockets live under it (unix paths max out at 104 bytes)."""
-    path = Path(tempfile.mkdtemp(prefix="kyblab-", dir="/tmp"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    """A 3-worker lab shared by the module's lab tests, torn down (lab.sh down) even when they fail."""
-    with short_dir() as base:
-        the_lab = pick_lab(base, letter="t", workers=WORKERS)
-        try:
-            the_lab.sh("up", "--workers", str(WORKERS))
-            yield the_lab
-        finally:
-            the_lab.sh("down", check=False)
-
-
-def hello_manifest(lab: Lab, *, name: str, replicas: int, version: str = "v1") -> str:
-    return f"""apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: {name}
-spec:
-  replicas: {replicas}
-  selector:
-    matchLabels: {{app: {name}}}
-  template:
-    metadata:
-      labels: {{app: {name}}}
-    spec:
-      containers:
-      - name: hello
-        image: {lab.registry}/kyb/hello:{version}
-        ports:
-        - containerPort: 8080
-        readinessProbe:
-          httpGet: {{path: /healthz, port: 8080}}
-          periodSeconds: 1
-"""
-
-
-async def http_get(ip: str, *, port: int = 8080, timeout: float = 3.0) -> str:
-    """GET / from the host; the body, or raises."""
-    async def fetch() -> str:
-        reader, writer = await asyncio.open_connection(ip, port)
-        try:
-            writer.write(f"GET / HTTP/1.0\r\nHost: {ip}\r\n\r\n".encode())
-            await writer.drain()
-            response = (await reader.read()).decode(errors="replace")
-        finally:
-            writer.close()
-        head, _, body = response.partition("\r\n\r\n")
-        if " 200 " not in head.splitlines()[0]:
-            raise AssertionError(f"{ip}: {head.splitlines()[0]}")
-        return body.strip()
-
-    return await asyncio.wait_for(fetch(), timeout)
-
-
-def is_ready(obj: Any) -> bool:
-    return any(c.type == "Ready" and c.status == "True" for c in obj.status.conditions)
-
-
-async def live_pods(kyb: Client, app: str) -> list[pb.Pod]:
-    pods = (await kyb.list("pods", namespace="default", label_selector=f"app={app}")).items
-    return [p for p in pods if not p.metadata.HasField("deletion_timestamp")]
-
-
-async def ready_pods(kyb: Client, app: str) -> list[pb.Pod]:
-    return [p for p in await live_pods(kyb, app) if p.status.phase == "Running" and is_ready(p)]
-
-
-@contextlib.asynccontextmanager
-async def deployment(lab: Lab, *, name: str, replicas: int) -> AsyncIterator[Client]:
-    """Apply a hello Deployment with kybctl, wait until all replicas are Ready; delete it afterwards."""
-    lab.sh("kybctl", "apply", "-f", "-", stdin=hello_manifest(lab, name=name, replicas=replicas))
-    async with Client(lab.server) as kyb:
-        try:
-            await until(lambda: _count_is(ready_pods(kyb, name), replicas), timeout=90)
-            yield kyb
-        finally:
-            lab.sh("kybctl", "delete", "deployment", name, check=False)
-            with contextlib.suppress(AssertionError):
-                await until(lambda: _none_left(lab, kyb, name), timeout=60)
-
-
-async def _count_is(pods: Awaitable[list[pb.Pod]], count: int) -> bool:
-    return len(await pods) == count
-
-
-async def _none_left(lab: Lab, kyb: Client, app: str) -> bool:
-    pods = (await kyb.list("pods", namespace="default", label_selector=f"app={app}")).items
-    return not pods and not lab.running_everywhere(app + "-")
 
 
 def test_lab_topology(lab: Lab):
@@ -358,7 +171,7 @@ def test_lab_topology(lab: Lab):
         pid = (lab.dir / f"node{node}" / "run" / "containerd.pid").read_text().strip()
         assert run("ip", "netns", "identify", pid).stdout.strip() == netns
     # The guard is in place before anything runs: blackholes and the forward chain.
-    routes = _used_routes()
+    routes = used_routes()
     assert "blackhole 10.244.0.0/16" in routes and "blackhole 10.96.0.0/16" in routes
     chain = run("iptables", "-S", f"{lab.prefix.upper()}-FWD").stdout
     assert f"-i {lab.prefix}br0 -j DROP" in chain and f"-o {lab.prefix}br0 -j DROP" in chain
@@ -549,7 +362,7 @@ async def _up_and_down_again(lab: Lab, base: Path) -> None:
         small.sh("up", "--workers", "2")
         small.sh("kybctl", "apply", "-f", "-", stdin=hello_manifest(small, name="bye", replicas=4))
         async with Client(small.server) as kyb:
-            await until(lambda: _count_is(ready_pods(kyb, "bye"), 4), timeout=90)
+            await until(lambda: count_is(ready_pods(kyb, "bye"), 4), timeout=90)
         during = lab_traces(small)
         assert during["netns"] and during["links"] and during["iptables"] and during["processes"]
         assert during["mounts"] and during["cgroups"] and during["routes"]

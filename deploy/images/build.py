@@ -4,7 +4,8 @@
 Images:
   kyb/busybox:1  a rootfs with /bin/busybox and one symlink per applet (PATH=/bin, Cmd sh)
   kyb/hello:v1   busybox plus /app/start.sh: writes "hello from <pod> version v1" to /www/index.html
-  kyb/hello:v2   (pod = $POD_NAME, else the hostname) and serves it with busybox httpd on :8080 ($PORT)
+  kyb/hello:v2   (pod = $POD_NAME, else the hostname) and serves it with busybox httpd on :8080 ($PORT),
+                 /healthz answers "ok"; on SIGTERM it keeps serving $DRAIN_SECONDS (2) more, then exits 0
 
 Everything is deterministic: tar members are sorted, owned by 0:0 with mtime 0, layers are uncompressed
 and JSON is canonical (sorted keys, no spaces), so the same busybox binary always gives the same digests.
@@ -35,15 +36,26 @@ INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
 
 HELLO_SCRIPT = """#!/bin/sh
 # kyb/hello {version}: write the page once at start, then serve it with busybox httpd.
-# sh stays PID 1 with a TERM trap so that a stop is graceful (httpd as PID 1 ignores SIGTERM).
+# sh stays PID 1 with a TERM trap (httpd as PID 1 would ignore SIGTERM). On TERM it drains like a
+# well-behaved app: it keeps serving for $DRAIN_SECONDS (default 2) while the Service proxies stop
+# sending it new connections, then stops httpd and exits 0.
 name="${{POD_NAME:-$(hostname)}}"
 port="${{PORT:-8080}}"
+drain="${{DRAIN_SECONDS:-2}}"
 mkdir -p /www
 echo "hello from $name version {version}" > /www/index.html
 echo ok > /www/healthz
 httpd -f -v -p "$port" -h /www &
 pid=$!
-trap 'kill "$pid" 2>/dev/null; wait "$pid"; echo "hello {version} stopped"; exit 0' TERM INT
+stop() {{
+    echo "hello {version} draining for ${{drain}}s"
+    sleep "$drain"
+    kill "$pid" 2>/dev/null
+    wait "$pid"
+    echo "hello {version} stopped"
+    exit 0
+}}
+trap stop TERM INT
 echo "hello {version} serving on :$port as $name"
 wait "$pid"
 """
