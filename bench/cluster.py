@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.common import REPO, http_get, prometheus_values
-from ctl.client import ApiError, Client, ConflictError, ExpiredError
+from ctl.client import ApiError, Client, ConflictError, ExpiredError, NotFoundError
 from master.store.embedded import EtcdProcess
 from proto import objects_pb2 as pb
 from tests.fixtures.master import MasterProcess
@@ -318,6 +318,21 @@ async def modify(client: Client, resource: str, name: str, change: Callable[[obj
         except ConflictError:
             await asyncio.sleep(0.01)
     raise RuntimeError(f"{resource}/{name} kept changing under us")
+
+
+async def delete(client: Client, resource: str, name: str, *, namespace: str = "default",
+                 propagation_policy: str = "", attempts: int = 50) -> None:
+    """Delete whatever version is current (the API answers Conflict when it changes mid-delete: retry)."""
+    for _ in range(attempts):
+        try:
+            await client.delete(resource, name, namespace=namespace, unconditional=True,
+                                propagation_policy=propagation_policy)
+            return
+        except NotFoundError:
+            return
+        except ConflictError:
+            await asyncio.sleep(0.01)
+    raise RuntimeError(f"{resource}/{name} kept changing while being deleted")
 
 
 def rollout_complete(d: pb.Deployment) -> bool:

@@ -70,9 +70,10 @@ def summarize(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     keys = [k for k in runs[0] if not k.startswith("_")]
     for key in keys:
         values = [run.get(key) for run in runs]
-        if all(isinstance(v, Mapping) or v is None for v in values):
-            summary[key] = summarize([v for v in values if v is not None])
-        elif all(isinstance(v, (int, float)) and not isinstance(v, bool) or v is None for v in values):
+        if any(isinstance(v, Mapping) for v in values):
+            if all(isinstance(v, Mapping) or v is None for v in values):
+                summary[key] = summarize([v for v in values if v is not None])
+        elif all((isinstance(v, (int, float)) and not isinstance(v, bool)) or v is None for v in values):
             summary[key] = spread(values)
     return summary
 

@@ -33,6 +33,7 @@ from bench.probes import ProbeProcess
 from ctl.client import Client
 
 NAME = "control_plane"
+MIN_PROBE_SECONDS = 5.0
 
 
 def node_mask(nodes: int) -> int:
@@ -131,6 +132,8 @@ async def load_phase(cp: ControlPlane, client: Client, *, pods: int, deployment_
     ended = time.monotonic()
     master1, etcd1 = proc_sample(cp.master_pid), proc_sample(cp.etcd_pid)
     metrics1 = await cp.etcd_metrics()
+    # Tiny runs end before the probes have a sample of every call: keep probing a little.
+    await asyncio.sleep(max(0.0, began + MIN_PROBE_SECONDS - time.monotonic()))
     api_result, watch_result = await asyncio.gather(api.stop(), watch.stop())
     await tracker.stop()
 

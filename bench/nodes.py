@@ -53,6 +53,14 @@ HELLO_V1 = "kyb/hello:v1"
 HELLO_V2 = "kyb/hello:v2"
 # PID 1 that leaves at once on SIGTERM (a bare `sleep` as PID 1 ignores it and waits for the grace period).
 SLEEPER = ("sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait")
+# For hostNetwork pods: the kubelet's `ctr c create ... --net-host -- IMAGE ID ARGS` drops the `--` when
+# --net-host comes right before it, so an argument starting with "-" is taken for a flag (a kubelet bug,
+# reported). A bare sleep has no such argument; it ignores SIGTERM, so deletions wait out the 1 s grace.
+HOST_SLEEPER = ("sleep", "3600")
+
+
+def sleeper(host_network: bool) -> tuple[str, ...]:
+    return HOST_SLEEPER if host_network else SLEEPER
 # The kubelet's defaults, except what touches the host's network namespace (shared with everything else).
 SAFE_KUBELET_ARGS = ("--no-pod-routes", "--no-proxy", "--log-level", "info")
 
@@ -267,7 +275,7 @@ class Floor:
         log = f"file://{self.logs / (cid + '.log')}"
         if host_network:
             self.started.append((cid, False))
-            await self._ctr("run", "-d", "--net-host", "--log-uri", log, self.image, cid, *SLEEPER)
+            await self._ctr("run", "-d", "--net-host", "--log-uri", log, self.image, cid, *HOST_SLEEPER)
             return
         netns = f"{self.env.namespace}-{cid}"
         self.started.append((cid, True))

@@ -23,7 +23,7 @@ from typing import Any
 
 import click
 
-from bench.cluster import ControlPlane, PodTracker, make_pod, wait_nodes_ready
+from bench.cluster import ControlPlane, PodTracker, delete, make_pod, wait_nodes_ready
 from bench.common import (
     Report,
     Target,
@@ -45,20 +45,14 @@ from bench.nodes import (
     new_slice,
     pod_subnet,
 )
-from ctl.client import Client, NotFoundError
+from ctl.client import Client
 from tests.fixtures.containerd import ContainerdDaemon, cleanup_namespace
 
 NAME = "pod_startup"
 
 
 async def delete_all(client: Client, tracker: PodTracker, names: list[str], *, timeout: float = 120) -> None:
-    async def delete(name: str) -> None:
-        try:
-            await client.delete("pods", name)
-        except NotFoundError:
-            pass
-
-    await asyncio.gather(*(delete(n) for n in names))
+    await asyncio.gather(*(delete(client, "pods", n) for n in names))
     wanted = set(names)
     await tracker.wait_gone(timeout=timeout, selector=lambda p: p.name in wanted)
 

@@ -31,6 +31,7 @@ from ctl.client import ApiError, Client, ConflictError
 from proto import objects_pb2 as pb
 
 SEQ_ANNOTATION = "bench/seq"
+READY = "ready"
 
 
 async def _until_stopped() -> asyncio.Event:
@@ -167,6 +168,8 @@ async def _main(kind: str, server: str, namespace: str, rate: float) -> dict[str
     async with Client(server, timeout=30.0) as client:
         probe: ApiProbe | WatchProbe = (ApiProbe if kind == "api" else WatchProbe)(
             client, namespace=namespace, rate=rate)
+        await client.channel.channel_ready()
+        print(READY, flush=True)  # the driver's clock may start now
         await probe.run(stop)
         return probe.result()
 
@@ -177,7 +180,7 @@ async def _main(kind: str, server: str, namespace: str, rate: float) -> dict[str
 @click.option("--namespace", default="", help="[default: bench-<kind>]")
 @click.option("--rate", type=click.FloatRange(min=0.1), default=None, help="Cycles per second [api 5, watch 10].")
 def main(kind: str, server: str, namespace: str, rate: float | None) -> None:
-    """Run a latency probe until SIGTERM, then print its samples as JSON."""
+    """Run a latency probe until SIGTERM, then print its samples as JSON (after a "ready" line)."""
     result = asyncio.run(_main(kind, server, namespace or f"bench-{kind}", rate or (5.0 if kind == "api" else 10.0)))
     json.dump(result, sys.stdout)
     sys.stdout.flush()
@@ -199,6 +202,10 @@ class ProbeProcess:
 
         self.proc = await asyncio.create_subprocess_exec(*self.argv, stdin=asyncio.subprocess.DEVNULL,
                                                          stdout=asyncio.subprocess.PIPE, cwd=REPO)
+        assert self.proc.stdout is not None
+        line = await asyncio.wait_for(self.proc.stdout.readline(), 60)
+        if line.strip() != READY.encode():
+            raise RuntimeError(f"probe {self.argv[3]} did not start: {line[:200]!r}")
 
     async def stop(self) -> dict[str, object]:
         assert self.proc is not None
