@@ -131,7 +131,7 @@ def machine_info() -> dict[str, Any]:
                             text=True, check=False).stdout.strip()
     dirty = bool(subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
                                 capture_output=True, text=True, check=False).stdout.strip())
-    return {"cores": len(os.sched_getaffinity(0)), "memory_bytes": mem_total,
+    return {"cores": len(os.sched_getaffinity(0)), "loadavg_at_start": os.getloadavg()[0], "memory_bytes": mem_total,
             "memory_gib": round(mem_total / 2**30, 1), "cpu_model": model, "kernel": platform.release(),
             "python": platform.python_version(), "commit": commit + ("-dirty" if dirty else "")}
 
@@ -177,6 +177,80 @@ def process_start_time(pid: int) -> float | None:
 
 def mib(value: float | None) -> float | None:
     return None if value is None else round(value / MIB, 1)
+
+
+# ----------------------------------------------------------------------------- profiles
+
+
+class Profiler:
+    """py-spy sampling one process into a collapsed-stack file until stopped (py-spy must be installed).
+
+    `--nonblocking` keeps the target running while sampled (no pauses, a little less exact); idle
+    samples (a thread waiting in epoll) are left out by py-spy, so shares are of the time on CPU.
+    """
+
+    def __init__(self, pid: int, path: Path, *, rate: int = 100) -> None:
+        if shutil.which("py-spy") is None:
+            raise click.ClickException("--profile needs py-spy (pip install py-spy)")
+        self.pid = pid
+        self.path = path
+        self.rate = rate
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.proc = await asyncio.create_subprocess_exec(
+            "py-spy", "record", "--pid", str(self.pid), "--format", "raw", "--output", str(self.path),
+            "--rate", str(self.rate), "--nonblocking", stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+
+    async def stop(self, *, top: int = 25) -> dict[str, Any]:
+        """Stop sampling; the top entries by own time and by inclusive time."""
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.send_signal(2)  # SIGINT: py-spy writes its file and exits
+            try:
+                await asyncio.wait_for(self.proc.wait(), 30)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+        return collapsed_top(self.path, top=top) if self.path.exists() else {}
+
+
+def collapsed_top(path: Path, *, top: int = 25) -> dict[str, Any]:
+    """Summarize a collapsed-stack file, for the asyncio event loop's thread (where our code runs).
+
+    Shares are of the loop thread's samples; `loop_waiting_percent` is the part spent in epoll (waiting
+    for work), so 100 minus it is how busy the loop was while sampled. Other threads (gRPC's poller)
+    only get their share of all samples.
+    """
+    own: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    total = loop = waiting = 0
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not count_text.isdigit():
+            continue
+        count = int(count_text)
+        total += count
+        frames = stack.split(";")
+        if not any(f.startswith("BaseEventLoop._run_once") for f in frames):
+            continue
+        loop += count
+        if frames[-1].startswith("EpollSelector.select"):
+            waiting += count
+            continue
+        own[frames[-1]] = own.get(frames[-1], 0) + count
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + count
+
+    def ranked(table: dict[str, int]) -> list[list[Any]]:
+        rows = sorted(table.items(), key=lambda kv: -kv[1])[:top]
+        return [[round(100 * n / loop, 1), frame] for frame, n in rows]
+
+    return {"samples": total, "file": str(path),
+            "loop_thread_percent": round(100 * loop / total, 1) if total else None,
+            "loop_waiting_percent": round(100 * waiting / loop, 1) if loop else None,
+            "own_percent": ranked(own), "inclusive_percent": ranked(inclusive)}
 
 
 # ----------------------------------------------------------------------------- a little HTTP

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,17 @@ from typing import Any
 import click
 
 from bench.cluster import ControlPlane, HollowGroup, PodTracker, make_deployment, wait_nodes_ready
-from bench.common import Report, Target, Workdir, common_options, emit, mib, percentiles, proc_sample
+from bench.common import (
+    Profiler,
+    Report,
+    Target,
+    Workdir,
+    common_options,
+    emit,
+    mib,
+    percentiles,
+    proc_sample,
+)
 from bench.probes import ProbeProcess
 from ctl.client import Client
 
@@ -70,12 +81,13 @@ def latency_block(samples: dict[str, list[float]], ops: tuple[str, ...]) -> dict
 
 async def one_run(*, nodes: int, pods: int, deployment_size: int, per_process: int, idle_window: float,
                   idle_probe: float, api_rate: float, watch_rate: float, timeout: float, workdir: Path,
-                  master_log_level: str) -> dict[str, Any]:
+                  master_log_level: str, profile_dir: Path | None = None) -> dict[str, Any]:
     mask = node_mask(nodes)
     cp = ControlPlane(workdir=workdir, log_level=master_log_level,
                       master_args=["--cluster-cidr", "10.244.0.0/16", "--node-cidr-mask-size", str(mask)])
     groups: list[HollowGroup] = []
-    result: dict[str, Any] = {"nodes": nodes, "pods": pods}
+    result: dict[str, Any] = {"nodes": nodes, "pods": pods, "loadavg_before": os.getloadavg()[0]}
+    profiles: dict[str, Any] = {}
     await cp.start()
     try:
         max_pods = min(110, 2 ** (32 - mask) - 3)
@@ -83,9 +95,14 @@ async def one_run(*, nodes: int, pods: int, deployment_size: int, per_process: i
         groups = [HollowGroup(master=cp.address, prefix=f"hollow{i}", count=size, workdir=workdir, max_pods=max_pods)
                   for i, size in enumerate(sizes)]
         async with Client(cp.address, timeout=30.0) as client:
+            profiler = Profiler(cp.master_pid, profile_dir / f"n{nodes}-register.txt") if profile_dir else None
+            if profiler:
+                await profiler.start()
             await asyncio.gather(*(g.start() for g in groups))
             names = {n for g in groups for n in g.node_names()}
             result["nodes_ready_s"] = await wait_nodes_ready(client, names, timeout=timeout)
+            if profiler:
+                profiles["register"] = await profiler.stop()
             await asyncio.sleep(min(5.0, idle_window))  # registration's last writes settle
             result["idle"] = await measure_idle_writes(cp, window=idle_window)
             result["idle"]["etcd_writes_per_s_per_100_nodes"] = result["idle"]["etcd_writes_per_s"] * 100 / nodes
@@ -98,14 +115,21 @@ async def one_run(*, nodes: int, pods: int, deployment_size: int, per_process: i
             idle_api = await probe.stop()
             result["api_idle"] = latency_block(idle_api.get("samples", {}), ("create", "get", "list", "update"))
 
+            profiler = Profiler(cp.master_pid, profile_dir / f"n{nodes}-load.txt") if profile_dir else None
+            if profiler:
+                await profiler.start()
             result["load"] = await load_phase(cp, client, pods=pods, deployment_size=deployment_size,
                                               api_rate=api_rate, watch_rate=watch_rate, timeout=timeout)
+            if profiler:
+                profiles["load"] = await profiler.stop()
             result["hollow_rss_mib_per_process"] = [
                 mib(s.rss_bytes) for s in (proc_sample(g.pid) for g in groups) if s is not None]
     finally:
         for group in groups:
             await group.stop()
         await cp.stop()
+    if profiles:
+        result["_profile"] = profiles
     return result
 
 
@@ -240,10 +264,14 @@ def targets_for(key: str, nodes: int) -> list[Target]:
               help="Seconds allowed for Nodes to be Ready and for all P pods to be Running.")
 @click.option("--master-log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True)
+@click.option("--profile", "profile_dir", type=click.Path(path_type=Path), default=None,
+              help="Sample the master with py-spy during registration and load; collapsed stacks go here and "
+                   "the top entries into the JSON (runs[i].<n>._profile).")
 @common_options
 def main(node_counts: tuple[int, ...], pods_per_node: int, pods: int | None, deployment_size: int, per_process: int,
          runs: int, idle_window: float, idle_probe: float, api_rate: float, watch_rate: float, timeout: float,
-         master_log_level: str, json_path: Path | None, workdir: Path | None, keep_workdir: bool) -> None:
+         master_log_level: str, profile_dir: Path | None, json_path: Path | None, workdir: Path | None,
+         keep_workdir: bool) -> None:
     """Control-plane scale with hollow Nodes: scheduling, API and watch latency, memory, idle etcd writes."""
     node_counts = node_counts or (100, 1000)
     work = Workdir(workdir, name=NAME, keep=keep_workdir)
@@ -263,7 +291,8 @@ def main(node_counts: tuple[int, ...], pods_per_node: int, pods: int | None, dep
                 figures[f"n{n}"] = asyncio.run(one_run(
                     nodes=n, pods=p, deployment_size=deployment_size, per_process=per_process,
                     idle_window=idle_window, idle_probe=idle_probe, api_rate=api_rate, watch_rate=watch_rate,
-                    timeout=timeout, workdir=work.sub(f"run{run}-n{n}"), master_log_level=master_log_level))
+                    timeout=timeout, workdir=work.sub(f"run{run}-n{n}"), master_log_level=master_log_level,
+                    profile_dir=profile_dir / f"run{run}" if profile_dir else None))
             report.runs.append(figures)
         rows = [(f"N={n} {label}", f"n{n}.{path}", unit) for n in node_counts for label, path, unit in ROWS_FOR]
         targets = [t for n in node_counts for t in targets_for(f"n{n}", n)]
