@@ -1,16 +1,21 @@
 """Applies the proxy's rules to the Node's iptables, atomically, and removes them.
 
-`iptables-restore --noflush` replaces our chains in one commit (a bad rule
-leaves the previous set intact). The jumps from the built-in chains into ours
-are checked and inserted one by one, outside the restore, so re-applying never
-duplicates them. On start the proxy removes every KYB- chain first and
-rebuilds from scratch; `remove_all()` leaves no trace.
+Every apply is one `iptables-restore --noflush` commit that rebuilds all of
+ours from scratch: each of our chains is declared (which flushes it) and
+refilled, chains of ours that are no longer wanted are deleted, and the
+jumps from the built-in chains into ours are inserted where missing (and
+deduplicated) in the same commit. A bad rule leaves the previous set intact,
+and there is never a moment with half the rules (say, DNAT without the
+masquerade jump), which would leave conntrack entries that break a
+connection for good. Nothing is flushed on start: the rules of a previous
+run keep serving until the first sync replaces them, so a kubelet restart
+does not interrupt Service traffic. `remove_all()` (for `down`) leaves no trace.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from ctl.machinery.log import get_logger
 from kubelet.proxy.rules import OUR_FILTER_CHAINS, OUR_NAT_CHAINS, render, service_ports
@@ -26,6 +31,35 @@ JUMPS: tuple[tuple[str, str, str], ...] = (
     ("filter", "OUTPUT", "KYB-REJECT"),
     ("filter", "FORWARD", "KYB-REJECT"),
 )
+
+
+def _by_table(saved: str) -> dict[str, list[str]]:
+    """iptables-save output split into its tables' lines."""
+    tables: dict[str, list[str]] = {}
+    lines: list[str] = []
+    for line in saved.splitlines():
+        if line.startswith("*"):
+            lines = tables.setdefault(line[1:].strip(), [])
+        else:
+            lines.append(line)
+    return tables
+
+
+def _our_chains(saved: Sequence[str]) -> list[str]:
+    """Our chains in one table's iptables-save lines."""
+    return [line[1:].split()[0] for line in saved if line.startswith(":KYB-")]
+
+
+def jump_fixes(saved: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+    """Per table, the restore lines that leave exactly one of each jump in JUMPS (inserted first if missing)."""
+    fixes: dict[str, list[str]] = {}
+    for table, chain, target in JUMPS:
+        rule = f"-A {chain} -j {target}"
+        present = sum(1 for line in saved.get(table, ()) if line.strip() == rule)
+        if present == 0:
+            fixes.setdefault(table, []).append(f"-I {chain} 1 -j {target}")
+        fixes.setdefault(table, []).extend(f"-D {chain} -j {target}" for _ in range(present - 1))
+    return fixes
 
 
 class IptablesError(RuntimeError):
@@ -49,23 +83,19 @@ class Iptables:
 
     async def our_nat_chains(self) -> list[str]:
         _, out = await self.run("iptables-save", "-t", "nat")
-        return [line[1:].split()[0] for line in out.splitlines() if line.startswith(":KYB-")]
-
-    async def ensure_jumps(self) -> None:
-        for table, chain, target in JUMPS:
-            code, _ = await self.run("iptables", "-w", "-t", table, "-C", chain, "-j", target, check=False)
-            if code != 0:
-                await self.run("iptables", "-w", "-t", table, "-I", chain, "1", "-j", target)
+        return _our_chains(out.splitlines())
 
     async def apply(self, services: Sequence[pb.Service], endpoints: Sequence[pb.Endpoints]) -> str:
-        """Program the rules for these Services; returns the text applied."""
-        text = render(service_ports(services, endpoints), stale_nat_chains=await self.our_nat_chains())
+        """Program the rules for these Services in one commit; returns the text applied."""
+        _, saved = await self.run("iptables-save")
+        current = _by_table(saved)
+        text = render(service_ports(services, endpoints), stale_nat_chains=_our_chains(current.get("nat", [])),
+                      stale_filter_chains=_our_chains(current.get("filter", [])), jump_fixes=jump_fixes(current))
         await self.run("iptables-restore", "-w", "--noflush", stdin=text)
-        await self.ensure_jumps()
         return text
 
     async def remove_all(self) -> None:
-        """Remove our jumps and chains (proxy start and `down`)."""
+        """Remove our jumps and chains (`down`)."""
         for table, chain, target in JUMPS:
             while (await self.run("iptables", "-w", "-t", table, "-D", chain, "-j", target, check=False))[0] == 0:
                 pass

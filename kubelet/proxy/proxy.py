@@ -1,8 +1,9 @@
 """The proxy actor: the newest ServiceSync from the master becomes the Node's rules.
 
 Syncs arrive in the actor's mailbox; only the newest matters, so the actor
-drains the mailbox and applies once. It starts from a clean slate (our chains
-removed), so a restarted proxy rebuilds exactly the same rules.
+drains the mailbox and applies once. Every apply rebuilds all of our rules
+in one commit (see iptables.py), so a restarted proxy ends with exactly the
+rules a fresh one would have, and the old ones serve until then.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ class ServiceProxy(Actor):
         self.applied_event = asyncio.Event()
 
     async def run(self) -> None:
-        await self.iptables.remove_all()
         while True:
             sync: node_pb2.ServiceSync = await self.mailbox.get()
             while not self.mailbox.empty():

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from proto import objects_pb2 as pb
@@ -84,8 +84,13 @@ def service_ports(services: Iterable[pb.Service], endpoints: Iterable[pb.Endpoin
     return out
 
 
-def render(ports: Sequence[ServicePortRules], *, stale_nat_chains: Iterable[str] = ()) -> str:
-    """The iptables-restore text (for `--noflush`) for these Service ports."""
+def render(ports: Sequence[ServicePortRules], *, stale_nat_chains: Iterable[str] = (),
+           stale_filter_chains: Iterable[str] = (), jump_fixes: Mapping[str, Sequence[str]] | None = None) -> str:
+    """The iptables-restore text (for `--noflush`) for these Service ports.
+
+    Stale chains (ours, no longer wanted) are deleted and `jump_fixes` (per table: rules that insert
+    missing jumps into our chains or delete duplicates) are applied in the same commit.
+    """
     nat_chains = list(OUR_NAT_CHAINS)
     nat: list[str] = []
     filt: list[str] = []
@@ -133,7 +138,10 @@ def render(ports: Sequence[ServicePortRules], *, stale_nat_chains: Iterable[str]
     nat.append("-A KYB-POSTROUTING -j MASQUERADE --random-fully")
     wanted = set(nat_chains)
     stale = sorted(c for c in stale_nat_chains if c not in wanted)
+    stale_filter = sorted(c for c in stale_filter_chains if c not in OUR_FILTER_CHAINS)
+    fixes = jump_fixes or {}
     lines = ["*nat", *(f":{c} - [0:0]" for c in nat_chains), *(f":{c} - [0:0]" for c in stale), *nat,
-             *(f"-X {c}" for c in stale), "COMMIT",
-             "*filter", *(f":{c} - [0:0]" for c in OUR_FILTER_CHAINS), *filt, "COMMIT", ""]
+             *(f"-X {c}" for c in stale), *fixes.get("nat", ()), "COMMIT",
+             "*filter", *(f":{c} - [0:0]" for c in (*OUR_FILTER_CHAINS, *stale_filter)), *filt,
+             *(f"-X {c}" for c in stale_filter), *fixes.get("filter", ()), "COMMIT", ""]
     return "\n".join(lines)
