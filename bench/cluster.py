@@ -32,25 +32,46 @@ ETCD_WRITE_METRICS = ("etcd_mvcc_put_total", "etcd_mvcc_delete_total", "etcd_mvc
                       "etcd_debugging_mvcc_current_revision", "etcd_debugging_mvcc_keys_total")
 
 
-class ControlPlane:
-    """etcd + kyb-master, started in `workdir`, stopped by pid."""
+# With `split_controllers`, the loops that need no node link run in a second kyb-master process
+# (kube-controller-manager style); node lifecycle needs the link's in-memory liveness and stays.
+API_SIDE_CONTROLLERS = "nodelifecycle,endpoints"
+MANAGER_SIDE_CONTROLLERS = "scheduler,replicaset,deployment,gc"
 
-    def __init__(self, *, workdir: Path, master_args: Sequence[str] = (), log_level: str = "info") -> None:
+
+class ControlPlane:
+    """etcd + kyb-master (and optionally a second kyb-master running the controllers), stopped by pid."""
+
+    def __init__(self, *, workdir: Path, master_args: Sequence[str] = (), log_level: str = "info",
+                 split_controllers: bool = False) -> None:
         self.workdir = workdir
         self.etcd = EtcdProcess(data_dir=workdir / "etcd", auto_compaction_retention="1h")
         self.master_args = [*master_args, "--log-level", log_level]
+        self.split_controllers = split_controllers
         self.master: MasterProcess | None = None
+        self.controller_manager: MasterProcess | None = None
 
     async def start(self) -> None:
         await self.etcd.start()
+        extra = ["--controllers", API_SIDE_CONTROLLERS] if self.split_controllers else []
         self.master = MasterProcess(etcd=[self.etcd.endpoint], log_path=self.workdir / "master.log",
-                                    extra_args=self.master_args)
+                                    extra_args=[*self.master_args, *extra])
         await self.master.start(timeout=60)
+        if self.split_controllers:
+            self.controller_manager = MasterProcess(
+                etcd=[self.etcd.endpoint], log_path=self.workdir / "controller-manager.log",
+                extra_args=[*self.master_args, "--controllers", MANAGER_SIDE_CONTROLLERS])
+            await self.controller_manager.start(timeout=60)
 
     async def stop(self) -> None:
-        if self.master is not None:
-            await self.master.stop()
+        for proc in (self.controller_manager, self.master):
+            if proc is not None:
+                await proc.stop()
         await self.etcd.stop(grace=5.0)
+
+    @property
+    def controller_manager_pid(self) -> int | None:
+        cm = self.controller_manager
+        return cm.proc.pid if cm is not None and cm.proc is not None else None
 
     @property
     def address(self) -> str:
@@ -133,7 +154,8 @@ async def wait_nodes_ready(client: Client, names: set[str], *, timeout: float) -
             return time.monotonic() - began
         if time.monotonic() - began > timeout:
             raise TimeoutError(f"{len(names - ready)} of {len(names)} Nodes not Ready after {timeout:.0f}s")
-        await asyncio.sleep(0.5)
+        # Listing a thousand Nodes is work for the master too: poll big clusters less often.
+        await asyncio.sleep(0.1 if len(names) <= 10 else 0.5 if len(names) <= 100 else 2.0)
 
 
 # ----------------------------------------------------------------------------- watch timing

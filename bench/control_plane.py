@@ -45,6 +45,7 @@ from ctl.client import Client
 
 NAME = "control_plane"
 MIN_PROBE_SECONDS = 5.0
+API_OPS = ("create", "get", "list", "update", "delete")
 
 
 def node_mask(nodes: int) -> int:
@@ -81,9 +82,10 @@ def latency_block(samples: dict[str, list[float]], ops: tuple[str, ...]) -> dict
 
 async def one_run(*, nodes: int, pods: int, deployment_size: int, per_process: int, idle_window: float,
                   idle_probe: float, api_rate: float, watch_rate: float, timeout: float, workdir: Path,
-                  master_log_level: str, profile_dir: Path | None = None) -> dict[str, Any]:
+                  master_log_level: str, profile_dir: Path | None = None,
+                  split_controllers: bool = False) -> dict[str, Any]:
     mask = node_mask(nodes)
-    cp = ControlPlane(workdir=workdir, log_level=master_log_level,
+    cp = ControlPlane(workdir=workdir, log_level=master_log_level, split_controllers=split_controllers,
                       master_args=["--cluster-cidr", "10.244.0.0/16", "--node-cidr-mask-size", str(mask)])
     groups: list[HollowGroup] = []
     result: dict[str, Any] = {"nodes": nodes, "pods": pods, "loadavg_before": os.getloadavg()[0]}
@@ -113,7 +115,7 @@ async def one_run(*, nodes: int, pods: int, deployment_size: int, per_process: i
             await probe.start()
             await asyncio.sleep(idle_probe)
             idle_api = await probe.stop()
-            result["api_idle"] = latency_block(idle_api.get("samples", {}), ("create", "get", "list", "update"))
+            result["api_idle"] = latency_block(idle_api.get("samples", {}), API_OPS)
 
             profiler = Profiler(cp.master_pid, profile_dir / f"n{nodes}-load.txt") if profile_dir else None
             if profiler:
@@ -142,6 +144,8 @@ async def load_phase(cp: ControlPlane, client: Client, *, pods: int, deployment_
     await asyncio.gather(api.start(), watch.start())
     await asyncio.sleep(2.0)  # the probes connect and the watch probe's pod starts before the clock runs
     master0, etcd0 = proc_sample(cp.master_pid), proc_sample(cp.etcd_pid)
+    cm_pid = cp.controller_manager_pid
+    cm0 = proc_sample(cm_pid) if cm_pid else None
     metrics0 = await cp.etcd_metrics()
     count = math.ceil(pods / deployment_size)
     sizes = [deployment_size] * (pods // deployment_size) + ([pods % deployment_size] if pods % deployment_size else [])
@@ -155,6 +159,7 @@ async def load_phase(cp: ControlPlane, client: Client, *, pods: int, deployment_
         timed_out = True
     ended = time.monotonic()
     master1, etcd1 = proc_sample(cp.master_pid), proc_sample(cp.etcd_pid)
+    cm1 = proc_sample(cm_pid) if cm_pid else None
     metrics1 = await cp.etcd_metrics()
     # Tiny runs end before the probes have a sample of every call: keep probing a little.
     await asyncio.sleep(max(0.0, began + MIN_PROBE_SECONDS - time.monotonic()))
@@ -176,7 +181,7 @@ async def load_phase(cp: ControlPlane, client: Client, *, pods: int, deployment_
         "scheduler_bound_per_s": len(bound) / (bound[-1] - bound[0]) if len(bound) > 1 else None,
         "bind_latency_s": percentiles([p.bound - p.created for p in seen if p.bound is not None]),
         "running_latency_s": percentiles([p.running - p.created for p in seen if p.running is not None]),
-        "api": latency_block(api_result.get("samples", {}), ("create", "get", "list", "update")),
+        "api": latency_block(api_result.get("samples", {}), API_OPS),
         "api_conflicts": api_result.get("conflicts"),
         "api_errors": sum((api_result.get("errors") or {}).values()),
         "watch_latency_s": percentiles((watch_result.get("samples") or {}).get("watch", [])),
@@ -190,6 +195,10 @@ async def load_phase(cp: ControlPlane, client: Client, *, pods: int, deployment_
         "elapsed_s": ended - began,
     }
     out["etcd_writes_per_pod"] = out["etcd_writes"] / pods if pods else None
+    if cm0 is not None and cm1 is not None:
+        out["controller_manager_rss_mib"] = mib(cm1.rss_bytes)
+        out["controller_manager_peak_rss_mib"] = mib(cm1.hwm_bytes)
+        out["controller_manager_cpu_s"] = cm1.cpu_seconds - cm0.cpu_seconds
     return out
 
 
@@ -215,11 +224,14 @@ ROWS_FOR = [
     ("load: API list p99", "load.api.list.p99", "s"),
     ("load: API update p50", "load.api.update.p50", "s"),
     ("load: API update p99", "load.api.update.p99", "s"),
+    ("load: API delete p99", "load.api.delete.p99", "s"),
     ("load: watch latency p50", "load.watch_latency_s.p50", "s"),
     ("load: watch latency p99", "load.watch_latency_s.p99", "s"),
     ("load: master RSS", "load.master_rss_mib", "MiB"),
     ("load: master peak RSS", "load.master_peak_rss_mib", "MiB"),
     ("load: master CPU", "load.master_cpu_s", "s"),
+    ("load: controller-manager RSS (--split-controllers)", "load.controller_manager_peak_rss_mib", "MiB"),
+    ("load: controller-manager CPU", "load.controller_manager_cpu_s", "s"),
     ("load: etcd RSS", "load.etcd_rss_mib", "MiB"),
     ("load: etcd CPU", "load.etcd_cpu_s", "s"),
     ("load: etcd writes per pod", "load.etcd_writes_per_pod", ""),
@@ -264,21 +276,25 @@ def targets_for(key: str, nodes: int) -> list[Target]:
               help="Seconds allowed for Nodes to be Ready and for all P pods to be Running.")
 @click.option("--master-log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True)
+@click.option("--split-controllers", is_flag=True,
+              help="Run the scheduler, ReplicaSet, Deployment and GC loops in a second kyb-master process "
+                   "(--controllers), as kube-controller-manager; node lifecycle stays with the node link.")
 @click.option("--profile", "profile_dir", type=click.Path(path_type=Path), default=None,
               help="Sample the master with py-spy during registration and load; collapsed stacks go here and "
                    "the top entries into the JSON (runs[i].<n>._profile).")
 @common_options
 def main(node_counts: tuple[int, ...], pods_per_node: int, pods: int | None, deployment_size: int, per_process: int,
          runs: int, idle_window: float, idle_probe: float, api_rate: float, watch_rate: float, timeout: float,
-         master_log_level: str, profile_dir: Path | None, json_path: Path | None, workdir: Path | None,
-         keep_workdir: bool) -> None:
+         master_log_level: str, split_controllers: bool, profile_dir: Path | None, json_path: Path | None,
+         workdir: Path | None, keep_workdir: bool) -> None:
     """Control-plane scale with hollow Nodes: scheduling, API and watch latency, memory, idle etcd writes."""
     node_counts = node_counts or (100, 1000)
     work = Workdir(workdir, name=NAME, keep=keep_workdir)
     config = {"nodes": list(node_counts), "pods_per_node": pods_per_node, "pods": pods,
               "deployment_size": deployment_size, "per_process": per_process, "runs": runs,
               "idle_window_s": idle_window, "idle_probe_s": idle_probe, "api_rate": api_rate,
-              "watch_rate": watch_rate, "master_log_level": master_log_level, "heartbeat_interval_s": 1.0,
+              "watch_rate": watch_rate, "master_log_level": master_log_level,
+              "split_controllers": split_controllers, "heartbeat_interval_s": 1.0,
               "hollow_start_delay_s": 0.5}
     report = Report(NAME, config)
     failed = True
@@ -292,7 +308,8 @@ def main(node_counts: tuple[int, ...], pods_per_node: int, pods: int | None, dep
                     nodes=n, pods=p, deployment_size=deployment_size, per_process=per_process,
                     idle_window=idle_window, idle_probe=idle_probe, api_rate=api_rate, watch_rate=watch_rate,
                     timeout=timeout, workdir=work.sub(f"run{run}-n{n}"), master_log_level=master_log_level,
-                    profile_dir=profile_dir / f"run{run}" if profile_dir else None))
+                    profile_dir=profile_dir / f"run{run}" if profile_dir else None,
+                    split_controllers=split_controllers))
             report.runs.append(figures)
         rows = [(f"N={n} {label}", f"n{n}.{path}", unit) for n in node_counts for label, path, unit in ROWS_FOR]
         targets = [t for n in node_counts for t in targets_for(f"n{n}", n)]

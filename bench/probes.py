@@ -7,9 +7,10 @@ Both run until SIGTERM (or SIGINT), then print one JSON object on stdout with th
 
 * api: open loop, `rate` cycles per second whatever the answers' speed (a slow server gets more
   concurrent calls, as with real clients). One cycle: create a pod, get it, list the probe's namespace,
-  and update the labels of a pod created at least a second earlier (get, then update at that
-  resourceVersion; a conflict with the scheduler or a kubelet is retried and counted). The pods are
-  ordinary ones, scheduled and run like any other.
+  update the labels of a pod created at least a second earlier (get, then update at that
+  resourceVersion; a conflict with the scheduler or a kubelet is retried and counted), and delete the
+  oldest pod once there are 100, so every list returns about 100 pods. The pods are ordinary ones,
+  scheduled and run like any other.
 * watch: one pod, once Running; every 1/rate s its `bench/seq` annotation is updated, and a watch on the
   namespace times the event that carries that value. Latency = event received - update sent (so it
   includes the write itself, as "from the write to the event reaching a client").
@@ -43,10 +44,11 @@ async def _until_stopped() -> asyncio.Event:
 
 
 class ApiProbe:
-    def __init__(self, client: Client, *, namespace: str, rate: float) -> None:
+    def __init__(self, client: Client, *, namespace: str, rate: float, keep: int = 100) -> None:
         self.client = client
         self.namespace = namespace
         self.rate = rate
+        self.keep = keep
         self.samples: dict[str, list[float]] = defaultdict(list)
         self.errors: dict[str, int] = defaultdict(int)
         self.conflicts = 0
@@ -76,6 +78,14 @@ class ApiProbe:
         older = [n for t, n in self.created if time.monotonic() - t > 1.0]
         if older:
             await self.update(older[index % len(older)], index)
+        if len(self.created) > self.keep:
+            # The namespace stays at about `keep` pods, so "list" lists the same amount all along.
+            _, oldest = self.created.pop(0)
+            try:
+                await self._timed("delete", self.client.delete("pods", oldest, namespace=self.namespace,
+                                                               unconditional=True))
+            except ConflictError:  # the pod changed during the delete (the API does not retry that itself)
+                self.conflicts += 1
 
     async def update(self, name: str, index: int) -> None:
         for _ in range(5):
