@@ -262,6 +262,7 @@ class Requester:
 
 async def test_rolling_update_behind_the_service_fails_no_request(lab: Lab, tmp_path: Path):
     async with exposed(lab, name="roll", replicas=3) as app:
+        old_pods = sorted(app.pods.values())
         async with Requester(lab, app, stop_file=tmp_path / "stop", nodes=[1, 2, 3], netns_node=1) as requester:
             await until(lambda: _answered(requester, 20), timeout=10)
             lab.sh("kybctl", "set", "image", "deployment/roll", f"hello={lab.registry}/kyb/hello:v2")
@@ -290,6 +291,22 @@ async def test_rolling_update_behind_the_service_fails_no_request(lab: Lab, tmp_
             assert versions[0] == "v1" and "v2" in versions, Counter(versions)
         after = [version_of(answer) for t, _, answer in requester.host_answers if t > done]
         assert len(after) >= 30 and set(after) == {"v2"}, Counter(after)
+        # The old replicas stopped on their own after draining (exit 0), not killed at the end of the grace period.
+        assert container_exits(lab, old_pods) == {name: [0] for name in old_pods}
+
+
+def container_exits(lab: Lab, pods: list[str]) -> dict[str, list[int]]:
+    """The exit codes the kubelets logged for these pods' containers ("container exited" events)."""
+    exits: dict[str, list[int]] = {name: [] for name in pods}
+    for node in range(1, lab.workers + 1):
+        for line in (lab.dir / f"node{node}" / "log" / "kubelet.log").read_text().splitlines():
+            if '"container exited"' not in line:
+                continue
+            event = json.loads(line)
+            name = event.get("object", "").removeprefix("pods/default/")
+            if event.get("event") == "container exited" and name in exits:
+                exits[name].append(event["exit_code"])
+    return exits
 
 
 async def _answered(requester: Requester, count: int) -> bool:
