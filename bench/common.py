@@ -164,6 +164,14 @@ def proc_sample(pid: int) -> ProcSample | None:
                       children_cpu_seconds=(int(stat[13]) + int(stat[14])) / CLOCK_TICKS)
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (all cores, everything but idle and iowait) since boot."""
+    with open("/proc/stat") as stat:
+        fields = [int(v) for v in stat.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal ...
+    return (sum(fields[:8]) - fields[3] - fields[4]) / CLOCK_TICKS
+
+
 def process_start_time(pid: int) -> float | None:
     """When a process started, as epoch seconds (clock-tick resolution, 10 ms)."""
     try:

@@ -25,11 +25,13 @@ import click
 
 from bench.cluster import ControlPlane, PodTracker, delete, make_pod, wait_nodes_ready
 from bench.common import (
+    Profiler,
     Report,
     Target,
     Workdir,
     common_options,
     emit,
+    machine_busy_seconds,
     mib,
     percentiles,
     proc_sample,
@@ -64,15 +66,18 @@ async def floor_figures(floor: Floor, *, single: int, batch: int, host_network: 
         await floor.clear()
     variants = {}
     for label, concurrency in (("all_at_once", None), ("per_core", os.cpu_count() or 2)):
+        busy0 = machine_busy_seconds()
         result = await floor.batch(batch, concurrency=concurrency, host_network=host_network)
+        busy1 = machine_busy_seconds()
         await floor.clear()
-        variants[label] = {"makespan_s": result.makespan, "startup_s": percentiles(result.latencies)}
+        variants[label] = {"makespan_s": result.makespan, "startup_s": percentiles(result.latencies),
+                           "machine_cpu_s": busy1 - busy0}
     best = min(variants.values(), key=lambda v: v["makespan_s"])
     return {"single_s": percentiles(singles), **variants, "makespan_s": best["makespan_s"]}
 
 
 async def one_run(*, daemon: ContainerdDaemon, images: dict[str, Path], workdir: Path, single: int, batch: int,
-                  timeout: float) -> dict[str, Any]:
+                  timeout: float, profile_dir: Path | None = None) -> dict[str, Any]:
     result: dict[str, Any] = {}
     with pod_subnet(odd=True) as cidr, pod_subnet() as floor_cidr:
         cp = ControlPlane(workdir=workdir, master_args=["--cluster-cidr", _supernet(cidr)])
@@ -103,13 +108,25 @@ async def one_run(*, daemon: ContainerdDaemon, images: dict[str, Path], workdir:
                 result["single_s"] = percentiles(singles)
 
                 names = [f"batch-{i}" for i in range(batch)]
+                profiler = Profiler(node.pid, profile_dir / "kubelet-batch.txt") if profile_dir else None
+                if profiler:
+                    await profiler.start()
+                kubelet0, busy0 = proc_sample(node.pid), machine_busy_seconds()
                 began = time.monotonic()
                 await asyncio.gather(*(client.create(make_pod(n, command=SLEEPER)) for n in names))
                 wanted = set(names)
                 await tracker.wait_running(batch, timeout=timeout, selector=lambda p: p.name in wanted)
+                kubelet1, busy1 = proc_sample(node.pid), machine_busy_seconds()
                 pods = [p for p in tracker.pods.values() if p.name in wanted]
                 latencies = [p.running - began for p in pods if p.running is not None]
-                result["batch"] = {"makespan_s": max(latencies), "startup_s": percentiles(latencies)}
+                result["batch"] = {"makespan_s": max(latencies), "startup_s": percentiles(latencies),
+                                   "machine_cpu_s": busy1 - busy0}
+                if kubelet0 and kubelet1:
+                    result["batch"]["kubelet_cpu_s"] = kubelet1.cpu_seconds - kubelet0.cpu_seconds
+                    result["batch"]["kubelet_children_cpu_s"] = \
+                        kubelet1.children_cpu_seconds - kubelet0.children_cpu_seconds
+                if profiler:
+                    result["_profile"] = await profiler.stop()
                 sample = proc_sample(node.pid)
                 result["kubelet_rss_mib_with_batch"] = mib(sample.rss_bytes if sample else None)
                 await delete_all(client, tracker, names)
@@ -144,6 +161,10 @@ ROWS = [
     ("floor: batch all at once", "floor.all_at_once.makespan_s", "s"),
     ("floor: batch one per core", "floor.per_core.makespan_s", "s"),
     ("floor: per-container p50 (all at once)", "floor.all_at_once.startup_s.p50", "s"),
+    ("batch: machine CPU while starting", "batch.machine_cpu_s", "s"),
+    ("batch: kubelet CPU (own)", "batch.kubelet_cpu_s", "s"),
+    ("batch: kubelet's children CPU (ctr, CNI, ip)", "batch.kubelet_children_cpu_s", "s"),
+    ("floor: machine CPU (all at once)", "floor.all_at_once.machine_cpu_s", "s"),
     ("batch makespan / floor", "batch_vs_floor", "×"),
     ("1 pod p50 / floor 1 container p50", "single_vs_floor_p50", "×"),
     ("kubelet RSS with the batch running", "kubelet_rss_mib_with_batch", "MiB"),
@@ -163,9 +184,12 @@ TARGETS = [
 @click.option("--batch", type=click.IntRange(min=1), default=30, show_default=True,
               help="Pods created at once.")
 @click.option("--timeout", type=click.FloatRange(min=1), default=300.0, show_default=True)
+@click.option("--profile", "profile_dir", type=click.Path(path_type=Path), default=None,
+              help="Sample the kubelet with py-spy while the batch starts (collapsed stacks here, top entries in "
+                   "runs[i]._profile).")
 @common_options
-def main(runs: int, single_samples: int, batch: int, timeout: float, json_path: Path | None, workdir: Path | None,
-         keep_workdir: bool) -> None:
+def main(runs: int, single_samples: int, batch: int, timeout: float, profile_dir: Path | None,
+         json_path: Path | None, workdir: Path | None, keep_workdir: bool) -> None:
     """Pod startup on one real Node vs. plain containerd + CNI."""
     require_root(NAME)
     work = Workdir(workdir, name=NAME, keep=keep_workdir)
@@ -180,7 +204,8 @@ def main(runs: int, single_samples: int, batch: int, timeout: float, json_path: 
             for run in range(runs):
                 print(f"run {run + 1}/{runs} ...", flush=True)
                 report.runs.append(asyncio.run(one_run(daemon=daemon, images=images, workdir=work.sub(f"run{run}"),
-                                                       single=single_samples, batch=batch, timeout=timeout)))
+                                                       single=single_samples, batch=batch, timeout=timeout,
+                                                       profile_dir=profile_dir / f"run{run}" if profile_dir else None)))
         report.config["floor"] = "ip netns add + lo up + CNI bridge ADD + ctr run -d --with-ns (best of all-at-once "\
                                  "and one-per-core)"
         emit(report, rows=ROWS, json_path=json_path, targets=TARGETS)
