@@ -198,7 +198,9 @@ class Profiler:
     """
 
     def __init__(self, pid: int, path: Path, *, rate: int = 100) -> None:
-        if shutil.which("py-spy") is None:
+        beside = Path(sys.executable).parent / "py-spy"  # a venv's, when the venv is not activated
+        self.binary = shutil.which("py-spy") or (str(beside) if beside.exists() else None)
+        if self.binary is None:
             raise click.ClickException("--profile needs py-spy (pip install py-spy)")
         self.pid = pid
         self.path = path
@@ -207,8 +209,9 @@ class Profiler:
 
     async def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        assert self.binary is not None
         self.proc = await asyncio.create_subprocess_exec(
-            "py-spy", "record", "--pid", str(self.pid), "--format", "raw", "--output", str(self.path),
+            self.binary, "record", "--pid", str(self.pid), "--format", "raw", "--output", str(self.path),
             "--rate", str(self.rate), "--nonblocking", stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
 

@@ -36,6 +36,7 @@ from bench.common import (
     Workdir,
     common_options,
     emit,
+    machine_busy_seconds,
     mib,
     percentiles,
     proc_sample,
@@ -121,7 +122,8 @@ async def one_run(*, nodes: int, pods: int, deployment_size: int, per_process: i
             if profiler:
                 await profiler.start()
             result["load"] = await load_phase(cp, client, pods=pods, deployment_size=deployment_size,
-                                              api_rate=api_rate, watch_rate=watch_rate, timeout=timeout)
+                                              api_rate=api_rate, watch_rate=watch_rate, timeout=timeout,
+                                              hollow_pids=[g.pid for g in groups])
             if profiler:
                 profiles["load"] = await profiler.stop()
             result["hollow_rss_mib_per_process"] = [
@@ -136,7 +138,7 @@ async def one_run(*, nodes: int, pods: int, deployment_size: int, per_process: i
 
 
 async def load_phase(cp: ControlPlane, client: Client, *, pods: int, deployment_size: int, api_rate: float,
-                     watch_rate: float, timeout: float) -> dict[str, Any]:
+                     watch_rate: float, timeout: float, hollow_pids: list[int]) -> dict[str, Any]:
     tracker = PodTracker(client, namespace="default")
     await tracker.start()
     api = ProbeProcess("api", server=cp.address, rate=api_rate)
@@ -144,6 +146,7 @@ async def load_phase(cp: ControlPlane, client: Client, *, pods: int, deployment_
     await asyncio.gather(api.start(), watch.start())
     await asyncio.sleep(2.0)  # the probes connect and the watch probe's pod starts before the clock runs
     master0, etcd0 = proc_sample(cp.master_pid), proc_sample(cp.etcd_pid)
+    others0 = _others_cpu(hollow_pids)
     cm_pid = cp.controller_manager_pid
     cm0 = proc_sample(cm_pid) if cm_pid else None
     metrics0 = await cp.etcd_metrics()
@@ -159,6 +162,7 @@ async def load_phase(cp: ControlPlane, client: Client, *, pods: int, deployment_
         timed_out = True
     ended = time.monotonic()
     master1, etcd1 = proc_sample(cp.master_pid), proc_sample(cp.etcd_pid)
+    others1 = _others_cpu(hollow_pids)
     cm1 = proc_sample(cm_pid) if cm_pid else None
     metrics1 = await cp.etcd_metrics()
     # Tiny runs end before the probes have a sample of every call: keep probing a little.
@@ -195,11 +199,22 @@ async def load_phase(cp: ControlPlane, client: Client, *, pods: int, deployment_
         "elapsed_s": ended - began,
     }
     out["etcd_writes_per_pod"] = out["etcd_writes"] / pods if pods else None
+    # Everything else on the machine that this benchmark runs competes for the same cores.
+    out["hollow_kubelets_cpu_s"] = others1["hollow"] - others0["hollow"]
+    out["driver_cpu_s"] = others1["driver"] - others0["driver"]
+    out["machine_cpu_s"] = others1["machine"] - others0["machine"]
     if cm0 is not None and cm1 is not None:
         out["controller_manager_rss_mib"] = mib(cm1.rss_bytes)
         out["controller_manager_peak_rss_mib"] = mib(cm1.hwm_bytes)
         out["controller_manager_cpu_s"] = cm1.cpu_seconds - cm0.cpu_seconds
     return out
+
+
+def _others_cpu(hollow_pids: list[int]) -> dict[str, float]:
+    samples = [proc_sample(pid) for pid in hollow_pids]
+    driver = proc_sample(os.getpid())
+    return {"hollow": sum(s.cpu_seconds for s in samples if s is not None),
+            "driver": driver.cpu_seconds if driver else 0.0, "machine": machine_busy_seconds()}
 
 
 ROWS_FOR = [
@@ -235,6 +250,9 @@ ROWS_FOR = [
     ("load: etcd RSS", "load.etcd_rss_mib", "MiB"),
     ("load: etcd CPU", "load.etcd_cpu_s", "s"),
     ("load: etcd writes per pod", "load.etcd_writes_per_pod", ""),
+    ("load: hollow kubelets' CPU", "load.hollow_kubelets_cpu_s", "s"),
+    ("load: benchmark driver CPU (its watch)", "load.driver_cpu_s", "s"),
+    ("load: machine CPU (all processes)", "load.machine_cpu_s", "s"),
 ]
 
 
