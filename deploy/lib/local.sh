@@ -100,8 +100,10 @@ guard_up() {
     # Blackholes of our own (own metric and protocol): the more specific pod-bridge route still wins,
     # and nothing for the pod or service ranges ever leaves through the default route.
     for cidr in $(guarded_ranges); do
-        if [[ -z $(ip -4 route show exact "$cidr" type blackhole proto "$PROTO") ]]; then
-            ip route add blackhole "$cidr" proto "$PROTO" metric "$metric"
+        # A route's identity is its prefix and metric: look for ours by both.
+        if [[ -z $(ip -4 route show exact "$cidr" type blackhole proto "$PROTO" metric "$metric") ]]; then
+            ip route add blackhole "$cidr" proto "$PROTO" metric "$metric" ||
+                die "cannot add the blackhole $cidr metric $metric: $(ip -4 route show exact "$cidr" | tr '\n' ';')"
         fi
     done
     iptables -N "$CHAIN" 2>/dev/null || true
