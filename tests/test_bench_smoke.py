@@ -55,7 +55,7 @@ def _at(tree: Mapping[str, Any], path: str) -> Any:
 
 @pytest.fixture(scope="module")
 def reports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, tuple[int, str, Path]]]:
-    """Run every benchmark at once; {name: (exit code, output tail, JSON path)}."""
+    """Run every benchmark at once; {name: (exit code, output, JSON path)}."""
     out = tmp_path_factory.mktemp("bench")
     procs = {}
     for name, args in COMMANDS.items():
@@ -72,8 +72,8 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, tupl
                 proc.kill()
                 code = proc.wait()
             log.close()
-            tail = (out / f"{name}.log").read_text(errors="replace")[-3000:]
-            results[name] = (code, tail, out / f"{name}.json")
+            output = (out / f"{name}.log").read_text(errors="replace")
+            results[name] = (code, output, out / f"{name}.json")
         yield results
     finally:
         for proc, _ in procs.values():
@@ -85,8 +85,8 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, tupl
 @pytest.mark.containerd
 @pytest.mark.parametrize("name", list(COMMANDS))
 def test_benchmark_runs_and_writes_its_report(reports: dict[str, tuple[int, str, Path]], name: str):
-    code, tail, path = reports[name]
-    assert code == 0, f"bench.{name} failed:\n{tail}"
+    code, output, path = reports[name]
+    assert code == 0, f"bench.{name} failed:\n{output[-3000:]}"
     report = json.loads(path.read_text())
     assert report["benchmark"] == name
     assert report["date"] and report["config"]
@@ -98,4 +98,4 @@ def test_benchmark_runs_and_writes_its_report(reports: dict[str, tuple[int, str,
         assert spread["runs"] == 1 and isinstance(spread["median"], (int, float)), figure
     for target in report["targets"]:
         assert {"name", "value", "limit", "met"} <= set(target)
-    assert "median" in tail  # the table was printed
+    assert "median" in output, output[-3000:]  # the table was printed
