@@ -79,6 +79,7 @@ PULL_TIMEOUT = 300.0
 CPU_PERIOD_US = 100_000
 MIN_CPU_QUOTA_US = 1_000
 MAX_ID_LENGTH = 64
+CALLS_PER_CORE = 4
 IMAGE_PRESENT_TTL = 2.0  # seconds an image seen present is trusted without asking containerd again
 EXIT_RECONCILE_INTERVAL = 10.0
 EXEC_STDIN_CLOSE_DELAY = 0.5
@@ -263,8 +264,12 @@ class ContainerdRuntime:
         self._ctr_binary = ctr_binary
         self._call_timeout = call_timeout
         self._pull_timeout = pull_timeout
-        self._slots = asyncio.Semaphore(concurrency or os.cpu_count() or 2)
-        self._read_slots = asyncio.Semaphore(2 * (concurrency or os.cpu_count() or 2))
+        # Heavy calls (CNI ADD/DEL, run, rm, pull) in flight at once. One per core leaves the cores idle while
+        # each call waits on containerd and runc; a few per core keep them busy without a fork storm when
+        # a hundred pods arrive together.
+        concurrency = concurrency or CALLS_PER_CORE * (os.cpu_count() or 2)
+        self._slots = asyncio.Semaphore(concurrency)
+        self._read_slots = asyncio.Semaphore(2 * concurrency)
         self._pod_cidr: str | None = None
         self.set_pod_cidr(pod_cidr)
         self._mtu: int | None = None
@@ -517,9 +522,8 @@ class ContainerdRuntime:
             record.update(netns_name=name, netns_path=network.netns_path(name), uts_path=None, cni_config=None)
             _atomic_write_json(self._sandbox_record_path(sandbox_id), record)
             try:
-                await network.create_netns(name)
                 hostname = id_part(config.name, limit=63)
-                record["uts_path"] = await network.create_uts_namespace(name, hostname=hostname)
+                _netns, record["uts_path"] = await network.create_pod_namespaces(name, hostname=hostname)
                 if self._mtu is None:
                     self._mtu = await network.default_route_mtu()
                 record["cni_config"] = network.bridge_config(

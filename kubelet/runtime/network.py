@@ -190,6 +190,30 @@ async def create_uts_namespace(name: str, *, hostname: str) -> str:
     return str(path)
 
 
+# The three steps of a fresh pod sandbox in one helper process: the kubelet forks once per pod instead of
+# three times (a fork of a grown Python process costs more than the small binaries it starts).
+_POD_NAMESPACES_SCRIPT = (
+    'ip netns add "$1" && ip -n "$1" link set lo up && touch "$2" && unshare --uts="$2" hostname "$3"'
+)
+
+
+async def create_pod_namespaces(name: str, *, hostname: str) -> tuple[str, str]:
+    """A network namespace with lo up and a UTS namespace named `hostname`: (netns path, UTS path).
+
+    What already exists is reused (a sandbox re-created after a crash half-way); on failure nothing is
+    cleaned up here: the caller's sandbox teardown removes whichever part was made.
+    """
+    netns, uts = netns_path(name), Path(uts_path(name))
+    uts.parent.mkdir(parents=True, exist_ok=True)
+    if Path(netns).exists() or uts.exists():
+        await create_netns(name)
+        return netns, await create_uts_namespace(name, hostname=hostname)
+    result = await run_command("sh", "-c", _POD_NAMESPACES_SCRIPT, "sh", name, str(uts), hostname)
+    if result.returncode != 0:
+        raise NetworkError(f"namespaces for {name}: {result.stderr.strip() or f'exit code {result.returncode}'}")
+    return netns, str(uts)
+
+
 async def delete_uts_namespace(name: str) -> None:
     path = Path(uts_path(name))
     if _is_mountpoint(path):
