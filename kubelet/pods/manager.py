@@ -22,6 +22,7 @@ from pathlib import Path
 from ctl.machinery.actors import Actor
 from ctl.machinery.log import get_logger
 from kubelet.logs import rotate_if_larger
+from kubelet.memory import release_free_memory
 from kubelet.pods import adoption
 from kubelet.pods.worker import Adopted, PodWorker, WorkerContext
 from kubelet.runtime.base import LABEL_POD_UID, ContainerExit, ContainerInfo, ContainerRuntimeError
@@ -67,6 +68,7 @@ class PodManager(Actor):
         self.synced = asyncio.Event()
         self._terminated: OrderedDict[str, pb.Pod] = OrderedDict()
         self._unclaimed_exits: OrderedDict[str, ContainerExit] = OrderedDict()
+        self._finished_since_trim = 0  # workers gone since the last release_free_memory
         ctx.claim_exit = self._claim_exit
 
     # ---------------------------------------------------------------- inputs
@@ -163,6 +165,7 @@ class PodManager(Actor):
     def _worker_finished(self, worker: PodWorker) -> None:
         if self.workers.get(worker.uid) is worker:
             del self.workers[worker.uid]
+        self._finished_since_trim += 1
         if worker.terminated:
             self.ctx.reporter.forget(worker.uid)
             self._terminated[worker.uid] = worker.pod
@@ -207,6 +210,9 @@ class PodManager(Actor):
                 self.log.info("status reports resent: the master's stored status differed", pods=resent)
             paths = [path for worker in self.workers.values() for path in worker.running_log_paths()]
             await asyncio.to_thread(self._rotate_logs, paths)
+            if self._finished_since_trim:
+                self._finished_since_trim = 0
+                release_free_memory()
             try:
                 await self.relist()
             except ContainerRuntimeError as err:
