@@ -43,7 +43,18 @@ from bench.cluster import (
     wait_nodes_ready,
     wait_rollout,
 )
-from bench.common import Report, Target, Workdir, common_options, emit, lookup, mib, proc_sample, require_root
+from bench.common import (
+    Report,
+    Target,
+    Workdir,
+    common_options,
+    emit,
+    lookup,
+    machine_busy_seconds,
+    mib,
+    proc_sample,
+    require_root,
+)
 from bench.nodes import (
     HELLO_V1,
     HELLO_V2,
@@ -78,12 +89,22 @@ async def delete_deployment(client: Client, tracker: PodTracker, name: str, *, t
 
 
 async def converge(client: Client, tracker: PodTracker, *, mode: str, host_network: bool, replicas: int,
-                   timeout: float) -> dict[str, Any]:
+                   timeout: float, pids: dict[str, int]) -> dict[str, Any]:
     name = f"conv-{mode.replace('_', '-')}"
+    before, busy0 = {key: proc_sample(pid) for key, pid in pids.items()}, machine_busy_seconds()
     began = time.monotonic()
     await client.create(make_deployment(name, replicas=replicas, command=sleeper(host_network),
                                         host_network=host_network))
     created_s = await tracker.wait_running(replicas, timeout=timeout, selector=app(name)) - began
+    after, busy1 = {key: proc_sample(pid) for key, pid in pids.items()}, machine_busy_seconds()
+    # Where the create phase's CPU went (on 2 cores a batch of starts is CPU-bound).
+    cpu: dict[str, float] = {"machine": busy1 - busy0}
+    for key in pids:
+        first, last = before[key], after[key]
+        if first and last:
+            cpu[key] = last.cpu_seconds - first.cpu_seconds
+            if key == "kubelet":
+                cpu["kubelet_children"] = last.children_cpu_seconds - first.children_cpu_seconds
 
     def scale(d: pb.Deployment) -> None:
         d.spec.replicas = 2 * replicas
@@ -99,7 +120,7 @@ async def converge(client: Client, tracker: PodTracker, *, mode: str, host_netwo
                                         host_network=host_network))
     double_s = await tracker.wait_running(2 * replicas, timeout=timeout, selector=app(name2)) - began
     await delete_deployment(client, tracker, name2, timeout=timeout)
-    return {"create_s": created_s, "scale_s": scaled_s, "create_double_s": double_s}
+    return {"create_s": created_s, "scale_s": scaled_s, "create_double_s": double_s, "create_cpu_s": cpu}
 
 
 async def floor_convergence(floor: Floor, *, host_network: bool, replicas: int) -> dict[str, Any]:
@@ -217,8 +238,10 @@ async def one_run(*, daemon: ContainerdDaemon, images: dict[str, Path], workdir:
                     if mode not in modes:
                         continue
                     print(f"  {mode} ...", flush=True)
+                    pids = {"kubelet": node.pid, "master": cp.master_pid, "etcd": cp.etcd_pid,
+                                            "containerd": daemon.pid, "benchmark_driver": os.getpid()}
                     figures = await converge(client, tracker, mode=mode, host_network=host_network,
-                                             replicas=replicas, timeout=timeout)
+                                             replicas=replicas, timeout=timeout, pids=pids)
                     figures["floor"] = await floor_convergence(floor, host_network=host_network, replicas=replicas)
                     for key in ("create_s", "scale_s", "create_double_s"):
                         figures[key.replace("_s", "_vs_floor")] = figures[key] / figures["floor"][key]
@@ -247,6 +270,11 @@ def rows(replicas: int, rollout: int) -> list[tuple[str, str, str]]:
             (f"{mode}: {replicas} replicas Running", f"{mode}.create_s", "s"),
             (f"{mode}: floor, {replicas} containers", f"{mode}.floor.create_s", "s"),
             (f"{mode}: ratio to floor", f"{mode}.create_vs_floor", "×"),
+            (f"{mode}: {replicas} replicas: machine CPU", f"{mode}.create_cpu_s.machine", "s"),
+            *((f"{mode}: {replicas} replicas: {who} CPU", f"{mode}.create_cpu_s.{key}", "s")
+              for key, who in (("kubelet", "kubelet (own)"), ("kubelet_children", "kubelet's children"),
+                               ("master", "master"), ("etcd", "etcd"), ("containerd", "containerd"),
+                               ("benchmark_driver", "benchmark driver"))),
             (f"{mode}: scale {replicas}→{2 * replicas}", f"{mode}.scale_s", "s"),
             (f"{mode}: floor, {replicas} more", f"{mode}.floor.scale_s", "s"),
             (f"{mode}: ratio to floor", f"{mode}.scale_vs_floor", "×"),

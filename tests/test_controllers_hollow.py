@@ -10,6 +10,8 @@ crash mid-rollout), so containers would only add time. The master runs with its 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -177,3 +179,27 @@ async def test_master_killed_mid_rollout_completes_after_restart_without_extra_p
     live = [p for p in (await client.list("pods", label_selector="app=hello")).items if not is_terminating(p)]
     assert len(live) == 6 and {p.spec.containers[0].image for p in live} == {"kyb/hello:v2"}
     assert d.metadata.annotations[util.REVISION] == "2"
+
+
+async def test_a_frozen_kubelet_is_lost_after_the_grace_period_and_ready_at_its_next_heartbeat(
+        master: MasterProcess, client: Client, kubelets: Callable[..., KubeletProcess]):
+    """SIGSTOP keeps the kubelet's stream open but silent (a starved or frozen process): the Node turns
+    Ready=Unknown after the grace period, and after SIGCONT its next heartbeat makes it Ready again at
+    once (not only at the coarse lastHeartbeatTime refresh, minutes later)."""
+    nodes = await start_nodes(master, kubelets, ["node-a"])
+    process = nodes["node-a"].proc
+    assert process is not None
+
+    async def ready(status: str) -> bool:
+        node = await client.get("nodes", "node-a", namespace="")
+        return any(c.type == "Ready" and c.status == status for c in node.status.conditions)
+
+    os.kill(process.pid, signal.SIGSTOP)
+    try:
+        await until(lambda: ready("Unknown"), timeout=15, message="Ready=Unknown while frozen")
+    finally:
+        os.kill(process.pid, signal.SIGCONT)
+    resumed_at = time.monotonic()
+    await until(lambda: ready("True"), timeout=10, interval=0.1, message="Ready=True after SIGCONT")
+    assert time.monotonic() - resumed_at < 10
+    assert nodes["node-a"].registrations() == 1  # the same stream: no reconnect did it

@@ -27,20 +27,40 @@ class NodeLiveness:
         self._last_seen: dict[str, float] = {}
         self._connected: dict[str, int] = {}  # open streams per node (a reconnect may overlap the old one)
         self._lost: set[str] = set()  # streams that broke: lost at once, without waiting for the grace period
+        # Nodes the lifecycle controller wrote Ready=Unknown for while their stream stayed open (a kubelet
+        # starved of CPU for longer than the grace period): their next message sets Ready=True again.
+        self._marked_unknown: set[str] = set()
         self.changed = asyncio.Event()
 
     def now(self) -> float:
         """The clock this table uses (monotonic seconds)."""
         return self._clock()
 
-    def heartbeat(self, node: str) -> None:
-        """The kubelet spoke (a heartbeat or any message)."""
+    def heartbeat(self, node: str) -> bool:
+        """The kubelet spoke (a heartbeat or any message); True when it had been marked Unknown."""
         self._last_seen[node] = self._clock()
+        if node in self._marked_unknown:
+            self._marked_unknown.discard(node)
+            return True
+        return False
+
+    def marked_unknown(self, node: str) -> None:
+        """The lifecycle controller wrote Ready=Unknown for this node."""
+        self._marked_unknown.add(node)
+
+    def registering(self, node: str) -> None:
+        """A kubelet opened a stream and is registering: it counts as heard from now, even before its
+        stream is recorded, because registration writes Ready=True and the lifecycle controller must not
+        see that Node (in its cache) as silent since the master started, or lost from an earlier stream."""
+        self._lost.discard(node)
+        self._marked_unknown.discard(node)
+        self.heartbeat(node)
 
     def connected(self, node: str) -> None:
         """A kubelet's stream opened."""
         self._connected[node] = self._connected.get(node, 0) + 1
         self._lost.discard(node)
+        self._marked_unknown.discard(node)  # registration has just written Ready=True
         self.heartbeat(node)
         self.changed.set()
 
@@ -59,6 +79,7 @@ class NodeLiveness:
         self._last_seen.pop(node, None)
         self._connected.pop(node, None)
         self._lost.discard(node)
+        self._marked_unknown.discard(node)
 
     def is_connected(self, node: str) -> bool:
         return node in self._connected

@@ -60,6 +60,7 @@ class NodeLinkServicer(node_pb2_grpc.NodeLinkServicer):
                                                                   "must be Register with node.metadata.name")
         reg = first.register
         name = reg.node.metadata.name
+        self.liveness.registering(name)
         try:
             node = await self.registrar.register(reg.node)
         except ApiError as err:
@@ -98,12 +99,15 @@ class NodeLinkServicer(node_pb2_grpc.NodeLinkServicer):
         refreshed = time.monotonic()
         try:
             async for msg in messages:
-                self.liveness.heartbeat(name)
+                # A Node marked Unknown while its stream stayed open is Ready again at its next message,
+                # not at the next coarse refresh.
+                recovered = self.liveness.heartbeat(name)
                 kind = msg.WhichOneof("message")
+                if recovered or (kind == "heartbeat" and time.monotonic() - refreshed > self.heartbeat_refresh):
+                    refreshed = time.monotonic()
+                    asyncio.create_task(self.registrar.refresh_heartbeat(name))
                 if kind == "heartbeat":
-                    if time.monotonic() - refreshed > self.heartbeat_refresh:
-                        refreshed = time.monotonic()
-                        asyncio.create_task(self.registrar.refresh_heartbeat(name))
+                    pass
                 elif kind == "pod_status":
                     self.status_writer.submit(msg.pod_status)
                 elif kind == "pod_terminated":

@@ -118,6 +118,7 @@ class NodeLifecycleController(Actor):
             updated = await self._set_conditions_unknown(node)
             if updated is None:
                 return None
+            self.liveness.marked_unknown(name)
             self.log.warning("node lost", node=name, silent_for=round(self.liveness.silent_for(name), 1))
             self.recorder.record_nowait(updated, type="Normal", reason="NodeNotReady",
                                         message=f"Node {name} status is now: NodeNotReady")
