@@ -18,6 +18,7 @@ import math
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -395,10 +396,17 @@ def common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
+def interrupt_on_sigterm() -> None:
+    """SIGTERM acts as Ctrl-C: asyncio.run then cancels the benchmark's task, so its `finally` blocks stop
+    the processes it started (SIGTERM's default would leave etcd, the master and kubelets running)."""
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: os.kill(os.getpid(), signal.SIGINT))
+
+
 class Workdir:
     """A benchmark's directory: made fresh, removed at the end unless kept (or the run failed)."""
 
     def __init__(self, given: Path | None, *, name: str, keep: bool) -> None:
+        interrupt_on_sigterm()
         self.keep = keep or given is not None
         self.path = Path(given) if given is not None else Path(tempfile.mkdtemp(prefix=f"kyb-{name}-", dir="/tmp"))
         self.path.mkdir(parents=True, exist_ok=True)

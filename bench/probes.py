@@ -19,6 +19,8 @@ Both run until SIGTERM (or SIGINT), then print one JSON object on stdout with th
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import json
 import signal
 import sys
@@ -191,9 +193,18 @@ async def _main(kind: str, server: str, namespace: str, rate: float) -> dict[str
 @click.option("--rate", type=click.FloatRange(min=0.1), default=None, help="Cycles per second [api 5, watch 10].")
 def main(kind: str, server: str, namespace: str, rate: float | None) -> None:
     """Run a latency probe until SIGTERM, then print its samples as JSON (after a "ready" line)."""
+    die_with_parent()
     result = asyncio.run(_main(kind, server, namespace or f"bench-{kind}", rate or (5.0 if kind == "api" else 10.0)))
     json.dump(result, sys.stdout)
     sys.stdout.flush()
+
+
+def die_with_parent() -> None:
+    """Ask Linux to SIGKILL this probe when the benchmark driver that started it dies (PR_SET_PDEATHSIG),
+    so an interrupted benchmark leaves no probe behind."""
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
 class ProbeProcess:
