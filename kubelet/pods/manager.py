@@ -210,9 +210,8 @@ class PodManager(Actor):
                 self.log.info("status reports resent: the master's stored status differed", pods=resent)
             paths = [path for worker in self.workers.values() for path in worker.running_log_paths()]
             await asyncio.to_thread(self._rotate_logs, paths)
-            if self._finished_since_trim:
+            if self._finished_since_trim and release_free_memory():
                 self._finished_since_trim = 0
-                release_free_memory()
             try:
                 await self.relist()
             except ContainerRuntimeError as err:

@@ -30,6 +30,7 @@ class NodeLiveness:
         # Nodes the lifecycle controller wrote Ready=Unknown for while their stream stayed open (a kubelet
         # starved of CPU for longer than the grace period): their next message sets Ready=True again.
         self._marked_unknown: set[str] = set()
+        self._registering: dict[str, int] = {}  # registrations in flight per node
         self.changed = asyncio.Event()
 
     def now(self) -> float:
@@ -49,18 +50,30 @@ class NodeLiveness:
         self._marked_unknown.add(node)
 
     def registering(self, node: str) -> None:
-        """A kubelet opened a stream and is registering: it counts as heard from now, even before its
-        stream is recorded, because registration writes Ready=True and the lifecycle controller must not
-        see that Node (in its cache) as silent since the master started, or lost from an earlier stream."""
+        """A kubelet opened a stream and is registering. Until `connected` or `registration_failed` it is not
+        silent: registration writes Ready=True, and with a thousand Nodes registering at once that write can
+        come seconds after the kubelet spoke; the lifecycle controller must not take it for a lost Node."""
+        self._registering[node] = self._registering.get(node, 0) + 1
         self._lost.discard(node)
-        self._marked_unknown.discard(node)
         self.heartbeat(node)
+
+    def registration_failed(self, node: str) -> None:
+        self._registering_done(node)
+        self.heartbeat(node)  # the grace period runs from now
+
+    def _registering_done(self, node: str) -> None:
+        count = self._registering.get(node, 0) - 1
+        if count > 0:
+            self._registering[node] = count
+        else:
+            self._registering.pop(node, None)
 
     def connected(self, node: str) -> None:
         """A kubelet's stream opened."""
         self._connected[node] = self._connected.get(node, 0) + 1
         self._lost.discard(node)
         self._marked_unknown.discard(node)  # registration has just written Ready=True
+        self._registering_done(node)
         self.heartbeat(node)
         self.changed.set()
 
@@ -80,12 +93,15 @@ class NodeLiveness:
         self._connected.pop(node, None)
         self._lost.discard(node)
         self._marked_unknown.discard(node)
+        self._registering.pop(node, None)
 
     def is_connected(self, node: str) -> bool:
         return node in self._connected
 
     def silent_for(self, node: str) -> float:
         """Seconds since the node was last heard of; infinite when its stream broke."""
+        if node in self._registering:
+            return 0.0
         if node in self._lost:
             return float("inf")
         last = self._last_seen.get(node, self.started_at)

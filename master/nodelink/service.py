@@ -64,7 +64,11 @@ class NodeLinkServicer(node_pb2_grpc.NodeLinkServicer):
         try:
             node = await self.registrar.register(reg.node)
         except ApiError as err:
+            self.liveness.registration_failed(name)
             await context.abort(err.code, f"registration of node {name} failed: {err.message}")
+        except BaseException:
+            self.liveness.registration_failed(name)
+            raise
         conn = NodeConnection(node=name, watch_nodes=reg.watch_nodes, watch_services=reg.watch_services)
         old = self.connections.add(conn)
         if old is not None:
