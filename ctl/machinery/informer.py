@@ -160,6 +160,10 @@ class Informer(Actor):
         items = self._items
         return [items[key] for key in self._indices[index_name].get(value, ()) if key in items]
 
+    def index_count(self, index_name: str, value: str) -> int:
+        """How many objects `index_name` holds under `value` (without building the list)."""
+        return len(self._indices[index_name].get(value, ()))
+
     def index_values(self, index_name: str) -> list[str]:
         """Every value that currently has objects in the index."""
         return [value for value, keys in self._indices[index_name].items() if keys]

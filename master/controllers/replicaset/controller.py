@@ -24,6 +24,8 @@ from master.controllers.refmanager import claim, owner_checker
 from master.controllers.replicaset.sync import ReplicaSetSync, count_replicas, desired_status
 from proto import objects_pb2 as pb
 
+POD_STATUS_COALESCE_MAX = 0.5  # seconds
+
 
 class ReplicaSetController(QueueController):
     """Keeps each ReplicaSet's pods at spec.replicas and its status current."""
@@ -95,13 +97,26 @@ class ReplicaSetController(QueueController):
         if old_key is not None and old_key != new_key:
             self.queue.add(old_key)
         if new_key is not None:
-            self.queue.add(new_key)
+            self._enqueue_after_pod_change(new_key, old, new)
             rs = self.rs_informer.get(new_key)
             if rs is not None and rs.spec.min_ready_seconds > 0 and is_pod_ready(new) and not is_pod_ready(old):
                 # It becomes available minReadySeconds from now: look again then.
                 self.queue.add_after(new_key, rs.spec.min_ready_seconds + 0.5)
         elif controller_of(new) is None and (old.metadata.labels != new.metadata.labels or old_key is not None):
             self._enqueue_matching(new)
+
+    def _enqueue_after_pod_change(self, key: str, old: pb.Pod, new: pb.Pod) -> None:
+        """A pod of this ReplicaSet changed. A change of its labels or owner is handled at once; a status
+        change only moves counters, so syncs of a large ReplicaSet are coalesced: a sync reads all its pods,
+        and one per pod status change makes the controller's cost grow with the square of its size (10
+        ReplicaSets of 1,000 pods took a third of the master's CPU). The delay grows with the size, 0.1 ms a
+        pod, at most POD_STATUS_COALESCE_MAX: 0.1 s at 1,000 pods, nothing noticeable at 20."""
+        if old.metadata.labels != new.metadata.labels or controller_of(old) != controller_of(new):
+            self.queue.add(key)
+            return
+        rs = self.rs_informer.get(key)
+        size = self.pod_informer.index_count(indexes.CONTROLLER, rs.metadata.uid) if rs is not None else 0
+        self.queue.add_after(key, min(POD_STATUS_COALESCE_MAX, size * 0.0001))
 
     def _pod_deleted(self, pod: pb.Pod) -> None:
         key = self._owner_key(pod)
