@@ -15,6 +15,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from ctl.machinery.actors import Supervisor
+from ctl.machinery.informer import InformerFactory
 from ctl.machinery.log import get_logger
 from master.api.grpc_service import ObjectAPIServicer
 from master.api.local_client import LocalClient
@@ -113,7 +114,10 @@ class Master:
         service = ObjectService(store=self.store, service_cidr=self.config.service_cidr)
         self.client = client = LocalClient(service)
         events = _event_recorder(client)
-        router = PodRouter(client=client, connections=self.connections)
+        # One cache per kind for the whole master: the pod router, the controllers and the endpoints
+        # controller share it, so each pod change is watched, decoded and stored once.
+        informers = InformerFactory(client=client)
+        router = PodRouter(informers=informers, connections=self.connections)
         status_writer = PodStatusWriter(client=client, router=router)
         service_router = ServiceRouter(client=client, connections=self.connections)
         relay = Relay()
@@ -145,15 +149,16 @@ class Master:
             raise RuntimeError(f"cannot listen on {self.config.listen}")
         await self.server.start()
         self.supervisor.start_fn("store-health", self._watch_store_health)
-        self.supervisor.start_fn("pod-router", router.run_pods)
         self.supervisor.start_fn("node-router", router.run_nodes)
         self.supervisor.start_fn("pod-status-writer", status_writer.run)
         self.supervisor.start_fn("service-router", service_router.run)
         enabled = enabled_controllers(self.config.controllers)
         if enabled & MANAGED_CONTROLLERS:
-            self.controllers = _start_controllers(self, enabled & MANAGED_CONTROLLERS)
+            self.controllers = _start_controllers(self, informers, enabled & MANAGED_CONTROLLERS)
         if "endpoints" in enabled:
-            start_endpoints_controller(supervisor=self.supervisor, client=client)
+            start_endpoints_controller(supervisor=self.supervisor, client=client,
+                                       services=informers.informer("services"), pods=informers.informer("pods"))
+        informers.start(self.supervisor)
         log.info("serving", listen=self.config.listen, port=self.port, etcd=",".join(endpoints))
 
     async def _watch_store_health(self) -> None:
@@ -192,6 +197,6 @@ def _event_recorder(client: LocalClient) -> EventRecorder:
     return EventRecorder(client=client, component="kubelet")
 
 
-def _start_controllers(master: Master, enabled: frozenset[str]) -> ControllerManager:
+def _start_controllers(master: Master, informers: InformerFactory, enabled: frozenset[str]) -> ControllerManager:
     return start_controllers(supervisor=master.supervisor, client=master.client, liveness=master.liveness,
-                             config=master.config, enabled=enabled)
+                             config=master.config, enabled=enabled, informers=informers)

@@ -315,3 +315,40 @@ async def test_events_expire_through_a_lease_that_updates_keep(client: Client, e
         assert 3600 <= ttl.TTL <= 3700
     finally:
         await store.close()
+
+
+async def test_a_burst_of_events_is_written_in_few_transactions_and_a_taken_name_fails_alone(etcd):
+    from aetcd import rpc
+
+    from ctl.api.kinds import kind_of
+    from master.store.batch import CreateBatcher
+    from master.store.errors import AlreadyExists
+    from master.store.etcd import Store
+
+    store = Store(endpoints=[etcd.endpoint])
+    await store.connect()
+    try:
+        lease = await store.grant_lease(60)
+        batcher = CreateBatcher(store=store, max_batch=100)
+
+        def event(name: str) -> pb.Event:
+            ev = pb.Event(reason="Started", message="Started container")
+            ev.metadata.name, ev.metadata.namespace = name, "default"
+            ev.involved_object.kind, ev.involved_object.name = "Pod", "web"
+            return ev
+
+        await store.create(event("web.taken"))
+        names = [f"web.{i}" for i in range(150)]
+        results = await asyncio.gather(*(batcher.create(event(n), lease=lease) for n in names),
+                                       batcher.create(event("web.taken"), lease=lease), return_exceptions=True)
+        assert isinstance(results[-1], AlreadyExists)
+        assert all(isinstance(r, pb.Event) and r.metadata.resource_version for r in results[:-1]), results[:3]
+        # 151 creates waiting at once: the first alone, then batches of at most 100 (the one with the taken
+        # name falls back to single creates), far fewer transactions than creates.
+        assert batcher.transactions <= 4, batcher.transactions
+        listed, _ = await store.list(kind_of(pb.Event()), "default")
+        assert {e.metadata.name for e in listed} == {*names, "web.taken"}
+        resp = await store._kv.Range(rpc.RangeRequest(key=b"/registry/events/default/web.149"))
+        assert resp.kvs[0].lease == lease
+    finally:
+        await store.close()

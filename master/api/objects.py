@@ -33,6 +33,7 @@ from ctl.machinery.log import get_logger, obj_ref
 from master.api.allocators import ServiceAllocator
 from master.api.defaults import apply_defaults
 from master.api.validation import validate
+from master.store.batch import CreateBatcher
 from master.store.errors import Conflict, NotFound
 from master.store.etcd import Store
 from proto import objects_pb2 as pb
@@ -108,6 +109,7 @@ class ObjectService:
     def __init__(self, *, store: Store, service_cidr: str = "10.96.0.0/16") -> None:
         self.store = store
         self.services = ServiceAllocator(store=store, service_cidr=service_cidr)
+        self.event_writer = CreateBatcher(store=store)
         self._event_lease: tuple[int, float] | None = None  # (lease id, monotonic time granted)
         self._lease_lock = asyncio.Lock()
 
@@ -148,7 +150,10 @@ class ObjectService:
             lease = await self._shared_event_lease()
         claims = await self.services.allocate(obj) if isinstance(obj, pb.Service) else []
         try:
-            created = await self.store.create(obj, lease=lease)
+            if kind.kind == "Event":
+                created = await self.event_writer.create(obj, lease=lease)
+            else:
+                created = await self.store.create(obj, lease=lease)
         except Exception:
             await self.services.release_claims(ServiceAllocator.owner(obj), claims)
             raise

@@ -80,11 +80,14 @@ class ControllerManager:
 
 
 def start_controllers(*, supervisor: Supervisor, client: Any, liveness: NodeLiveness, config: Any,
-                      enabled: Collection[str] | None = None) -> ControllerManager:
+                      enabled: Collection[str] | None = None,
+                      informers: InformerFactory | None = None) -> ControllerManager:
     """Build the controllers on shared informers and start them all under `supervisor`.
 
     `enabled` names the loops to run (scheduler, replicaset, deployment, nodelifecycle, gc); None runs
     all. nodelifecycle includes NoExecute eviction and the collection of deleted Nodes' pods.
+    `informers` is the process's shared factory (the master's, which its pod router also reads); by
+    default the controllers get their own.
     """
     names = CONTROLLER_NAMES if enabled is None else frozenset(enabled)
     unknown = names - CONTROLLER_NAMES
@@ -92,7 +95,7 @@ def start_controllers(*, supervisor: Supervisor, client: Any, liveness: NodeLive
         raise ValueError(f"unknown controllers: {', '.join(sorted(unknown))}; known: "
                          f"{', '.join(sorted(CONTROLLER_NAMES))}")
     settings = ControllerSettings.from_config(config)
-    informers = InformerFactory(client=client)
+    informers = informers if informers is not None else InformerFactory(client=client)
     recorders = {
         "scheduler": EventRecorder(client=client, component="default-scheduler"),
         "replicaset": EventRecorder(client=client, component="replicaset-controller"),

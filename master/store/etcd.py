@@ -170,6 +170,43 @@ class Store:
         out.metadata.resource_version = str(resp.header.revision)
         return out
 
+    async def create_many(self, items: Sequence[tuple[Message, int]]) -> list[Message | StoreError]:
+        """Write several new objects (each with its lease) in one transaction when none of their keys is
+        taken; otherwise each is created on its own. One result per item, in order: the stored object, or
+        the error its own create gave. Objects written together share one revision, so this is only for
+        best-effort kinds that nothing resumes a watch on by exact version (Events)."""
+        if len(items) == 1:
+            obj, lease = items[0]
+            try:
+                return [await self.create(obj, lease=lease)]
+            except StoreError as err:
+                return [err]
+        keys = [key_for(kind_of(obj), obj.metadata.name, obj.metadata.namespace) for obj, _ in items]
+        if len(set(keys)) == len(keys):
+            txn = rpc.TxnRequest(
+                compare=[rpc.Compare(key=key, result=rpc.Compare.EQUAL, target=rpc.Compare.CREATE,
+                                     create_revision=0) for key in keys],
+                success=[rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=_encode(obj), lease=lease))
+                         for key, (obj, lease) in zip(keys, items, strict=True)],
+            )
+            resp = await self._call(self._kv.Txn, txn)
+            if resp.succeeded:
+                created: list[Message | StoreError] = []
+                for obj, _ in items:
+                    out = type(obj)()
+                    out.CopyFrom(obj)
+                    out.metadata.resource_version = str(resp.header.revision)
+                    created.append(out)
+                return created
+        results = await asyncio.gather(*(self.create(obj, lease=lease) for obj, lease in items),
+                                       return_exceptions=True)
+        out_list: list[Message | StoreError] = []
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, StoreError):
+                raise result
+            out_list.append(result)
+        return out_list
+
     async def update(self, obj: Message, *, expected_revision: int) -> Message:
         """Replace an object if its key's mod_revision is still `expected_revision`; else Conflict/NotFound."""
         kind = kind_of(obj)

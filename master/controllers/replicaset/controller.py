@@ -81,7 +81,7 @@ class ReplicaSetController(QueueController):
         key = self._owner_key(pod)
         if key is not None:
             self.expectations.creation_observed(key)
-            self.queue.add(key)
+            self._enqueue_after_observed(key)
         elif controller_of(pod) is None:
             self._enqueue_matching(pod)
 
@@ -114,6 +114,19 @@ class ReplicaSetController(QueueController):
         if old.metadata.labels != new.metadata.labels or controller_of(old) != controller_of(new):
             self.queue.add(key)
             return
+        self._enqueue_coalesced(key)
+
+    def _enqueue_after_observed(self, key: str) -> None:
+        """A creation or deletion this ReplicaSet expected was observed. While others are still pending
+        a sync can only update status (it must not act on a cache that lags its own writes), so it is
+        coalesced like a status change: a burst of 500 creations is then a few syncs, not 500 syncs that
+        each read every pod. The last one expected lets the sync act at once."""
+        if self.expectations.satisfied(key):
+            self.queue.add(key)
+        else:
+            self._enqueue_coalesced(key)
+
+    def _enqueue_coalesced(self, key: str) -> None:
         rs = self.rs_informer.get(key)
         size = self.pod_informer.index_count(indexes.CONTROLLER, rs.metadata.uid) if rs is not None else 0
         self.queue.add_after(key, min(POD_STATUS_COALESCE_MAX, size * 0.0001))
@@ -122,7 +135,7 @@ class ReplicaSetController(QueueController):
         key = self._owner_key(pod)
         if key is not None:
             self.expectations.deletion_observed(key, object_key(pod))
-            self.queue.add(key)
+            self._enqueue_after_observed(key)
 
     # ----------------------------------------------------------------- sync
 
