@@ -160,6 +160,11 @@ class Informer(Actor):
         items = self._items
         return [items[key] for key in self._indices[index_name].get(value, ()) if key in items]
 
+    def items_by_index(self, index_name: str, value: str) -> list[tuple[str, Any]]:
+        """(key, object) pairs whose `index_name` values include `value`."""
+        items = self._items
+        return [(key, items[key]) for key in self._indices[index_name].get(value, ()) if key in items]
+
     def index_count(self, index_name: str, value: str) -> int:
         """How many objects `index_name` holds under `value` (without building the list)."""
         return len(self._indices[index_name].get(value, ()))

@@ -19,8 +19,9 @@ from ctl.machinery.informer import InformerFactory, object_key
 from master.controllers import indexes
 from master.controllers.base import QueueController
 from master.controllers.expectations import Expectations
-from master.controllers.podutil import controller_of, is_pod_active, is_pod_ready
+from master.controllers.podutil import controller_of, is_pod_ready
 from master.controllers.refmanager import claim, owner_checker
+from master.controllers.replicaset.podfacts import PodFacts, PodFactsCache
 from master.controllers.replicaset.sync import ReplicaSetSync, count_replicas, desired_status
 from proto import objects_pb2 as pb
 
@@ -41,6 +42,7 @@ class ReplicaSetController(QueueController):
         self.client = client
         self.clock = clock
         self.expectations = Expectations()
+        self.facts = PodFactsCache()
         self.actions = ReplicaSetSync(client=client, recorder=recorder, expectations=self.expectations, clock=clock)
         self.rs_informer.add_handler(on_add=self.enqueue, on_update=self._rs_updated, on_delete=self._rs_deleted)
         self.pod_informer.add_handler(on_add=self._pod_added, on_update=self._pod_updated,
@@ -132,6 +134,8 @@ class ReplicaSetController(QueueController):
         self.queue.add_after(key, min(POD_STATUS_COALESCE_MAX, size * 0.0001))
 
     def _pod_deleted(self, pod: pb.Pod) -> None:
+        if self.pod_informer.get(object_key(pod)) is None:
+            self.facts.forget(object_key(pod))
         key = self._owner_key(pod)
         if key is not None:
             self.expectations.deletion_observed(key, object_key(pod))
@@ -139,11 +143,15 @@ class ReplicaSetController(QueueController):
 
     # ----------------------------------------------------------------- sync
 
-    def active_pods(self, rs: pb.ReplicaSet) -> list[pb.Pod]:
+    def active_pods(self, rs: pb.ReplicaSet) -> list[PodFacts]:
         """Active pods this ReplicaSet controls, plus active orphans of its namespace (adoption candidates)."""
-        owned = self.pod_informer.by_index(indexes.CONTROLLER, rs.metadata.uid)
-        orphans = [p for p in self.pod_informer.by_index(indexes.ORPHANS, rs.metadata.namespace)]
-        return [p for p in owned + orphans if is_pod_active(p)]
+        out = []
+        for index, value in ((indexes.CONTROLLER, rs.metadata.uid), (indexes.ORPHANS, rs.metadata.namespace)):
+            for key, pod in self.pod_informer.items_by_index(index, value):
+                facts = self.facts.get(key, pod)
+                if facts.active:
+                    out.append(facts)
+        return out
 
     async def sync(self, key: str) -> None:
         rs = self.rs_informer.get(key)
@@ -156,17 +164,29 @@ class ReplicaSetController(QueueController):
             self.log.warning("invalid selector", replicaset=key, error=str(err))
             return
         needs_sync = self.expectations.satisfied(key)
-        pods = await claim(client=self.client, owner=rs, owner_kind="ReplicaSet", selector=selector,
-                           candidates=self.active_pods(rs),
-                           can_adopt=owner_checker(self.client, resource="replicasets", owner=rs))
+        # Pods it controls that still match stay its own: claim() only needs to see the rest (orphans to
+        # adopt, pods to release), as Kubernetes' ClaimPods would decide the same for these.
+        uid = rs.metadata.uid
+        owned: list[PodFacts] = []
+        others: list[pb.Pod] = []
+        for facts in self.active_pods(rs):
+            if facts.controller_uid == uid and selector.matches(facts.labels):
+                owned.append(facts)
+            else:
+                others.append(facts.pod)
+        if others:
+            claimed = await claim(client=self.client, owner=rs, owner_kind="ReplicaSet", selector=selector,
+                                  candidates=others,
+                                  can_adopt=owner_checker(self.client, resource="replicasets", owner=rs))
+            owned.extend(PodFacts.of(pod) for pod in claimed)
         failure: str | None = None
         acted = needs_sync or rs.metadata.HasField("deletion_timestamp")
         if needs_sync and not rs.metadata.HasField("deletion_timestamp"):
-            failure, deleted = await self.actions.manage_replicas(rs, pods)
+            failure, deleted = await self.actions.manage_replicas(rs, [facts.pod for facts in owned])
             if deleted:
-                pods = [p for p in pods if object_key(p) not in deleted]
+                owned = [facts for facts in owned if object_key(facts.pod) not in deleted]
         now = self.clock()
-        counts = count_replicas(rs, pods, now)
+        counts = count_replicas(rs, owned, now)
         status = desired_status(rs, counts, failure, acted=acted)
         await self.actions.update_status(rs, status)
         if counts.next_available_in is not None:

@@ -27,13 +27,12 @@ from ctl.machinery.informer import object_key
 from master.controllers.podutil import (
     controller_ref,
     copy_of,
-    is_pod_available,
-    is_pod_ready,
     now_timestamp,
     ready_since,
     remove_condition,
     set_condition,
 )
+from master.controllers.replicaset.podfacts import PodFacts
 from proto import objects_pb2 as pb
 
 # Kubernetes' rand.String alphabet: no vowels (no words), no confusable 0/1/3.
@@ -111,21 +110,22 @@ class ReplicaCounts:
     next_available_in: float | None
 
 
-def count_replicas(rs: pb.ReplicaSet, pods: list[pb.Pod], now: float) -> ReplicaCounts:
-    template_labels = rs.spec.template.metadata.labels
+def count_replicas(rs: pb.ReplicaSet, pods: list[PodFacts], now: float) -> ReplicaCounts:
+    template_labels = rs.spec.template.metadata.labels.items()
     min_ready = rs.spec.min_ready_seconds
     fully = ready = available = 0
     soonest: float | None = None
-    for pod in pods:
-        labels = pod.metadata.labels
-        if all(labels.get(k) == v for k, v in template_labels.items()):
+    for facts in pods:
+        labels = facts.labels
+        if all(labels.get(k) == v for k, v in template_labels):
             fully += 1
-        if is_pod_ready(pod):
+        since = facts.ready_since
+        if since is not None:
             ready += 1
-            if is_pod_available(pod, min_ready, now):
+            if facts.active and (min_ready <= 0 or since + min_ready <= now):
                 available += 1
             else:
-                wait = (ready_since(pod) or now) + min_ready - now
+                wait = since + min_ready - now
                 soonest = wait if soonest is None else min(soonest, wait)
     return ReplicaCounts(len(pods), fully, ready, available, soonest)
 
