@@ -33,26 +33,24 @@ def score_key(pod: PodInfo, node: NodeInfo) -> tuple[int, float]:
 
 def select_host(pod: PodInfo, feasible: Sequence[NodeInfo], rng: random.Random | None = None) -> NodeInfo:
     """The best Node; a uniformly random one among the best when several tie."""
-    chooser = rng or random
-    best: NodeInfo | None = None
+    best: list[NodeInfo] = []
     best_key: tuple[int, float] | None = None
-    ties = 0
     owner = pod.owner_uid
     pod_cpu, pod_memory = pod.nonzero_cpu, pod.nonzero_memory
     for node in feasible:
         # score_key(), inlined: this loop runs for every feasible Node of every pod.
         spread = -node.owners.get(owner, 0) if owner else 0
         free = 0.0
-        if node.allocatable_cpu > 0:
-            free += max(0.0, (node.allocatable_cpu - node.nonzero_cpu - pod_cpu) / node.allocatable_cpu)
-        if node.allocatable_memory > 0:
-            free += max(0.0, (node.allocatable_memory - node.nonzero_memory - pod_memory) / node.allocatable_memory)
+        cpu = node.allocatable_cpu
+        if cpu > 0:
+            free += max(0.0, (cpu - node.nonzero_cpu - pod_cpu) / cpu)
+        memory = node.allocatable_memory
+        if memory > 0:
+            free += max(0.0, (memory - node.nonzero_memory - pod_memory) / memory)
         key = (spread, free / 2)
         if best_key is None or key > best_key:
-            best, best_key, ties = node, key, 1
+            best, best_key = [node], key
         elif key == best_key:
-            ties += 1
-            if chooser.random() * ties < 1:  # reservoir sampling: each tie equally likely
-                best = node
-    assert best is not None
-    return best
+            best.append(node)  # ties are drawn from once at the end (identical Nodes tie by the hundred)
+    assert best, "select_host needs at least one feasible Node"
+    return best[0] if len(best) == 1 else (rng or random).choice(best)
