@@ -66,7 +66,8 @@ class PodManager(Actor):
         self.log_max_bytes = log_max_bytes
         self.workers: dict[str, PodWorker] = {}
         self.synced = asyncio.Event()
-        self._terminated: OrderedDict[str, pb.Pod] = OrderedDict()
+        # uids of pods whose containers are gone (only the uid: a kubelet runs through thousands of pods)
+        self._terminated: OrderedDict[str, None] = OrderedDict()
         self._unclaimed_exits: OrderedDict[str, ContainerExit] = OrderedDict()
         self._finished_since_trim = 0  # workers gone since the last release_free_memory
         ctx.claim_exit = self._claim_exit
@@ -168,7 +169,7 @@ class PodManager(Actor):
         self._finished_since_trim += 1
         if worker.terminated:
             self.ctx.reporter.forget(worker.uid)
-            self._terminated[worker.uid] = worker.pod
+            self._terminated[worker.uid] = None
             while len(self._terminated) > _TERMINATED_MEMORY:
                 self._terminated.popitem(last=False)
 
