@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
-# The one test command: installs what is missing (Debian 12 / Ubuntu, as root), prepares ./.venv,
-# then runs `ruff check .` and `pytest` (extra arguments go to pytest). Works from any directory.
+# The one test command: installs what is missing (Debian 12 / Ubuntu, as root), makes ./.venv from
+# requirements-test.lock, then runs `ruff check .` and `pytest` (extra arguments go to pytest). Works from any
+# directory.
+#
+#   ./deploy/test.sh            every test (what CI runs)
+#   ./deploy/test.sh --fast     the pure tests of tests/unit/ only (pytest -m "not slow"): no root, no etcd,
+#                               containerd or network namespace; seconds once the venv exists
 #
 # The tests start their own private etcd, containerd and registry instances on free ports and in their
 # own directories, so the system services from these packages are never used: they are kept from starting
@@ -14,8 +19,18 @@ cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.."
 # shellcheck source=deploy/lib/install.sh
 . deploy/lib/install.sh
 
-install_missing_packages
-disable_system_services
+fast=0
+if [[ ${1:-} == --fast ]]; then
+    fast=1
+    shift
+fi
+
+if (( fast )); then
+    install_missing_packages "${PYTHON_PACKAGES[@]}"
+else
+    install_missing_packages
+    disable_system_services
+fi
 prepare_venv
 
 # shellcheck disable=SC1091
@@ -23,6 +38,11 @@ prepare_venv
 status=0
 say "ruff check ."
 ruff check . || status=1
-say "pytest -q $*"
-pytest -q -p no:cacheprovider "$@" || status=1
+if (( fast )); then
+    say "pytest -q -m 'not slow' $*"
+    pytest -q -p no:cacheprovider -m "not slow" "$@" || status=1
+else
+    say "pytest -q $*"
+    pytest -q -p no:cacheprovider "$@" || status=1
+fi
 exit "$status"

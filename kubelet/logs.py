@@ -2,14 +2,14 @@
 
 Layout: <root>/pods/<namespace>_<name>_<uid>/<container>/<restartCount>.log. The
 runtime's shim appends the container's stdout and stderr to the file of the
-instance it runs (containerd.md §2 "Logs"), so the previous instance's file is
+instance it runs (docs/containerd.md §5 "Logs"), so the previous instance's file is
 simply the one with the next lower number, and all of them outlive the containers.
 Files of a pod are removed when the pod is.
 
 A running instance's file is rotated like logrotate's copytruncate once it
 outgrows the size limit: copied to <n>.log.1 (replacing the older copy), then
 truncated in place, because the shim keeps its O_APPEND descriptor and never
-reopens a renamed file (containerd.md §2). Logs show the file after rotation,
+reopens a renamed file (docs/containerd.md §5). Logs show the file after rotation,
 as `kubectl logs` does.
 
 Reading never blocks the event loop: file I/O runs in a worker thread. A tail

@@ -1,6 +1,6 @@
 """Host-gw pod routes: reach every other Node's pod CIDR through that Node's InternalIP.
 
-This is flannel's host-gw backend on a flat L2 network (lab-netns.md §4): for each other Node,
+This is flannel's host-gw backend on a flat L2 network (docs/lab-network.md §6): for each other Node,
 `ip route replace <podCIDR> via <InternalIP>`. The master sends the whole Node list (NodeSync) and the
 kubelet calls `sync_pod_routes` with it; the function converges the routing table to that list.
 

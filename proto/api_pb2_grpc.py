@@ -6,7 +6,7 @@ import warnings
 from proto import api_pb2 as proto_dot_api__pb2
 from proto import objects_pb2 as proto_dot_objects__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.85.4'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 

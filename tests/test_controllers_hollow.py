@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -88,8 +87,8 @@ async def set_image(client: Client, image: str) -> None:
     raise AssertionError("deployment kept changing")
 
 
-async def test_a_killed_kubelets_pods_run_elsewhere_within_15_seconds(master: MasterProcess, client: Client,
-                                                                     kubelets: Callable[..., KubeletProcess]):
+async def test_a_killed_kubelets_pods_are_evicted_and_run_elsewhere(master: MasterProcess, client: Client,
+                                                                   kubelets: Callable[..., KubeletProcess]):
     nodes = await start_nodes(master, kubelets, ["node-a", "node-b", "node-c"])
     await client.create(make_deployment("hello", replicas=3))
 
@@ -102,14 +101,18 @@ async def test_a_killed_kubelets_pods_run_elsewhere_within_15_seconds(master: Ma
     lost = [p.metadata.name for p in pods if p.spec.node_name == "node-b"]
 
     await nodes["node-b"].kill()
-    killed_at = time.monotonic()
 
     async def replaced() -> list[pb.Pod]:
         pods = await ready_pods(client)
         return pods if len(pods) == 3 and all(p.spec.node_name != "node-b" for p in pods) else []
 
-    await until(replaced, timeout=15, interval=0.1, message="replacements Running elsewhere")
-    assert time.monotonic() - killed_at < 15
+    # (How fast this happens is the failover benchmark's business: bench/failover.py.)
+    await until(replaced, timeout=60, interval=0.1, message="replacements Running elsewhere")
+    # They moved because node-b was declared lost and its pods evicted: Ready=Unknown, the unreachable
+    # taint, and the old pod Terminating on node-b (nobody there confirms it).
+    node_b = await client.get("nodes", "node-b", namespace="")
+    assert any(c.type == "Ready" and c.status == "Unknown" for c in node_b.status.conditions)
+    assert any(t.key == "node.kubernetes.io/unreachable" and t.effect == "NoExecute" for t in node_b.spec.taints)
     stale = await client.get("pods", lost[0])
     assert is_terminating(stale) and stale.spec.node_name == "node-b"
 
@@ -199,7 +202,6 @@ async def test_a_frozen_kubelet_is_lost_after_the_grace_period_and_ready_at_its_
         await until(lambda: ready("Unknown"), timeout=15, message="Ready=Unknown while frozen")
     finally:
         os.kill(process.pid, signal.SIGCONT)
-    resumed_at = time.monotonic()
-    await until(lambda: ready("True"), timeout=10, interval=0.1, message="Ready=True after SIGCONT")
-    assert time.monotonic() - resumed_at < 10
+    # The deadline is far below the master's 120 s lastHeartbeatTime refresh: only the heartbeat can do it.
+    await until(lambda: ready("True"), timeout=30, interval=0.1, message="Ready=True after SIGCONT")
     assert nodes["node-a"].registrations() == 1  # the same stream: no reconnect did it

@@ -170,15 +170,20 @@ async def test_min_ready_seconds_delays_availability(cluster: Cluster):
     rs = make_replicaset("web", replicas=2)
     rs.spec.min_ready_seconds = 2
     await cluster.client.create(rs)
+    # Beside it, the same pods with an hour's minReadySeconds.
+    slow = make_replicaset("slow", replicas=2)
+    slow.spec.min_ready_seconds = 3600
+    await cluster.client.create(slow)
     status = await until(lambda: _status_where(cluster, lambda s: s.ready_replicas == 2))
-    assert status.available_replicas == 0
-    readied = time.time()
+    assert status.available_replicas == 0  # ready, but not yet for minReadySeconds
     await until(lambda: _status_where(cluster, lambda s: s.available_replicas == 2), timeout=10)
-    assert time.time() - readied >= 0.9  # ready times have one-second resolution
+    # Readiness alone did not do it: "slow"'s pods are ready too, and not available.
+    slow_status = await until(lambda: _status_where(cluster, lambda s: s.ready_replicas == 2, name="slow"))
+    assert slow_status.available_replicas == 0
 
 
-async def _status_where(c: Cluster, predicate: Any) -> pb.ReplicaSetStatus | None:
-    status = await rs_status(c, "web")
+async def _status_where(c: Cluster, predicate: Any, *, name: str = "web") -> pb.ReplicaSetStatus | None:
+    status = await rs_status(c, name)
     return status if predicate(status) else None
 
 

@@ -8,13 +8,17 @@ import os
 import signal
 import socket
 import sys
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aetcd
 import aetcd.exceptions
+import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
 
 from master.store.embedded import EtcdProcess, EtcdStartError, EtcdSupervisor
 from tests.fixtures.ports import free_port
@@ -227,3 +231,58 @@ async def test_child_dies_when_parent_is_sigkilled(tmp_path: Path) -> None:
     finally:
         if not pid_gone(etcd_pid):
             os.kill(etcd_pid, signal.SIGKILL)
+
+
+def _blocking_traffic(target: str, stop: threading.Event, counter: list[int]) -> None:
+    """A synchronous gRPC client in its own thread: calls into gRPC's C core while the loop thread forks."""
+    with grpc.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while not stop.is_set():
+            stub.Check(health_pb2.HealthCheckRequest(), timeout=10)
+            counter[0] += 1
+
+
+async def test_thirty_starts_beside_live_grpc_traffic(tmp_path: Path) -> None:
+    """The regression test for children forked with gRPC's threads running (a preexec_fn forces fork()):
+    a gRPC server with an asyncio client and a blocking client in another thread keep calls in flight while a
+    real etcd is started and stopped 30 times; every start must succeed and every stop must find it alive."""
+    server = grpc.aio.server()
+    health_pb2_grpc.add_HealthServicer_to_server(health_aio.HealthServicer(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    target = f"127.0.0.1:{port}"
+    stop = threading.Event()
+    aio_calls, thread_calls = [0], [0]
+
+    async def aio_traffic() -> None:
+        async with grpc.aio.insecure_channel(target) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            while not stop.is_set():
+                await asyncio.gather(*(stub.Check(health_pb2.HealthCheckRequest(), timeout=10) for _ in range(4)))
+                aio_calls[0] += 4
+
+    aio_task = asyncio.create_task(aio_traffic())
+    thread = threading.Thread(target=_blocking_traffic, args=(target, stop, thread_calls), daemon=True)
+    thread.start()
+    try:
+        for attempt in range(30):
+            before = (aio_calls[0], thread_calls[0])
+            proc = EtcdProcess(data_dir=tmp_path / f"e{attempt}")
+            await proc.start()  # raises EtcdStartError, with etcd's log, if the child died during start
+            try:
+                await write(proc, b"/attempt", str(attempt).encode())
+                assert proc.running, f"start {attempt}: etcd exited with {proc.returncode}"
+            finally:
+                await proc.stop()
+            assert proc.returncode in (0, -signal.SIGTERM), \
+                f"start {attempt}: etcd ended with {proc.returncode}, not by our SIGTERM"
+            assert not aio_task.done(), "the asyncio gRPC client failed"
+            assert thread.is_alive(), "the threaded gRPC client failed"
+            # Traffic went on in both clients while this etcd was started and stopped.
+            assert aio_calls[0] > before[0] and thread_calls[0] > before[1], f"start {attempt}: no traffic"
+    finally:
+        stop.set()
+        await aio_task
+        await asyncio.to_thread(thread.join, 15)
+        await server.stop(None)
+

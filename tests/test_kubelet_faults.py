@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import json
 import os
 import signal
 from typing import TYPE_CHECKING
@@ -19,6 +19,40 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.containerd
 # The `node` and `cluster_master` fixtures.
+
+LOG_LIMIT = 2**20  # the node fixtures' --container-log-max-size
+
+
+def kubelet_log_count(node: Node, event: str) -> int:
+    """How many lines of the kubelet's (JSON) log record `event`."""
+    count = 0
+    for line in node.kubelet.log_path.read_text(errors="replace").splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and entry.get("event") == event:
+            count += 1
+    return count
+
+
+async def relist_passes(node: Node, pod: pb.Pod, passes: int) -> None:
+    """Return once the kubelet has been through `passes` more passes of its periodic relist loop.
+
+    Each pass rotates the container logs grown past the size limit, then relists the runtime's containers.
+    The pod's container must be quiet: its log is padded past the limit and the rotation awaited, `passes`
+    times, so that at least `passes - 1` relists have run since the call.
+    """
+    meta = pod.metadata
+    log = node.containerd.root_dir / "pods" / f"{meta.namespace}_{meta.name}_{meta.uid}" / "main" / "0.log"
+
+    async def rotated() -> bool:
+        return log.stat().st_size <= LOG_LIMIT
+
+    for _ in range(passes):
+        with log.open("ab") as handle:
+            handle.write(b"padding\n" * (LOG_LIMIT // 8 + 1))
+        await until(rotated, timeout=30)
 
 
 async def test_kubelet_sigkill_and_restart_keeps_containers_and_removes_unbound_pods(node: Node):
@@ -44,7 +78,7 @@ async def test_kubelet_sigkill_and_restart_keeps_containers_and_removes_unbound_
 
     await until(drop_removed, timeout=30)
     # A few relists later the adopted pod is untouched: same container, same process, no restart.
-    await asyncio.sleep(3)
+    await relist_passes(node, keep, 3)
     keep = await node.client.get("pods", "keep")
     status = keep.status.container_statuses[0]
     assert status.container_id == keep_id and status.restart_count == 0 and running(keep) and ready(keep)
@@ -139,15 +173,23 @@ async def test_containerd_restart_is_survived(restartable_node: Node):
     container_id = pod.status.container_statuses[0].container_id
     pid = node.task_pid(container_id)
 
+    failed = kubelet_log_count(node, "relist failed")
     daemon.stop()
-    await asyncio.sleep(2)  # a few relists fail meanwhile; nothing is torn down
+
+    async def relists_failed() -> bool:
+        return kubelet_log_count(node, "relist failed") >= failed + 2
+
+    await until(relists_failed, timeout=30)  # a few relists fail meanwhile; nothing is torn down
     assert node.kubelet.alive
     os.kill(pid or 0, 0)  # the container outlives its daemon
     daemon.start()
 
-    # Back in business: the same container, and a crash is noticed and restarted.
-    await asyncio.sleep(1.5)
+    # Back in business: a few relists later, the same container...
+    await relist_passes(node, pod, 3)
     pod = await node.client.get("pods", "durable")
     assert pod.status.container_statuses[0].container_id == container_id and running(pod)
+    # ...which ran until now (it is the one that dies next), and a crash is noticed and restarted.
     os.kill(node.task_pid(container_id) or 0, signal.SIGKILL)
-    await node.pod_where("durable", lambda p: running(p) and p.status.container_statuses[0].restart_count == 1)
+    pod = await node.pod_where("durable",
+                               lambda p: running(p) and p.status.container_statuses[0].restart_count == 1)
+    assert pod.status.container_statuses[0].last_state.terminated.container_id == container_id

@@ -12,7 +12,6 @@ import contextlib
 import json
 import secrets
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -157,9 +156,6 @@ async def test_tags_keep_owners_apart(route_netns: str):
 
 # ----------------------------------------------------------------------------- the namespace lab
 
-NODE_FAILURE_TARGET = 15.0  # seconds, with the master's default grace period and eviction timeout
-
-
 def test_lab_topology(lab: Lab):
     # Every machine is a netns on the bridge; nodes reach each other and the master, and nothing else.
     for node in range(1, WORKERS + 1):
@@ -223,20 +219,19 @@ async def test_killed_node_pods_move_and_stale_pods_stop_when_it_returns(lab: La
         victim = 3
         on_victim = {p.metadata.name for p in await ready_pods(kyb, "moving") if p.spec.node_name == f"node{victim}"}
         assert on_victim, "the scheduler put nothing on the victim node"
-        started = time.monotonic()
         lab.sh("kill-node", str(victim))
         try:
             # A power cut: no process of the node is left (daemons, shims, containers).
             assert lab.processes_in(lab.node_netns(victim)) == []
             assert all(lab.processes_in(ns) == [] for ns in pod_netns(lab, victim))
 
-            async def moved() -> bool:
+            async def moved() -> list[pb.Pod]:
                 pods = await ready_pods(kyb, "moving")
-                return len(pods) == 6 and all(p.spec.node_name != f"node{victim}" for p in pods)
+                return pods if len(pods) == 6 and all(p.spec.node_name != f"node{victim}" for p in pods) else []
 
-            await until(moved, timeout=NODE_FAILURE_TARGET + 30, interval=0.2)
-            elapsed = time.monotonic() - started
-            assert elapsed <= NODE_FAILURE_TARGET, f"pods moved after {elapsed:.1f}s"
+            # The pods move and become ready elsewhere (how fast is bench/failover.py's measurement).
+            pods = await until(moved, timeout=120, interval=0.2)
+            assert not {p.metadata.name for p in pods} & on_victim  # replacements, not the lost pods
         finally:
             lab.sh("start-node", str(victim))
 

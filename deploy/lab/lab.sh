@@ -398,7 +398,7 @@ clean_worker() {
         for id in $(ctr --connect-timeout 2s -a "$address" -n "$cns" containers ls -q 2>/dev/null); do
             ctr --connect-timeout 2s -a "$address" -n "$cns" tasks rm -f "$id" >/dev/null 2>&1 || true
             ctr --connect-timeout 2s -a "$address" -n "$cns" containers rm "$id" >/dev/null 2>&1 || true
-            # A SIGKILLed shim leaves its socket (lab-netns.md §8).
+            # A SIGKILLed shim leaves its socket (docs/lab-network.md §9, docs/containerd.md §8).
             rm -f "/run/containerd/s/$(printf '%s' "$address/$cns/$id" | sha256sum | cut -d' ' -f1)"
         done
         provision stop containerd --env "$d/etc/kybernetes.env" >/dev/null 2>&1 || true
@@ -412,7 +412,7 @@ clean_worker() {
     done
     local pod
     while read -r pod; do ip netns del "$pod" 2>/dev/null || true; done < <(pod_netns "$n")
-    # Shared between containerds: the runc root and the cgroup parents of our namespace (lab-netns.md §2).
+    # Shared between containerds: the runc root and the cgroup parents of our namespace (docs/lab-network.md §4).
     rmdir "/run/containerd/runc/$cns" 2>/dev/null || true
     local cg
     for cg in /sys/fs/cgroup/*/"$cns" /sys/fs/cgroup/"$cns"; do

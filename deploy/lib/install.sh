@@ -1,25 +1,30 @@
 # shellcheck shell=bash
 # Installation steps shared by deploy/test.sh, deploy/up.sh and deploy/provision (source it, then call):
 #
-#   install_missing_packages   apt-get install of whatever in PACKAGES is missing (Debian 12 / Ubuntu, root),
+#   install_missing_packages   apt-get install of whatever in PACKAGES (or the packages given) is missing
+#                              (Debian 12 / Ubuntu, root),
 #                              with the packaged services kept from starting during installation (policy-rc.d)
 #   disable_system_services    etcd and docker-registry disabled where systemd runs, so they never sit on
 #                              2379 / 5000 (a system containerd is left alone: other things may use it)
-#   prepare_venv               a virtualenv with the package (editable) and its extras; reinstalled only when
-#                              pyproject.toml or the extras changed
+#   prepare_venv               a virtualenv with exactly the pins of a lock file (requirements-test.lock, or
+#                              requirements.lock when KYB_VENV_EXTRAS is empty; made by deploy/lock.sh) and the
+#                              package itself (editable); made anew only when the lock or pyproject.toml changed
 #
 # Settings (environment): KYB_REPO (default: the current directory), KYB_VENV (default: $KYB_REPO/.venv),
 # KYB_VENV_EXTRAS (default: test).
 
-PACKAGES=(python3 python3-venv python3-dev gcc etcd-server etcd-client containerd runc
+# What a virtualenv of the project needs (all that `./deploy/test.sh --fast` installs), then everything else.
+PYTHON_PACKAGES=(python3 python3-venv python3-dev gcc)
+PACKAGES=("${PYTHON_PACKAGES[@]}" etcd-server etcd-client containerd runc
           containernetworking-plugins docker-registry busybox-static skopeo iptables iproute2 nftables
           curl jq util-linux)
 
 say() { printf '==> %s\n' "$*" >&2; }
 
 install_missing_packages() {
-    local missing=() pkg
-    for pkg in "${PACKAGES[@]}"; do
+    local missing=() pkg wanted=("$@")
+    [[ ${#wanted[@]} -gt 0 ]] || wanted=("${PACKAGES[@]}")
+    for pkg in "${wanted[@]}"; do
         if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q '^install ok installed$'; then
             missing+=("$pkg")
         fi
@@ -73,21 +78,28 @@ prepare_venv() {
     local repo=${KYB_REPO:-$PWD}
     local venv=${KYB_VENV:-$repo/.venv}
     local extras=${KYB_VENV_EXTRAS-test}
-    if [[ ! -x $venv/bin/python ]] || ! "$venv/bin/python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
-        local python
-        python=$(pick_python)
-        say "creating $venv with $python"
-        rm -rf "$venv"
-        "$python" -m venv "$venv"
+    local lock
+    case $extras in
+        test) lock=$repo/requirements-test.lock ;;
+        "") lock=$repo/requirements.lock ;;
+        *) say "KYB_VENV_EXTRAS: must be 'test' or empty, got '$extras'"; exit 1 ;;
+    esac
+    # The venv holds exactly the lock's pins: whenever the lock or pyproject.toml changed, it is made anew
+    # (an upgrade in place would leave packages the new lock no longer has).
+    local stamp=$venv/.kybernetes-installed want
+    want=$(cat "$lock" "$repo/pyproject.toml" | sha256sum | cut -d' ' -f1)
+    if [[ -x $venv/bin/python && -f $stamp && $(cat "$stamp") == "$want" ]] &&
+       "$venv/bin/python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+        return 0
     fi
-    # Reinstall only when the dependency list changed: the editable install already tracks the sources.
-    local stamp=$venv/.kybernetes-installed want spec=$repo
-    [[ -n $extras ]] && spec="${repo}[${extras}]"
-    want=$(sha256sum "$repo/pyproject.toml" | cut -d' ' -f1)
-    [[ $extras == test ]] || want="$want $extras"   # the plain hash is what the test extras always used
-    if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
-        say "installing the project into $venv"
-        "$venv/bin/python" -m pip install -q -e "$spec"
-        echo "$want" > "$stamp"
-    fi
+    local python
+    python=$(pick_python)
+    say "creating $venv with $python from ${lock#"$repo"/}"
+    rm -rf "$venv"
+    "$python" -m venv "$venv"
+    # Every file's hash is checked; --no-deps because the lock already lists every transitive dependency.
+    "$venv/bin/python" -m pip install -q --require-hashes --no-deps -r "$lock"
+    # The project itself, editable, built by the locked setuptools (no unpinned build environment).
+    "$venv/bin/python" -m pip install -q --no-deps --no-build-isolation -e "$repo"
+    echo "$want" > "$stamp"
 }

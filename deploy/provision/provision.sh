@@ -136,7 +136,7 @@ http:
 EOF
     fi
     if [[ $role != master && $mode == own ]]; then
-        # One containerd per node: own root, state, socket and opt dir; CRI off (containerd.md §7).
+        # One containerd per node: own root, state, socket and opt dir; CRI off (docs/containerd.md §10).
         cat > "$etc/containerd.toml" <<EOF
 version = 2
 root = "$state/containerd"

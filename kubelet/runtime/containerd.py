@@ -1,9 +1,9 @@
-"""`Runtime` on containerd 1.6 through the `ctr` CLI (asyncio subprocesses), per containerd.md.
+"""`Runtime` on containerd 1.6 through the `ctr` CLI (asyncio subprocesses), per docs/containerd.md.
 
 Rules every call follows: `--connect-timeout 2s` (a missing socket otherwise costs 10 s), stdin DEVNULL,
 a timeout, and error text taken from ctr's `ctr: ...` stderr line. Expensive calls (create, start,
 remove, pull, CNI) share a semaphore sized to the core count: starts are CPU-bound, so more parallelism
-only adds latency (§8).
+only adds latency (docs/containerd.md §2).
 
 State: containerd itself is the source of truth for containers (labels carry the pod identity, see
 `base.LABEL_*`); the runtime adds two small JSON stores under `root_dir`, written atomically:
@@ -567,7 +567,7 @@ class ContainerdRuntime:
         netns = network.netns_path(name)
         cni_config = (record or {}).get("cni_config")
         if cni_config:
-            # DEL before the containers die and while the netns exists removes everything (§3b).
+            # DEL before the containers die and while the netns exists removes everything (docs/containerd.md §6).
             try:
                 async with self._slots:
                     await network.cni_del(config=cni_config, container_id=name, netns=netns)
@@ -768,7 +768,7 @@ class ContainerdRuntime:
         self._records.pop(container_id, None)
         self._final_states.pop(container_id, None)
         self._oom_seen.discard(container_id)
-        # A SIGKILLed shim leaves its socket behind (lab-netns.md §8).
+        # A SIGKILLed shim leaves its socket behind (docs/containerd.md §8).
         socket_name = hashlib.sha256(f"{self.address}/{self.namespace}/{container_id}".encode()).hexdigest()
         with contextlib.suppress(OSError):
             (SHIM_SOCKET_DIR / socket_name).unlink()

@@ -1,7 +1,7 @@
 """Pod network plumbing: agent-owned network namespaces plus the CNI bridge plugin called directly.
 
 Why not `ctr run --cni`: ctr hard-codes /etc/cni/net.d, only runs CNI DEL for non-detached runs and leaks
-IP reservations otherwise. So the agent owns every piece (containerd.md §3c, lab-netns.md §3):
+IP reservations otherwise. So the agent owns every piece (docs/containerd.md §6, docs/lab-network.md §5):
 
 * `ip netns add <name>` (from the agent's own mount namespace, never under `ip netns exec`) + `lo up`;
 * CNI ADD/DEL by executing /usr/lib/cni/bridge with the config on stdin. The bridge and the host-side
@@ -110,7 +110,7 @@ async def default_route_mtu() -> int:
 
 
 def bridge_config(*, bridge: str, pod_cidr: str, data_dir: Path, mtu: int) -> dict[str, object]:
-    """The CNI bridge + host-local config for one kubelet (lab-netns.md §3)."""
+    """The CNI bridge + host-local config for one kubelet (docs/containerd.md §6)."""
     network = ipaddress.ip_network(pod_cidr, strict=False)
     gateway = str(next(network.hosts()))
     return {

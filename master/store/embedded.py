@@ -14,20 +14,25 @@ Every child is started in its own session (so a Ctrl-C aimed at the master does 
 master has shut down) and with PR_SET_PDEATHSIG=SIGTERM, so it dies with its parent even when the parent
 is SIGKILLed. The kernel ties the death signal to the *thread* that forked, which is the event loop's
 thread here; run the loop on a thread that lives as long as etcd should.
+
+No Python runs between fork and exec: a `preexec_fn` would make CPython fork() (instead of vfork) while
+gRPC's threads run in the parent, and a child forked then can abort in gRPC's fork handlers before it
+execs. The death signal is set by util-linux's `setpriv --pdeathsig`, which then execs a POSIX shell that
+checks the parent is still the one that started it (closing the window before the signal was armed) and
+execs etcd in its place, so the pid we hold is etcd's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import json
 import os
 import shutil
 import signal
 import socket
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +41,7 @@ import structlog
 DEFAULT_CLIENT_PORT = 2379
 DEFAULT_PEER_PORT = 2380
 HOST = "127.0.0.1"
-_PR_SET_PDEATHSIG = 1
-# Loaded in the parent: the preexec hook runs between fork and exec, where loading libraries is unwise.
-_LIBC = ctypes.CDLL(None, use_errno=True)
+_log = structlog.get_logger().bind(component="etcd")
 
 
 class EtcdStartError(RuntimeError):
@@ -68,17 +71,22 @@ def port_is_free(port: int) -> bool:
         return True
 
 
-def _die_with_parent(parent_pid: int) -> Callable[[], None]:
-    """A preexec_fn that makes the child receive SIGTERM when its parent dies."""
+# Runs after setpriv armed the death signal: if the parent died before that, nothing will ever signal us.
+_CHECK_PARENT = 'if [ "$PPID" != "$1" ]; then exit 126; fi; shift; exec "$@"'
 
-    def preexec() -> None:
-        if _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
-            os._exit(126)
-        # The parent may have died between fork and prctl; then no death signal will ever come.
-        if os.getppid() != parent_pid:
-            os._exit(126)
 
-    return preexec
+def die_with_parent(argv: Sequence[str], *, parent_pid: int, signal_name: str = "TERM") -> list[str]:
+    """`argv` wrapped so that the child gets SIG`signal_name` when `parent_pid` (the caller) dies.
+
+    The wrapper execs into `argv`, so the pid of the started process is the pid of `argv[0]`. Without
+    setpriv (util-linux) on PATH the command is returned as is: the child then outlives a SIGKILLed parent.
+    """
+    setpriv, sh = shutil.which("setpriv"), shutil.which("sh")
+    if setpriv is None or sh is None:
+        _log.warning("setpriv not found: children will not die with their parent", command=argv[0])
+        return list(argv)
+    return [setpriv, f"--pdeathsig={signal_name}", "--", sh, "-c", _CHECK_PARENT, "die-with-parent",
+            str(parent_pid), *argv]
 
 
 def _child_env() -> dict[str, str]:
@@ -245,13 +253,12 @@ class EtcdProcess:
         log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "ab") as log_file:
             self._process = await asyncio.create_subprocess_exec(
-                *args,
+                *die_with_parent(args, parent_pid=os.getpid()),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=asyncio.subprocess.STDOUT,
                 env=_child_env(),
                 start_new_session=True,
-                preexec_fn=_die_with_parent(os.getpid()),
             )
         try:
             await self._wait_healthy(log_offset=log_offset)

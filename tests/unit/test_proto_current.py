@@ -1,13 +1,16 @@
-"""The committed proto stubs are exactly what proto/generate.py makes from the committed .proto files."""
+"""The committed proto stubs are exactly what proto/generate.py makes from the committed .proto files, with the
+grpcio-tools that requirements-test.lock pins (tests/unit/test_lock.py checks that it is the one installed)."""
 
 from __future__ import annotations
 
+from importlib import metadata
 from pathlib import Path
 
 from proto.generate import ROOT, generate
 
 PROTO_DIR = ROOT / "proto"
 GENERATED_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py")
+REGENERATE = "regenerate with `.venv/bin/python -m proto.generate` in the venv ./deploy/test.sh made from the lock"
 
 
 def _stubs(directory: Path) -> dict[str, bytes]:
@@ -19,10 +22,11 @@ def test_committed_stubs_match_regenerated(tmp_path: Path) -> None:
     fresh = _stubs(tmp_path / "proto")
     assert fresh, "generate() produced no stubs"
     committed = _stubs(PROTO_DIR)
+    tools = metadata.version("grpcio-tools")
     missing = sorted(set(fresh) - set(committed))
-    assert not missing, f"stubs not committed (run `python -m proto.generate`): {missing}"
+    assert not missing, f"stubs not committed ({REGENERATE}): {missing}"
     stale = sorted(name for name, data in fresh.items() if committed[name] != data)
-    assert not stale, f"stubs out of date with their .proto (run `python -m proto.generate`): {stale}"
+    assert not stale, f"stubs differ from what grpcio-tools {tools} makes ({REGENERATE}): {stale}"
 
 
 def test_every_committed_stub_has_a_source() -> None:
