@@ -7,7 +7,7 @@
   own stream to the master).
 * `PodTracker`: a watch on pods that records, per pod, when the client first saw it exist, bound,
   Running, Ready and deleted (monotonic clock of this process), so latencies are "as seen by a watch".
-* Object builders for the Deployments and pods the benchmarks create.
+* Object builders for the Deployments the benchmarks create (pods: harness.builders.make_pod).
 """
 
 from __future__ import annotations
@@ -21,12 +21,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench.common import REPO, http_get, prometheus_values
-from ctl.client import ApiError, Client, ConflictError, ExpiredError, NotFoundError
-from master.store.embedded import EtcdProcess
-from proto import objects_pb2 as pb
-from tests.fixtures.master import MasterProcess
+from harness.master import MasterProcess
+from kybernetes.ctl.client import ApiError, Client, ConflictError, ExpiredError, NotFoundError
+from kybernetes.master.store.embedded import EtcdProcess
+from kybernetes.proto import objects_pb2 as pb
 
 ETCD_WRITE_METRICS = ("etcd_mvcc_put_total", "etcd_mvcc_delete_total", "etcd_mvcc_txn_total",
                       "etcd_debugging_mvcc_current_revision", "etcd_debugging_mvcc_keys_total")
@@ -104,7 +105,7 @@ class HollowGroup:
         self.count = count
         self.workdir = workdir
         self.log_path = workdir / f"{prefix}.log"
-        self.argv = [sys.executable, "-m", "kubelet.main", "--master", master, "--node-name", prefix,
+        self.argv = [sys.executable, "-m", "kybernetes.kubelet.main", "--master", master, "--node-name", prefix,
                      "--runtime", "hollow", "--hollow-count", str(count), "--root-dir", str(workdir / prefix),
                      "--heartbeat-interval", str(heartbeat_interval), "--hollow-start-delay", str(start_delay),
                      "--max-pods", str(max_pods), "--no-pod-routes", "--no-proxy", "--log-level", log_level]
@@ -316,21 +317,8 @@ def make_deployment(name: str, *, replicas: int, image: str = "kyb/busybox:1", n
     return d
 
 
-def make_pod(name: str, *, image: str = "kyb/busybox:1", namespace: str = "default", command: Sequence[str] = (),
-             labels: dict[str, str] | None = None, host_network: bool = False, grace_seconds: int = 1) -> pb.Pod:
-    pod = pb.Pod()
-    pod.metadata.name = name
-    pod.metadata.namespace = namespace
-    pod.metadata.labels.update(labels or {})
-    container = pod.spec.containers.add(name="main", image=image)
-    container.command.extend(command)
-    pod.spec.host_network = host_network
-    pod.spec.termination_grace_period_seconds = grace_seconds
-    return pod
-
-
-async def modify(client: Client, resource: str, name: str, change: Callable[[object], None], *,
-                 namespace: str = "default", attempts: int = 50) -> object:
+async def modify(client: Client, resource: str, name: str, change: Callable[[Any], None], *,
+                 namespace: str = "default", attempts: int = 50) -> Any:
     """Read-modify-write with retries on conflicts."""
     for _ in range(attempts):
         obj = await client.get(resource, name, namespace=namespace)

@@ -42,7 +42,7 @@ from bench.common import (
     proc_sample,
 )
 from bench.probes import ProbeProcess
-from ctl.client import Client
+from kybernetes.ctl.client import Client
 
 NAME = "control_plane"
 MIN_PROBE_SECONDS = 5.0

@@ -38,7 +38,6 @@ from bench.cluster import (
     PodTracker,
     delete,
     make_deployment,
-    make_pod,
     modify,
     wait_nodes_ready,
     wait_rollout,
@@ -71,9 +70,10 @@ from bench.nodes import (
     task_pids,
 )
 from bench.pod_startup import _supernet
-from ctl.client import Client
-from proto import objects_pb2 as pb
-from tests.fixtures.containerd import ContainerdDaemon, cleanup_namespace
+from harness.builders import make_pod
+from harness.containerd import ContainerdDaemon, cleanup_namespace
+from kybernetes.ctl.client import Client
+from kybernetes.proto import objects_pb2 as pb
 
 NAME = "convergence"
 MODES = (("pod_network", False), ("host_network", True))
@@ -173,7 +173,7 @@ async def restart_latency(client: Client, tracker: PodTracker, node: RealNode, *
     await events.start()
     offset = time.time() - time.monotonic()
     try:
-        await client.create(make_pod("crash", command=SLEEPER))
+        await client.create(make_pod("crash", command=SLEEPER, grace_seconds=1))
         await tracker.wait_running(1, timeout=timeout, selector=lambda p: p.name == "crash")
 
         def restarted(count: int) -> bool:

@@ -24,8 +24,8 @@ import click
 from bench.cluster import ControlPlane, PodTracker, make_deployment, node_ready, wait_nodes_ready
 from bench.common import Report, Target, Workdir, common_options, emit, require_root
 from bench.nodes import SLEEPER, PrivateContainerd, RealNode, build_images, host_guard, new_slice, pod_subnet
-from ctl.client import Client
-from tests.fixtures.containerd import ContainerdDaemon
+from harness.containerd import ContainerdDaemon
+from kybernetes.ctl.client import Client
 
 NAME = "failover"
 REPLICAS = 6

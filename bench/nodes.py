@@ -1,6 +1,6 @@
 """Real Nodes on a private containerd, and the plain-containerd floor they are compared with.
 
-Network safety is the integration tests' (tests/fixtures/containerd.py, reused here as plain helpers):
+Network safety is the integration tests' (harness.host and harness.containerd, which they use too):
 `guard_host_routes()` holds blackhole routes for 10.244.0.0/16 and 10.96.0.0/12 (and restores
 ip_forward) for as long as a benchmark runs, pod subnets are /24s reserved in 10.244.200-254 under the
 tests' cross-process lock, and every kubelet runs with --no-pod-routes --no-proxy in the host's network
@@ -23,9 +23,6 @@ import contextlib
 import datetime as dt
 import json
 import os
-import secrets
-import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -34,19 +31,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kubelet.runtime import network
-from tests.fixtures.containerd import (
-    BUILD_SCRIPT,
+from harness.containerd import (
     ContainerdDaemon,
     ContainerdEnv,
     cleanup_namespace,
-    guard_host_routes,
-    release_pod_subnet,
-    reserve_pod_subnet,
+    destroy_daemon_dir,
+    new_env,
     start_containerd,
     stop_containerd,
 )
-from tests.fixtures.kubelet import KubeletProcess, odd_pod_subnet
+from harness.host import guard_host_routes, odd_pod_subnet, release_pod_subnet, reserve_pod_subnet
+from harness.kubelet import KubeletProcess
+from harness.registry import build_test_images
+from kybernetes.kubelet.runtime import network
 
 BUSYBOX = "kyb/busybox:1"
 HELLO_V1 = "kyb/hello:v1"
@@ -85,10 +82,7 @@ def pod_subnet(*, odd: bool = False) -> Iterator[str]:
 def build_images(directory: Path) -> dict[str, Path]:
     """deploy/images/build.sh into directory: {image name: OCI tar}."""
     directory.mkdir(parents=True, exist_ok=True)
-    subprocess.run([str(BUILD_SCRIPT), str(directory)], check=True, stdin=subprocess.DEVNULL, capture_output=True,
-                   timeout=120)
-    names = json.loads((directory / "images.json").read_text())
-    return {name: directory / file_name for name, file_name in names.items()}
+    return build_test_images(directory)
 
 
 class PrivateContainerd:
@@ -117,34 +111,13 @@ class PrivateContainerd:
         if self.process is not None:
             stop_containerd(self.process)
             self.process = None
-        address = str(self.base_dir / "c.sock").encode()
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                argv = (entry / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if argv and argv[0].endswith(b"containerd-shim-runc-v2") and address in argv:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(int(entry.name), signal.SIGKILL)
-        with open("/proc/self/mountinfo") as mountinfo:
-            prefix = str(self.base_dir) + "/"
-            targets = [line.split()[4] for line in mountinfo if line.split()[4].startswith(prefix)]
-        for target in sorted(targets, key=len, reverse=True):
-            subprocess.run(["umount", "-l", target], capture_output=True, check=False)
-        shutil.rmtree(self.base_dir, ignore_errors=True)
+        destroy_daemon_dir(self.base_dir, str(self.base_dir / "c.sock"))
 
 
 def new_slice(daemon: ContainerdDaemon, root: Path, *, pod_cidr: str, images: dict[str, Path],
               import_images: Sequence[str] = (BUSYBOX, HELLO_V1, HELLO_V2)) -> ContainerdEnv:
     """A fresh containerd namespace, bridge name and root dir, with the images imported."""
-    token = secrets.token_hex(4)
-    root.mkdir(parents=True, exist_ok=True)
-    env = ContainerdEnv(daemon=daemon, address=daemon.address, namespace=f"kybb-{token}", root_dir=root / "kubelet",
-                        log_dir=root / "logs", bridge=f"kybb{token[:6]}", pod_cidr=pod_cidr)
-    env.root_dir.mkdir(exist_ok=True)
-    env.log_dir.mkdir(exist_ok=True)
+    env = new_env(daemon, root, pod_cidr=pod_cidr, prefix="kybb")
     for image in import_images:
         env.import_image(images[image])
     return env

@@ -15,6 +15,7 @@ private containerd; pod network on a reserved /24):
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import os
 import time
@@ -23,7 +24,7 @@ from typing import Any
 
 import click
 
-from bench.cluster import ControlPlane, PodTracker, delete, make_pod, wait_nodes_ready
+from bench.cluster import ControlPlane, PodSeen, PodTracker, delete, wait_nodes_ready
 from bench.common import (
     Profiler,
     Report,
@@ -47,11 +48,16 @@ from bench.nodes import (
     new_slice,
     pod_subnet,
 )
-from ctl.client import Client
-from tests.fixtures.containerd import ContainerdDaemon, cleanup_namespace
+from harness.builders import make_pod
+from harness.containerd import ContainerdDaemon, cleanup_namespace
+from kybernetes.ctl.client import Client
 
 NAME = "pod_startup"
 
+
+
+def _named(name: str, pod: PodSeen) -> bool:
+    return pod.name == name
 
 async def delete_all(client: Client, tracker: PodTracker, names: list[str], *, timeout: float = 120) -> None:
     await asyncio.gather(*(delete(client, "pods", n) for n in names))
@@ -64,7 +70,7 @@ async def floor_figures(floor: Floor, *, single: int, batch: int, host_network: 
     for _ in range(single):
         singles.append((await floor.batch(1, concurrency=None, host_network=host_network)).makespan)
         await floor.clear()
-    variants = {}
+    variants: dict[str, dict[str, Any]] = {}
     for label, concurrency in (("all_at_once", None), ("per_core", os.cpu_count() or 2)):
         busy0, times0 = machine_busy_seconds(), os.times()
         result = await floor.batch(batch, concurrency=concurrency, host_network=host_network)
@@ -96,16 +102,16 @@ async def one_run(*, daemon: ContainerdDaemon, images: dict[str, Path], workdir:
                 tracker = PodTracker(client, namespace="default")
                 await tracker.start()
                 # One warm-up pod: the first start also pays for the image's first unpacked snapshot use.
-                await client.create(make_pod("warmup", command=SLEEPER))
+                await client.create(make_pod("warmup", command=SLEEPER, grace_seconds=1))
                 await tracker.wait_running(1, timeout=timeout, selector=lambda p: p.name == "warmup")
                 await delete_all(client, tracker, ["warmup"])
 
                 singles = []
                 for i in range(single):
                     began = time.monotonic()
-                    await client.create(make_pod(f"single-{i}", command=SLEEPER))
+                    await client.create(make_pod(f"single-{i}", command=SLEEPER, grace_seconds=1))
                     done = await tracker.wait_running(1, timeout=timeout,
-                                                      selector=lambda p, n=f"single-{i}": p.name == n)
+                                                      selector=functools.partial(_named, f"single-{i}"))
                     singles.append(done - began)
                     await delete_all(client, tracker, [f"single-{i}"])
                 result["single_s"] = percentiles(singles)
@@ -119,7 +125,7 @@ async def one_run(*, daemon: ContainerdDaemon, images: dict[str, Path], workdir:
                 before = {name: proc_sample(pid) for name, pid in pids.items()}
                 kubelet0, busy0 = proc_sample(node.pid), machine_busy_seconds()
                 began = time.monotonic()
-                await asyncio.gather(*(client.create(make_pod(n, command=SLEEPER)) for n in names))
+                await asyncio.gather(*(client.create(make_pod(n, command=SLEEPER, grace_seconds=1)) for n in names))
                 wanted = set(names)
                 await tracker.wait_running(batch, timeout=timeout, selector=lambda p: p.name in wanted)
                 kubelet1, busy1 = proc_sample(node.pid), machine_busy_seconds()

@@ -26,12 +26,13 @@ import signal
 import sys
 import time
 from collections import defaultdict
+from typing import Any
 
 import click
 
-from bench.cluster import make_pod
-from ctl.client import ApiError, Client, ConflictError
-from proto import objects_pb2 as pb
+from harness.builders import make_pod
+from kybernetes.ctl.client import ApiError, Client, ConflictError
+from kybernetes.proto import objects_pb2 as pb
 
 SEQ_ANNOTATION = "bench/seq"
 READY = "ready"
@@ -71,7 +72,8 @@ class ApiProbe:
 
     async def cycle(self, index: int) -> None:
         name = f"probe-{index}"
-        pod = make_pod(name, namespace=self.namespace, labels={"app": "bench-api"}, command=["sleep", "3600"])
+        pod = make_pod(name, namespace=self.namespace, labels={"app": "bench-api"}, command=["sleep", "3600"],
+                       grace_seconds=1)
         if await self._timed("create", self.client.create(pod)) is None:
             return
         self.created.append((time.monotonic(), name))
@@ -133,7 +135,7 @@ class WatchProbe:
         self.errors = 0
 
     async def run(self, stop: asyncio.Event) -> None:
-        pod = make_pod("watch-probe", namespace=self.namespace, command=["sleep", "3600"])
+        pod = make_pod("watch-probe", namespace=self.namespace, command=["sleep", "3600"], grace_seconds=1)
         created = await self.client.create(pod)
         watcher = asyncio.create_task(self._watch(created.metadata.resource_version))
         # The pod's own start (scheduling, status reports) would only add unrelated events: wait it out.
@@ -228,7 +230,7 @@ class ProbeProcess:
         if line.strip() != READY.encode():
             raise RuntimeError(f"probe {self.argv[3]} did not start: {line[:200]!r}")
 
-    async def stop(self) -> dict[str, object]:
+    async def stop(self) -> dict[str, Any]:
         assert self.proc is not None
         if self.proc.returncode is None:
             self.proc.send_signal(signal.SIGTERM)

@@ -39,7 +39,7 @@ header="./deploy/lock.sh"
 # shellcheck source=deploy/lib/install.sh
 . deploy/lib/install.sh
 prepare_venv
-.venv/bin/python -m proto.generate
+.venv/bin/python -m kybernetes.proto.generate
 git --no-pager diff --stat -- requirements.lock requirements-test.lock proto/ || true
 echo "lock updated; check pyproject.toml's lower bounds of grpcio and protobuf if the stubs changed," \
      "then run ./deploy/test.sh" >&2

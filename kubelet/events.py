@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from proto import node_pb2
-from proto import objects_pb2 as pb
+from kybernetes.proto import node_pb2
+from kybernetes.proto import objects_pb2 as pb
 
 NORMAL = "Normal"
 WARNING = "Warning"

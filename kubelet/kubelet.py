@@ -14,23 +14,23 @@ import asyncio
 
 import grpc
 
-from ctl.machinery.actors import Supervisor
-from ctl.machinery.log import get_logger
-from kubelet.config import KubeletConfig
-from kubelet.events import EventRecorder
-from kubelet.link import MasterLink
-from kubelet.logs import LogStore
-from kubelet.nodeinfo import HOLLOW_LABEL, MachineFacts, build_node, default_node_ip
-from kubelet.pods import adoption
-from kubelet.pods.manager import PodManager
-from kubelet.pods.status import StatusReporter
-from kubelet.pods.worker import NodeRuntime, WorkerContext
-from kubelet.proxy.proxy import ServiceProxy
-from kubelet.routes import RouteError, sync_pod_routes
-from kubelet.runtime.base import ContainerRuntimeError
-from kubelet.sessions import Sessions
-from proto import node_pb2
-from proto import objects_pb2 as pb
+from kybernetes.core.log import get_logger
+from kybernetes.core.machinery.actors import Supervisor
+from kybernetes.kubelet.config import KubeletConfig
+from kybernetes.kubelet.events import EventRecorder
+from kybernetes.kubelet.link import MasterLink
+from kybernetes.kubelet.logs import LogStore
+from kybernetes.kubelet.nodeinfo import HOLLOW_LABEL, MachineFacts, build_node, default_node_ip
+from kybernetes.kubelet.pods import adoption
+from kybernetes.kubelet.pods.manager import PodManager
+from kybernetes.kubelet.pods.status import StatusReporter
+from kybernetes.kubelet.pods.worker import NodeRuntime, WorkerContext
+from kybernetes.kubelet.proxy.proxy import ServiceProxy
+from kybernetes.kubelet.routes import RouteError, sync_pod_routes
+from kybernetes.kubelet.runtime.base import ContainerRuntimeError
+from kybernetes.kubelet.sessions import Sessions
+from kybernetes.proto import node_pb2
+from kybernetes.proto import objects_pb2 as pb
 
 
 class Kubelet:

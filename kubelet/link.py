@@ -17,15 +17,15 @@ disconnections in a bounded queue (oldest dropped).
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
 import grpc
 
-from ctl.machinery.log import get_logger
-from proto import node_pb2, node_pb2_grpc
+from kybernetes.core.log import get_logger
+from kybernetes.core.machinery.backoff import retry_delay
+from kybernetes.proto import node_pb2, node_pb2_grpc
 
 # Events kept while the master is away.
 EVENT_BUFFER = 1000
@@ -94,8 +94,7 @@ class MasterLink:
             if time.monotonic() - began > STABLE_AFTER:
                 attempt = 0
             attempt += 1
-            delay = min(self.reconnect_max, self.reconnect_min * 2 ** min(attempt - 1, 10))
-            await asyncio.sleep(delay * (0.5 + random.random() / 2))
+            await asyncio.sleep(retry_delay(attempt - 1, base=self.reconnect_min, cap=self.reconnect_max))
 
     async def _connect_once(self) -> None:
         call = self.stub.Connect()

@@ -13,19 +13,19 @@ from pathlib import Path
 import click
 import grpc
 
-from ctl.api.quantity import QuantityError, parse_memory
-from ctl.client import CHANNEL_OPTIONS
-from ctl.machinery.log import configure, get_logger
-from kubelet.config import (
+from kybernetes.core.api.quantity import QuantityError, parse_memory
+from kybernetes.core.channel import CHANNEL_OPTIONS
+from kybernetes.core.log import configure, get_logger
+from kybernetes.kubelet.config import (
     DEFAULT_CONTAINERD_ADDRESS,
     DEFAULT_CONTAINERD_NAMESPACE,
     DEFAULT_POD_BRIDGE,
     DEFAULT_ROOT_DIR,
     KubeletConfig,
 )
-from kubelet.kubelet import Kubelet
-from kubelet.nodeinfo import read_machine
-from kubelet.pods.worker import NodeRuntime
+from kybernetes.kubelet.kubelet import Kubelet
+from kybernetes.kubelet.nodeinfo import read_machine
+from kybernetes.kubelet.pods.worker import NodeRuntime
 
 
 def _label(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
@@ -108,10 +108,10 @@ def main(master: str, node_name: str, node_ip: str, containerd_address: str, con
 
 def _runtime(config: KubeletConfig) -> NodeRuntime:
     if config.hollow:
-        from kubelet.runtime.hollow import HollowRuntime
+        from kybernetes.kubelet.runtime.hollow import HollowRuntime
 
         return HollowRuntime(start_delay=config.hollow_start_delay)
-    from kubelet.runtime.containerd import ContainerdRuntime
+    from kybernetes.kubelet.runtime.containerd import ContainerdRuntime
 
     return ContainerdRuntime(address=config.containerd_address, namespace=config.containerd_namespace,
                              root_dir=config.root_dir / "runtime", bridge=config.pod_bridge, pod_cidr=None,

@@ -18,8 +18,8 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from ctl.api.quantity import format_memory
-from proto import objects_pb2 as pb
+from kybernetes.core.api.quantity import format_memory
+from kybernetes.proto import objects_pb2 as pb
 
 HOLLOW_LABEL = "kybernetes.io/hollow"
 HOSTNAME_LABEL = "kubernetes.io/hostname"

@@ -26,8 +26,8 @@ import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ctl.machinery.log import get_logger
-from proto import objects_pb2 as pb
+from kybernetes.core.log import get_logger
+from kybernetes.proto import objects_pb2 as pb
 
 DEFAULT_TAG = "kyb"
 DEFAULT_PROTO = 77

@@ -13,14 +13,15 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 
-from ctl.machinery.log import get_logger
-from kubelet.logs import LogStore, read_log
-from kubelet.pods.manager import PodManager
-from kubelet.pods.records import ContainerRecord, Instance
-from kubelet.pods.worker import PodWorker
-from kubelet.runtime.base import ContainerRuntimeError, ExecError
-from proto import node_pb2
+from kybernetes.core.log import get_logger
+from kybernetes.kubelet.logs import LogStore, read_log
+from kybernetes.kubelet.pods.manager import PodManager
+from kybernetes.kubelet.pods.records import ContainerRecord, Instance
+from kybernetes.kubelet.pods.worker import PodWorker
+from kybernetes.kubelet.runtime.base import ContainerRuntimeError, ExecError
+from kybernetes.proto import node_pb2
 
 log = get_logger("kubelet")
 
@@ -131,7 +132,7 @@ class Sessions:
     async def _exec(self, request: node_pb2.ExecStart, stdin: asyncio.Queue[bytes | None] | None) -> None:
         rid = request.request_id
 
-        def output(**fields: object) -> None:
+        def output(**fields: Any) -> None:
             self.send(node_pb2.NodeMessage(exec_output=node_pb2.ExecOutput(request_id=rid, **fields)))
 
         try:

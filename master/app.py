@@ -14,29 +14,29 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from ctl.machinery.actors import Supervisor
-from ctl.machinery.informer import InformerFactory
-from ctl.machinery.log import get_logger
-from master.api.grpc_service import ObjectAPIServicer
-from master.api.local_client import LocalClient
-from master.api.objects import ObjectService
-from master.controllers.endpoints.controller import start_endpoints_controller
-from master.controllers.manager import ControllerManager, start_controllers
-from master.events import EventRecorder
-from master.nodelink.connections import Connections
-from master.nodelink.liveness import NodeLiveness
-from master.nodelink.podapi import PodAPIServicer
-from master.nodelink.podcidr import PodCIDRAllocator
-from master.nodelink.registration import Registrar
-from master.nodelink.relay import Relay
-from master.nodelink.router import PodRouter
-from master.nodelink.service import NodeLinkServicer
-from master.nodelink.services import ServiceRouter
-from master.nodelink.status import PodStatusWriter
-from master.store.embedded import EtcdSupervisor
-from master.store.errors import StoreError
-from master.store.etcd import Store
-from proto import api_pb2, api_pb2_grpc, node_pb2, node_pb2_grpc
+from kybernetes.core.api.errors import ApiError
+from kybernetes.core.log import get_logger
+from kybernetes.core.machinery.actors import Supervisor
+from kybernetes.core.machinery.informer import InformerFactory
+from kybernetes.master.api.grpc_service import ObjectAPIServicer
+from kybernetes.master.api.local_client import LocalClient
+from kybernetes.master.api.objects import ObjectService
+from kybernetes.master.controllers.endpoints.controller import start_endpoints_controller
+from kybernetes.master.controllers.manager import ControllerManager, start_controllers
+from kybernetes.master.events import EventRecorder
+from kybernetes.master.nodelink.connections import Connections
+from kybernetes.master.nodelink.liveness import NodeLiveness
+from kybernetes.master.nodelink.podapi import PodAPIServicer
+from kybernetes.master.nodelink.podcidr import PodCIDRAllocator
+from kybernetes.master.nodelink.registration import Registrar
+from kybernetes.master.nodelink.relay import Relay
+from kybernetes.master.nodelink.router import PodRouter
+from kybernetes.master.nodelink.service import NodeLinkServicer
+from kybernetes.master.nodelink.services import ServiceRouter
+from kybernetes.master.nodelink.status import PodStatusWriter
+from kybernetes.master.store.embedded import EtcdSupervisor
+from kybernetes.master.store.etcd import Store
+from kybernetes.proto import api_pb2, api_pb2_grpc, node_pb2, node_pb2_grpc
 
 log = get_logger("master")
 
@@ -169,7 +169,7 @@ class Master:
             try:
                 await self.store.revision()
                 ok = True
-            except StoreError:
+            except ApiError:
                 ok = False
             if ok != serving:
                 status = health_pb2.HealthCheckResponse.SERVING if ok else \
@@ -198,5 +198,7 @@ def _event_recorder(client: LocalClient) -> EventRecorder:
 
 
 def _start_controllers(master: Master, informers: InformerFactory, enabled: frozenset[str]) -> ControllerManager:
+    if master.client is None:
+        raise RuntimeError("controllers started before the API service")
     return start_controllers(supervisor=master.supervisor, client=master.client, liveness=master.liveness,
                              config=master.config, enabled=enabled, informers=informers)

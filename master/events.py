@@ -24,15 +24,15 @@ import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
 
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from ctl.api import kinds
-from ctl.client import AlreadyExistsError, ApiError, ConflictError, NotFoundError
-from ctl.machinery.log import get_logger
-from proto import objects_pb2 as pb
+from kybernetes.core.api import kinds
+from kybernetes.core.api.client import ObjectClient
+from kybernetes.core.api.errors import AlreadyExistsError, ApiError, ConflictError, NotFoundError
+from kybernetes.core.log import get_logger
+from kybernetes.proto import objects_pb2 as pb
 
 log = get_logger("events")
 
@@ -54,7 +54,7 @@ def _timestamp(seconds: float) -> Timestamp:
 class EventRecorder:
     """Writes Events for one component (and host), counting repeats instead of duplicating them."""
 
-    def __init__(self, *, client: Any, component: str, host: str = "", cache_size: int = 4096,
+    def __init__(self, *, client: ObjectClient, component: str, host: str = "", cache_size: int = 4096,
                  concurrency: int = 64, clock: Callable[[], float] = time.time) -> None:
         self.client = client
         self.component = component

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from ctl.machinery.log import configure, get_logger
-from master.app import Master, MasterConfig, enabled_controllers
+from kybernetes.core.log import configure, get_logger
+from kybernetes.master.app import Master, MasterConfig, enabled_controllers
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

@@ -3,8 +3,8 @@
 import grpc
 import warnings
 
-from proto import api_pb2 as proto_dot_api__pb2
-from proto import objects_pb2 as proto_dot_objects__pb2
+from kybernetes.proto import api_pb2 as kybernetes_dot_proto_dot_api__pb2
+from kybernetes.proto import objects_pb2 as kybernetes_dot_proto_dot_objects__pb2
 
 GRPC_GENERATED_VERSION = '1.85.4'
 GRPC_VERSION = grpc.__version__
@@ -19,7 +19,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in proto/api_pb2_grpc.py depends on'
+        + ' but the generated code in kybernetes/proto/api_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -37,38 +37,38 @@ class ObjectAPIStub:
         """
         self.Create = channel.unary_unary(
                 '/kyb.v1.ObjectAPI/Create',
-                request_serializer=proto_dot_api__pb2.CreateRequest.SerializeToString,
-                response_deserializer=proto_dot_objects__pb2.Object.FromString,
+                request_serializer=kybernetes_dot_proto_dot_api__pb2.CreateRequest.SerializeToString,
+                response_deserializer=kybernetes_dot_proto_dot_objects__pb2.Object.FromString,
                 _registered_method=True)
         self.Get = channel.unary_unary(
                 '/kyb.v1.ObjectAPI/Get',
-                request_serializer=proto_dot_api__pb2.GetRequest.SerializeToString,
-                response_deserializer=proto_dot_objects__pb2.Object.FromString,
+                request_serializer=kybernetes_dot_proto_dot_api__pb2.GetRequest.SerializeToString,
+                response_deserializer=kybernetes_dot_proto_dot_objects__pb2.Object.FromString,
                 _registered_method=True)
         self.List = channel.unary_unary(
                 '/kyb.v1.ObjectAPI/List',
-                request_serializer=proto_dot_api__pb2.ListRequest.SerializeToString,
-                response_deserializer=proto_dot_api__pb2.ObjectList.FromString,
+                request_serializer=kybernetes_dot_proto_dot_api__pb2.ListRequest.SerializeToString,
+                response_deserializer=kybernetes_dot_proto_dot_api__pb2.ObjectList.FromString,
                 _registered_method=True)
         self.Update = channel.unary_unary(
                 '/kyb.v1.ObjectAPI/Update',
-                request_serializer=proto_dot_api__pb2.UpdateRequest.SerializeToString,
-                response_deserializer=proto_dot_objects__pb2.Object.FromString,
+                request_serializer=kybernetes_dot_proto_dot_api__pb2.UpdateRequest.SerializeToString,
+                response_deserializer=kybernetes_dot_proto_dot_objects__pb2.Object.FromString,
                 _registered_method=True)
         self.UpdateStatus = channel.unary_unary(
                 '/kyb.v1.ObjectAPI/UpdateStatus',
-                request_serializer=proto_dot_api__pb2.UpdateRequest.SerializeToString,
-                response_deserializer=proto_dot_objects__pb2.Object.FromString,
+                request_serializer=kybernetes_dot_proto_dot_api__pb2.UpdateRequest.SerializeToString,
+                response_deserializer=kybernetes_dot_proto_dot_objects__pb2.Object.FromString,
                 _registered_method=True)
         self.Delete = channel.unary_unary(
                 '/kyb.v1.ObjectAPI/Delete',
-                request_serializer=proto_dot_api__pb2.DeleteRequest.SerializeToString,
-                response_deserializer=proto_dot_api__pb2.DeleteResponse.FromString,
+                request_serializer=kybernetes_dot_proto_dot_api__pb2.DeleteRequest.SerializeToString,
+                response_deserializer=kybernetes_dot_proto_dot_api__pb2.DeleteResponse.FromString,
                 _registered_method=True)
         self.Watch = channel.unary_stream(
                 '/kyb.v1.ObjectAPI/Watch',
-                request_serializer=proto_dot_api__pb2.WatchRequest.SerializeToString,
-                response_deserializer=proto_dot_api__pb2.WatchEvent.FromString,
+                request_serializer=kybernetes_dot_proto_dot_api__pb2.WatchRequest.SerializeToString,
+                response_deserializer=kybernetes_dot_proto_dot_api__pb2.WatchEvent.FromString,
                 _registered_method=True)
 
 
@@ -122,38 +122,38 @@ def add_ObjectAPIServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Create': grpc.unary_unary_rpc_method_handler(
                     servicer.Create,
-                    request_deserializer=proto_dot_api__pb2.CreateRequest.FromString,
-                    response_serializer=proto_dot_objects__pb2.Object.SerializeToString,
+                    request_deserializer=kybernetes_dot_proto_dot_api__pb2.CreateRequest.FromString,
+                    response_serializer=kybernetes_dot_proto_dot_objects__pb2.Object.SerializeToString,
             ),
             'Get': grpc.unary_unary_rpc_method_handler(
                     servicer.Get,
-                    request_deserializer=proto_dot_api__pb2.GetRequest.FromString,
-                    response_serializer=proto_dot_objects__pb2.Object.SerializeToString,
+                    request_deserializer=kybernetes_dot_proto_dot_api__pb2.GetRequest.FromString,
+                    response_serializer=kybernetes_dot_proto_dot_objects__pb2.Object.SerializeToString,
             ),
             'List': grpc.unary_unary_rpc_method_handler(
                     servicer.List,
-                    request_deserializer=proto_dot_api__pb2.ListRequest.FromString,
-                    response_serializer=proto_dot_api__pb2.ObjectList.SerializeToString,
+                    request_deserializer=kybernetes_dot_proto_dot_api__pb2.ListRequest.FromString,
+                    response_serializer=kybernetes_dot_proto_dot_api__pb2.ObjectList.SerializeToString,
             ),
             'Update': grpc.unary_unary_rpc_method_handler(
                     servicer.Update,
-                    request_deserializer=proto_dot_api__pb2.UpdateRequest.FromString,
-                    response_serializer=proto_dot_objects__pb2.Object.SerializeToString,
+                    request_deserializer=kybernetes_dot_proto_dot_api__pb2.UpdateRequest.FromString,
+                    response_serializer=kybernetes_dot_proto_dot_objects__pb2.Object.SerializeToString,
             ),
             'UpdateStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.UpdateStatus,
-                    request_deserializer=proto_dot_api__pb2.UpdateRequest.FromString,
-                    response_serializer=proto_dot_objects__pb2.Object.SerializeToString,
+                    request_deserializer=kybernetes_dot_proto_dot_api__pb2.UpdateRequest.FromString,
+                    response_serializer=kybernetes_dot_proto_dot_objects__pb2.Object.SerializeToString,
             ),
             'Delete': grpc.unary_unary_rpc_method_handler(
                     servicer.Delete,
-                    request_deserializer=proto_dot_api__pb2.DeleteRequest.FromString,
-                    response_serializer=proto_dot_api__pb2.DeleteResponse.SerializeToString,
+                    request_deserializer=kybernetes_dot_proto_dot_api__pb2.DeleteRequest.FromString,
+                    response_serializer=kybernetes_dot_proto_dot_api__pb2.DeleteResponse.SerializeToString,
             ),
             'Watch': grpc.unary_stream_rpc_method_handler(
                     servicer.Watch,
-                    request_deserializer=proto_dot_api__pb2.WatchRequest.FromString,
-                    response_serializer=proto_dot_api__pb2.WatchEvent.SerializeToString,
+                    request_deserializer=kybernetes_dot_proto_dot_api__pb2.WatchRequest.FromString,
+                    response_serializer=kybernetes_dot_proto_dot_api__pb2.WatchEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -181,8 +181,8 @@ class ObjectAPI:
             request,
             target,
             '/kyb.v1.ObjectAPI/Create',
-            proto_dot_api__pb2.CreateRequest.SerializeToString,
-            proto_dot_objects__pb2.Object.FromString,
+            kybernetes_dot_proto_dot_api__pb2.CreateRequest.SerializeToString,
+            kybernetes_dot_proto_dot_objects__pb2.Object.FromString,
             options,
             channel_credentials,
             insecure,
@@ -208,8 +208,8 @@ class ObjectAPI:
             request,
             target,
             '/kyb.v1.ObjectAPI/Get',
-            proto_dot_api__pb2.GetRequest.SerializeToString,
-            proto_dot_objects__pb2.Object.FromString,
+            kybernetes_dot_proto_dot_api__pb2.GetRequest.SerializeToString,
+            kybernetes_dot_proto_dot_objects__pb2.Object.FromString,
             options,
             channel_credentials,
             insecure,
@@ -235,8 +235,8 @@ class ObjectAPI:
             request,
             target,
             '/kyb.v1.ObjectAPI/List',
-            proto_dot_api__pb2.ListRequest.SerializeToString,
-            proto_dot_api__pb2.ObjectList.FromString,
+            kybernetes_dot_proto_dot_api__pb2.ListRequest.SerializeToString,
+            kybernetes_dot_proto_dot_api__pb2.ObjectList.FromString,
             options,
             channel_credentials,
             insecure,
@@ -262,8 +262,8 @@ class ObjectAPI:
             request,
             target,
             '/kyb.v1.ObjectAPI/Update',
-            proto_dot_api__pb2.UpdateRequest.SerializeToString,
-            proto_dot_objects__pb2.Object.FromString,
+            kybernetes_dot_proto_dot_api__pb2.UpdateRequest.SerializeToString,
+            kybernetes_dot_proto_dot_objects__pb2.Object.FromString,
             options,
             channel_credentials,
             insecure,
@@ -289,8 +289,8 @@ class ObjectAPI:
             request,
             target,
             '/kyb.v1.ObjectAPI/UpdateStatus',
-            proto_dot_api__pb2.UpdateRequest.SerializeToString,
-            proto_dot_objects__pb2.Object.FromString,
+            kybernetes_dot_proto_dot_api__pb2.UpdateRequest.SerializeToString,
+            kybernetes_dot_proto_dot_objects__pb2.Object.FromString,
             options,
             channel_credentials,
             insecure,
@@ -316,8 +316,8 @@ class ObjectAPI:
             request,
             target,
             '/kyb.v1.ObjectAPI/Delete',
-            proto_dot_api__pb2.DeleteRequest.SerializeToString,
-            proto_dot_api__pb2.DeleteResponse.FromString,
+            kybernetes_dot_proto_dot_api__pb2.DeleteRequest.SerializeToString,
+            kybernetes_dot_proto_dot_api__pb2.DeleteResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -343,8 +343,8 @@ class ObjectAPI:
             request,
             target,
             '/kyb.v1.ObjectAPI/Watch',
-            proto_dot_api__pb2.WatchRequest.SerializeToString,
-            proto_dot_api__pb2.WatchEvent.FromString,
+            kybernetes_dot_proto_dot_api__pb2.WatchRequest.SerializeToString,
+            kybernetes_dot_proto_dot_api__pb2.WatchEvent.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,4 +1,4 @@
-from proto import objects_pb2 as _objects_pb2
+from kybernetes.proto import objects_pb2 as _objects_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from proto import node_pb2 as proto_dot_node__pb2
+from kybernetes.proto import node_pb2 as kybernetes_dot_proto_dot_node__pb2
 
 GRPC_GENERATED_VERSION = '1.85.4'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in proto/node_pb2_grpc.py depends on'
+        + ' but the generated code in kybernetes/proto/node_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -36,8 +36,8 @@ class NodeLinkStub:
         """
         self.Connect = channel.stream_stream(
                 '/kyb.v1.NodeLink/Connect',
-                request_serializer=proto_dot_node__pb2.NodeMessage.SerializeToString,
-                response_deserializer=proto_dot_node__pb2.MasterMessage.FromString,
+                request_serializer=kybernetes_dot_proto_dot_node__pb2.NodeMessage.SerializeToString,
+                response_deserializer=kybernetes_dot_proto_dot_node__pb2.MasterMessage.FromString,
                 _registered_method=True)
 
 
@@ -55,8 +55,8 @@ def add_NodeLinkServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Connect': grpc.stream_stream_rpc_method_handler(
                     servicer.Connect,
-                    request_deserializer=proto_dot_node__pb2.NodeMessage.FromString,
-                    response_serializer=proto_dot_node__pb2.MasterMessage.SerializeToString,
+                    request_deserializer=kybernetes_dot_proto_dot_node__pb2.NodeMessage.FromString,
+                    response_serializer=kybernetes_dot_proto_dot_node__pb2.MasterMessage.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -84,8 +84,8 @@ class NodeLink:
             request_iterator,
             target,
             '/kyb.v1.NodeLink/Connect',
-            proto_dot_node__pb2.NodeMessage.SerializeToString,
-            proto_dot_node__pb2.MasterMessage.FromString,
+            kybernetes_dot_proto_dot_node__pb2.NodeMessage.SerializeToString,
+            kybernetes_dot_proto_dot_node__pb2.MasterMessage.FromString,
             options,
             channel_credentials,
             insecure,
@@ -108,13 +108,13 @@ class PodAPIStub:
         """
         self.Logs = channel.unary_stream(
                 '/kyb.v1.PodAPI/Logs',
-                request_serializer=proto_dot_node__pb2.LogsRequest.SerializeToString,
-                response_deserializer=proto_dot_node__pb2.LogChunk.FromString,
+                request_serializer=kybernetes_dot_proto_dot_node__pb2.LogsRequest.SerializeToString,
+                response_deserializer=kybernetes_dot_proto_dot_node__pb2.LogChunk.FromString,
                 _registered_method=True)
         self.Exec = channel.stream_stream(
                 '/kyb.v1.PodAPI/Exec',
-                request_serializer=proto_dot_node__pb2.ExecClientMessage.SerializeToString,
-                response_deserializer=proto_dot_node__pb2.ExecServerMessage.FromString,
+                request_serializer=kybernetes_dot_proto_dot_node__pb2.ExecClientMessage.SerializeToString,
+                response_deserializer=kybernetes_dot_proto_dot_node__pb2.ExecServerMessage.FromString,
                 _registered_method=True)
 
 
@@ -138,13 +138,13 @@ def add_PodAPIServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Logs': grpc.unary_stream_rpc_method_handler(
                     servicer.Logs,
-                    request_deserializer=proto_dot_node__pb2.LogsRequest.FromString,
-                    response_serializer=proto_dot_node__pb2.LogChunk.SerializeToString,
+                    request_deserializer=kybernetes_dot_proto_dot_node__pb2.LogsRequest.FromString,
+                    response_serializer=kybernetes_dot_proto_dot_node__pb2.LogChunk.SerializeToString,
             ),
             'Exec': grpc.stream_stream_rpc_method_handler(
                     servicer.Exec,
-                    request_deserializer=proto_dot_node__pb2.ExecClientMessage.FromString,
-                    response_serializer=proto_dot_node__pb2.ExecServerMessage.SerializeToString,
+                    request_deserializer=kybernetes_dot_proto_dot_node__pb2.ExecClientMessage.FromString,
+                    response_serializer=kybernetes_dot_proto_dot_node__pb2.ExecServerMessage.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -172,8 +172,8 @@ class PodAPI:
             request,
             target,
             '/kyb.v1.PodAPI/Logs',
-            proto_dot_node__pb2.LogsRequest.SerializeToString,
-            proto_dot_node__pb2.LogChunk.FromString,
+            kybernetes_dot_proto_dot_node__pb2.LogsRequest.SerializeToString,
+            kybernetes_dot_proto_dot_node__pb2.LogChunk.FromString,
             options,
             channel_credentials,
             insecure,
@@ -199,8 +199,8 @@ class PodAPI:
             request_iterator,
             target,
             '/kyb.v1.PodAPI/Exec',
-            proto_dot_node__pb2.ExecClientMessage.SerializeToString,
-            proto_dot_node__pb2.ExecServerMessage.FromString,
+            kybernetes_dot_proto_dot_node__pb2.ExecClientMessage.SerializeToString,
+            kybernetes_dot_proto_dot_node__pb2.ExecServerMessage.FromString,
             options,
             channel_credentials,
             insecure,

@@ -8,7 +8,10 @@ import grpc
 import pytest
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
-from ctl.client import (
+from harness.builders import make_pod
+from harness.master import MasterProcess
+from harness.waiting import until
+from kybernetes.ctl.client import (
     AlreadyExistsError,
     Client,
     ConflictError,
@@ -17,9 +20,7 @@ from ctl.client import (
     NotFoundError,
     UnavailableError,
 )
-from proto import objects_pb2 as pb
-from tests.fixtures.master import MasterProcess
-from tests.helpers import make_pod, until
+from kybernetes.proto import objects_pb2 as pb
 
 
 async def test_crud_with_selectors(client: Client):
@@ -216,7 +217,7 @@ async def test_compaction_gives_out_of_range_and_the_client_relists(client: Clie
     await client.delete("pods", "old-a", unconditional=True)
     await client.create(make_pod("new-c"))
     current = (await client.list("pods")).resource_version
-    from master.store.etcd import Store
+    from kybernetes.master.store.etcd import Store
 
     store = Store(endpoints=[etcd.endpoint])
     await store.connect()
@@ -296,7 +297,7 @@ async def test_reflection_lists_the_services(master: MasterProcess):
 async def test_events_expire_through_a_lease_that_updates_keep(client: Client, etcd):
     from aetcd import rpc
 
-    from master.store.etcd import Store
+    from kybernetes.master.store.etcd import Store
 
     ev = pb.Event()
     ev.metadata.name = "web.1"
@@ -320,10 +321,10 @@ async def test_events_expire_through_a_lease_that_updates_keep(client: Client, e
 async def test_a_burst_of_events_is_written_in_few_transactions_and_a_taken_name_fails_alone(etcd):
     from aetcd import rpc
 
-    from ctl.api.kinds import kind_of
-    from master.store.batch import CreateBatcher
-    from master.store.errors import AlreadyExists
-    from master.store.etcd import Store
+    from kybernetes.core.api.errors import AlreadyExistsError
+    from kybernetes.core.api.kinds import kind_of
+    from kybernetes.master.store.batch import CreateBatcher
+    from kybernetes.master.store.etcd import Store
 
     store = Store(endpoints=[etcd.endpoint])
     await store.connect()
@@ -341,7 +342,7 @@ async def test_a_burst_of_events_is_written_in_few_transactions_and_a_taken_name
         names = [f"web.{i}" for i in range(150)]
         results = await asyncio.gather(*(batcher.create(event(n), lease=lease) for n in names),
                                        batcher.create(event("web.taken"), lease=lease), return_exceptions=True)
-        assert isinstance(results[-1], AlreadyExists)
+        assert isinstance(results[-1], AlreadyExistsError)
         assert all(isinstance(r, pb.Event) and r.metadata.resource_version for r in results[:-1]), results[:3]
         # 151 creates waiting at once: the first alone, then batches of at most 100 (the one with the taken
         # name falls back to single creates), far fewer transactions than creates.

@@ -12,14 +12,14 @@ from collections.abc import Callable
 
 import pytest
 
-from ctl.client import ConflictError
-from ctl.machinery.informer import object_key
-from master.controllers.deployment import util
-from master.controllers.deployment.revisions import history
-from master.controllers.deployment.rollback import RollbackError, rollback_deployment
-from proto import objects_pb2 as pb
+from harness.waiting import until
+from kybernetes.core.machinery.informer import object_key
+from kybernetes.ctl.client import ConflictError
+from kybernetes.ctl.client.rollout import RollbackError, history, rollback_deployment
+from kybernetes.master.controllers.deployment import util
+from kybernetes.proto import objects_pb2 as pb
 from tests import test_controllers_support as support
-from tests.test_controllers_support import Cluster, is_ready, is_terminating, make_deployment, until
+from tests.test_controllers_support import Cluster, is_ready, is_terminating, make_deployment
 
 cluster = support.cluster
 

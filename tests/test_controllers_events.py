@@ -8,14 +8,15 @@ from typing import Any
 
 import pytest
 
-from ctl.client import UnavailableError
-from master.api.local_client import LocalClient
-from master.api.objects import ObjectService
-from master.events import EventRecorder
-from master.store.embedded import EtcdProcess
-from master.store.etcd import Store
-from proto import objects_pb2 as pb
-from tests.test_controllers_support import make_node, make_pod
+from harness.builders import make_pod
+from kybernetes.ctl.client import UnavailableError
+from kybernetes.master.api.local_client import LocalClient
+from kybernetes.master.api.objects import ObjectService
+from kybernetes.master.events import EventRecorder
+from kybernetes.master.store.embedded import EtcdProcess
+from kybernetes.master.store.etcd import Store
+from kybernetes.proto import objects_pb2 as pb
+from tests.test_controllers_support import make_node
 
 
 @pytest.fixture

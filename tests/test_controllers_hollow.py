@@ -18,18 +18,19 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from ctl.client import Client, ConflictError
-from ctl.machinery.informer import object_key
-from master.controllers.deployment import util
-from master.controllers.deployment.rollback import rollback_deployment
-from master.store.embedded import EtcdProcess
-from proto import objects_pb2 as pb
+from harness.master import MasterProcess
+from harness.waiting import until
+from kybernetes.core.machinery.informer import object_key
+from kybernetes.ctl.client import Client, ConflictError
+from kybernetes.ctl.client.rollout import rollback_deployment
+from kybernetes.master.controllers.deployment import util
+from kybernetes.master.store.embedded import EtcdProcess
+from kybernetes.proto import objects_pb2 as pb
 from tests.fixtures import kubelet as kubelet_fixtures
-from tests.fixtures.master import MasterProcess
-from tests.test_controllers_support import is_ready, is_terminating, make_deployment, until
+from tests.test_controllers_support import is_ready, is_terminating, make_deployment
 
 if TYPE_CHECKING:
-    from tests.fixtures.kubelet import KubeletProcess
+    from harness.kubelet import KubeletProcess
 
 kubelets = kubelet_fixtures.kubelets
 

@@ -13,17 +13,17 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from master.store.embedded import EtcdProcess
-from proto import objects_pb2 as pb
+from harness.builders import make_pod
+from harness.waiting import until
+from kybernetes.master.store.embedded import EtcdProcess
+from kybernetes.proto import objects_pb2 as pb
 from tests.test_controllers_support import (
     Cluster,
     is_ready,
     is_terminating,
     make_deployment,
-    make_pod,
     make_replicaset,
     start_cluster,
-    until,
 )
 
 GRACE = 1.0

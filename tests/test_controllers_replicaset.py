@@ -12,19 +12,19 @@ import re
 import time
 from typing import Any
 
-from ctl.client import ListResult
-from master.controllers.replicaset.sync import NAME_ALPHABET
-from proto import objects_pb2 as pb
+from harness.builders import make_pod
+from harness.waiting import until
+from kybernetes.ctl.client import ListResult
+from kybernetes.master.controllers.replicaset.sync import NAME_ALPHABET
+from kybernetes.proto import objects_pb2 as pb
 from tests import test_controllers_support as support
 from tests.test_controllers_support import (
     Cluster,
     edit,
     is_ready,
     is_terminating,
-    make_pod,
     make_replicaset,
     start_cluster,
-    until,
 )
 
 cluster = support.cluster

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from collections import Counter
 
-from ctl.client import Client
-from proto import objects_pb2 as pb
+from harness.builders import make_pod
+from harness.waiting import until
+from kybernetes.ctl.client import Client
+from kybernetes.proto import objects_pb2 as pb
 from tests import test_controllers_support as support
-from tests.test_controllers_support import Cluster, edit, make_pod, make_replicaset, until
+from tests.test_controllers_support import Cluster, edit, make_replicaset
 
 cluster = support.cluster
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -23,16 +23,16 @@ from typing import Any
 
 import pytest
 
-from ctl.client import ConflictError, NotFoundError
-from ctl.machinery.actors import Supervisor
-from master.api.local_client import LocalClient
-from master.api.objects import ObjectService
-from master.controllers.manager import ControllerManager, start_controllers
-from master.controllers.podutil import now_timestamp
-from master.nodelink.liveness import NodeLiveness
-from master.store.embedded import EtcdProcess
-from master.store.etcd import Store
-from proto import objects_pb2 as pb
+from kybernetes.core.api.objects import now_timestamp
+from kybernetes.core.machinery.actors import Supervisor
+from kybernetes.ctl.client import ConflictError, NotFoundError
+from kybernetes.master.api.local_client import LocalClient
+from kybernetes.master.api.objects import ObjectService
+from kybernetes.master.controllers.manager import ControllerManager, start_controllers
+from kybernetes.master.nodelink.liveness import NodeLiveness
+from kybernetes.master.store.embedded import EtcdProcess
+from kybernetes.master.store.etcd import Store
+from kybernetes.proto import objects_pb2 as pb
 
 
 def make_node(name: str, *, cpu: str = "4", memory: str = "8Gi", pods: str = "110", ready: bool = True,
@@ -46,23 +46,6 @@ def make_node(name: str, *, cpu: str = "4", memory: str = "8Gi", pods: str = "11
     node.status.conditions.add(type="Ready", status="True" if ready else "False", reason="KubeletReady",
                                last_transition_time=now_timestamp())
     return node
-
-
-def make_pod(name: str, *, labels: dict[str, str] | None = None, cpu: str = "", memory: str = "",
-             node_selector: dict[str, str] | None = None, host_port: int = 0, namespace: str = "default") -> pb.Pod:
-    pod = pb.Pod()
-    pod.metadata.name = name
-    pod.metadata.namespace = namespace
-    pod.metadata.labels.update(labels or {})
-    pod.spec.node_selector.update(node_selector or {})
-    container = pod.spec.containers.add(name="main", image="kyb/busybox:1")
-    if cpu:
-        container.resources.requests["cpu"] = cpu
-    if memory:
-        container.resources.requests["memory"] = memory
-    if host_port:
-        container.ports.add(container_port=80, host_port=host_port)
-    return pod
 
 
 def make_deployment(name: str, *, replicas: int = 3, image: str = "kyb/hello:v1", max_surge: int | str = 1,
@@ -106,20 +89,6 @@ def make_replicaset(name: str, *, replicas: int = 3, labels: dict[str, str] | No
     rs.spec.template.spec.containers.add(name="main", image="kyb/hello:v1")
     rs.spec.template.spec.termination_grace_period_seconds = 1
     return rs
-
-
-async def until(predicate: Callable[[], Awaitable[Any]], *, timeout: float = 20.0, interval: float = 0.05,
-                message: str = "condition") -> Any:
-    """Poll an async predicate until it returns something truthy; fail at the deadline."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    last: Any = None
-    while True:
-        last = await predicate()
-        if last:
-            return last
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"{message} not met within {timeout}s (last value: {last!r})")
-        await asyncio.sleep(interval)
 
 
 async def edit(client: Any, resource: str, name: str, fn: Callable[[Any], None], *,

@@ -9,7 +9,7 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -20,8 +20,9 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
-from master.store.embedded import EtcdProcess, EtcdStartError, EtcdSupervisor
-from tests.fixtures.ports import free_port
+from harness.ports import free_port
+from harness.waiting import until
+from kybernetes.master.store.embedded import EtcdProcess, EtcdStartError, EtcdSupervisor
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,14 +34,6 @@ def pid_gone(pid: int) -> bool:
     except FileNotFoundError:
         return True
     return stat.rpartition(")")[2].split()[0] in ("Z", "X")
-
-
-async def wait_until(condition: Callable[[], Awaitable[bool]], *, timeout: float, what: str) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await condition():
-        if asyncio.get_running_loop().time() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 @asynccontextmanager
@@ -140,7 +133,7 @@ async def test_supervisor_restarts_dead_etcd_and_stops_it(tmp_path: Path) -> Non
         async def restarted() -> bool:
             return sup.restarts == 1 and sup.process.pid != first_pid and await sup.process.healthy()
 
-        await wait_until(restarted, timeout=30, what="the supervisor to restart etcd")
+        await until(restarted, timeout=30, message="etcd restarted by the supervisor")
         assert pid_gone(first_pid)
         assert await read(sup.process, b"/before-crash") == b"1"
     finally:
@@ -191,14 +184,14 @@ async def test_three_member_cluster_replicates_and_survives_one_loss(etcd_cluste
             return False
         return True
 
-    await wait_until(write_succeeds, timeout=30, what="the two survivors to accept a write")
+    await until(write_succeeds, timeout=30, message="a write accepted by the two survivors")
     assert await read(m2, b"/after-loss") == b"y"
 
 
 PARENT_SCRIPT = """
 import asyncio, sys
 from pathlib import Path
-from master.store.embedded import EtcdProcess
+from kybernetes.master.store.embedded import EtcdProcess
 
 async def main():
     proc = EtcdProcess(data_dir=Path(sys.argv[1]))
@@ -223,11 +216,8 @@ async def test_child_dies_when_parent_is_sigkilled(tmp_path: Path) -> None:
         parent.kill()
         await parent.wait()
 
-    async def etcd_gone() -> bool:
-        return pid_gone(etcd_pid)
-
     try:
-        await wait_until(etcd_gone, timeout=20, what=f"etcd pid {etcd_pid} to die with its parent")
+        await until(lambda: pid_gone(etcd_pid), timeout=20, message=f"etcd pid {etcd_pid} gone with its parent")
     finally:
         if not pid_gone(etcd_pid):
             os.kill(etcd_pid, signal.SIGKILL)

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from ctl.client import Client
-from tests.fixtures.master import MasterProcess
-from tests.helpers import make_pod, until
+from harness.builders import make_pod
+from harness.master import MasterProcess
+from harness.waiting import until
+from kybernetes.ctl.client import Client
 from tests.test_services_api import make_service
 
 

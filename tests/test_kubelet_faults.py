@@ -9,13 +9,14 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from proto import objects_pb2 as pb
-from tests.helpers import until
-from tests.test_kubelet_pods import pod_spec, ready, running
+from harness.builders import make_pod
+from harness.waiting import until
+from kybernetes.proto import objects_pb2 as pb
+from tests.test_kubelet_pods import ready, running
 
 if TYPE_CHECKING:
-    from tests.fixtures.containerd import Registry
-    from tests.fixtures.kubelet import Node
+    from harness.kubelet import Node
+    from harness.registry import Registry
 
 pytestmark = pytest.mark.containerd
 # The `node` and `cluster_master` fixtures.
@@ -56,8 +57,8 @@ async def relist_passes(node: Node, pod: pb.Pod, passes: int) -> None:
 
 
 async def test_kubelet_sigkill_and_restart_keeps_containers_and_removes_unbound_pods(node: Node):
-    await node.create(pod_spec("keep", command=["sleep", "3600"]))
-    await node.create(pod_spec("drop", command=["sleep", "3600"]))
+    await node.create(make_pod("keep", command=["sleep", "3600"], grace_seconds=1))
+    await node.create(make_pod("drop", command=["sleep", "3600"], grace_seconds=1))
     keep = await node.pod_where("keep", lambda p: running(p) and ready(p))
     drop = await node.pod_where("drop", running)
     keep_id = keep.status.container_statuses[0].container_id
@@ -89,7 +90,7 @@ async def test_kubelet_sigkill_and_restart_keeps_containers_and_removes_unbound_
 
 
 async def test_master_restart_leaves_pods_alone_and_status_reporting_resumes(node: Node):
-    await node.create(pod_spec("steady", command=["sleep", "3600"]))
+    await node.create(make_pod("steady", command=["sleep", "3600"], grace_seconds=1))
     pod = await node.pod_where("steady", running)
     container_id = pod.status.container_statuses[0].container_id
     pid = node.task_pid(container_id)
@@ -114,7 +115,7 @@ async def test_master_restart_leaves_pods_alone_and_status_reporting_resumes(nod
 
 
 async def test_missing_image_reports_err_image_pull_then_backoff_and_deletes(node: Node, registry: Registry):
-    await node.create(pod_spec("ghost", image=registry.reference("kyb/does-not-exist:1")))
+    await node.create(make_pod("ghost", image=registry.reference("kyb/does-not-exist:1"), grace_seconds=1))
     reasons: set[str] = set()
 
     def waiting(p: pb.Pod) -> bool:
@@ -135,9 +136,9 @@ async def test_missing_image_reports_err_image_pull_then_backoff_and_deletes(nod
 
 
 async def test_unreachable_registry_and_missing_command_give_reasons(node: Node):
-    await node.create(pod_spec("offline", image="127.0.0.1:1/kyb/busybox:1"))
-    await node.create(pod_spec("nocmd", command=["/bin/no-such-command"]))
-    await node.create(pod_spec("fine", command=["sleep", "3600"]))
+    await node.create(make_pod("offline", image="127.0.0.1:1/kyb/busybox:1", grace_seconds=1))
+    await node.create(make_pod("nocmd", command=["/bin/no-such-command"], grace_seconds=1))
+    await node.create(make_pod("fine", command=["sleep", "3600"], grace_seconds=1))
 
     pod = await node.pod_where("offline", lambda p: p.status.container_statuses and
                                p.status.container_statuses[0].state.waiting.reason in ("ErrImagePull",
@@ -153,7 +154,7 @@ async def test_unreachable_registry_and_missing_command_give_reasons(node: Node)
 
 
 async def test_image_pulled_from_an_insecure_registry(node: Node, pushed_test_images: dict[str, str]):
-    pod = pod_spec("pulled", image=pushed_test_images["kyb/hello:v2"])
+    pod = make_pod("pulled", image=pushed_test_images["kyb/hello:v2"], grace_seconds=1)
     pod.spec.containers[0].image_pull_policy = "Always"
     await node.create(pod)
     await node.pod_where("pulled", lambda p: running(p) and ready(p), timeout=60)
@@ -168,7 +169,7 @@ async def test_image_pulled_from_an_insecure_registry(node: Node, pushed_test_im
 async def test_containerd_restart_is_survived(restartable_node: Node):
     node = restartable_node
     daemon = node.restartable
-    await node.create(pod_spec("durable", command=["sleep", "3600"]))
+    await node.create(make_pod("durable", command=["sleep", "3600"], grace_seconds=1))
     pod = await node.pod_where("durable", running)
     container_id = pod.status.container_statuses[0].container_id
     pid = node.task_pid(container_id)

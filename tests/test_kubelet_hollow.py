@@ -9,13 +9,13 @@ import ipaddress
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ctl.client import Client, NotFoundError
-from proto import objects_pb2 as pb
-from tests.fixtures.master import MasterProcess
-from tests.helpers import until
+from harness.master import MasterProcess
+from harness.waiting import until
+from kybernetes.ctl.client import Client, NotFoundError
+from kybernetes.proto import objects_pb2 as pb
 
 if TYPE_CHECKING:
-    from tests.fixtures.kubelet import KubeletProcess
+    from harness.kubelet import KubeletProcess
 
 # The `kubelets` factory fixture.
 

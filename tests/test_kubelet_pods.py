@@ -12,7 +12,6 @@ import json
 import os
 import re
 import signal
-import time
 import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,36 +19,19 @@ from typing import TYPE_CHECKING
 import grpc
 import pytest
 
-from proto import node_pb2, node_pb2_grpc
-from proto import objects_pb2 as pb
-from tests.helpers import until
+from harness.builders import make_pod
+from harness.waiting import until
+from kybernetes.proto import node_pb2, node_pb2_grpc
+from kybernetes.proto import objects_pb2 as pb
 
 if TYPE_CHECKING:
-    from tests.fixtures.kubelet import Node
+    from harness.kubelet import Node
 
 pytestmark = pytest.mark.containerd
 # The `node` and `cluster_master` fixtures.
 
 BUSYBOX = "kyb/busybox:1"
 HELLO = "kyb/hello:v1"
-
-
-def pod_spec(name: str, *, image: str = BUSYBOX, command: list[str] | None = None, args: list[str] | None = None,
-             restart_policy: str = "", grace: int = 1, **container_fields: object) -> pb.Pod:
-    pod = pb.Pod()
-    pod.metadata.name = name
-    pod.spec.restart_policy = restart_policy
-    pod.spec.termination_grace_period_seconds = grace
-    container = pod.spec.containers.add(name="main", image=image, command=command or [], args=args or [])
-    for key, value in container_fields.items():
-        field = getattr(container, key)
-        if hasattr(field, "CopyFrom"):
-            field.CopyFrom(value)
-        elif hasattr(field, "extend"):
-            field.extend(value)
-        else:
-            setattr(container, key, value)
-    return pod
 
 
 def running(pod: pb.Pod) -> bool:
@@ -67,7 +49,7 @@ def http_get(url: str) -> str:
 
 
 async def test_http_pod_runs_with_a_pod_ip_answering_from_the_host(node: Node):
-    await node.create(pod_spec("web", image=HELLO))
+    await node.create(make_pod("web", image=HELLO, grace_seconds=1))
     pod = await node.pod_where("web", lambda p: running(p) and ready(p), message="web Running and Ready")
     ip = ipaddress.ip_address(pod.status.pod_ip)
     assert ip in ipaddress.ip_network(node.master.pod_cidr)
@@ -87,7 +69,7 @@ async def test_http_pod_runs_with_a_pod_ip_answering_from_the_host(node: Node):
 
 
 async def test_host_network_pod_uses_the_node_ip(node: Node):
-    pod = pod_spec("hostnet", command=["sleep", "3600"])
+    pod = make_pod("hostnet", command=["sleep", "3600"], grace_seconds=1)
     pod.spec.host_network = True
     await node.create(pod)
     pod = await node.pod_where("hostnet", running)
@@ -95,8 +77,8 @@ async def test_host_network_pod_uses_the_node_ip(node: Node):
 
 
 async def test_command_args_env_and_working_dir_are_applied(node: Node):
-    pod = pod_spec("env", command=["sh", "-c"], args=['echo "cwd=$(pwd) greeting=$GREETING"; exec sleep 3600'],
-                   working_dir="/bin")
+    pod = make_pod("env", command=["sh", "-c"], args=['echo "cwd=$(pwd) greeting=$GREETING"; exec sleep 3600'],
+                   working_dir="/bin", grace_seconds=1)
     pod.spec.containers[0].env.add(name="GREETING", value="hello world")
     await node.create(pod)
     await node.pod_where("env", running)
@@ -109,7 +91,7 @@ async def test_command_args_env_and_working_dir_are_applied(node: Node):
 
 
 async def test_cpu_and_memory_limits_reach_the_container_cgroup(node: Node):
-    pod = pod_spec("limited", command=["sleep", "3600"])
+    pod = make_pod("limited", command=["sleep", "3600"], grace_seconds=1)
     pod.spec.containers[0].resources.limits.update({"cpu": "250m", "memory": "64Mi"})
     await node.create(pod)
     pod = await node.pod_where("limited", running)
@@ -122,7 +104,7 @@ async def test_cpu_and_memory_limits_reach_the_container_cgroup(node: Node):
 
 
 async def test_containers_of_a_pod_share_localhost(node: Node):
-    pod = pod_spec("duo", image=HELLO)
+    pod = make_pod("duo", image=HELLO, grace_seconds=1)
     pod.spec.containers.add(name="sidecar", image=BUSYBOX, command=["sleep", "3600"])
     await node.create(pod)
     pod = await node.pod_where("duo", lambda p: p.status.phase == "Running" and ready(p))
@@ -137,17 +119,16 @@ async def test_containers_of_a_pod_share_localhost(node: Node):
 
 
 async def _until_logs(node: Node, pod: str, needle: bytes, **kwargs: object) -> bytes:
-    deadline = time.monotonic() + 20
-    while True:
+    async def logs_with_needle() -> bytes:
         data = await node.logs(pod, **kwargs)  # type: ignore[arg-type]
-        if needle in data:
-            return data
-        assert time.monotonic() < deadline, f"{needle!r} not in the logs: {data!r}"
-        await asyncio.sleep(0.2)
+        assert needle in data, f"{needle!r} not in the logs: {data!r}"
+        return data
+
+    return await until(logs_with_needle, timeout=20, interval=0.2, message=f"{needle!r} in the logs of {pod}")
 
 
 async def test_exec_streams_output_stdin_and_exit_code(node: Node):
-    await node.create(pod_spec("ex", command=["sleep", "3600"]))
+    await node.create(make_pod("ex", command=["sleep", "3600"], grace_seconds=1))
     await node.pod_where("ex", running)
     code, out, err = await node.exec("ex", ["sh", "-c", "echo out; echo err >&2; exit 7"])
     assert (code, out, err) == (7, b"out\n", b"err\n")
@@ -161,7 +142,7 @@ async def test_exec_streams_output_stdin_and_exit_code(node: Node):
 async def test_logs_tail_follow_and_previous(node: Node):
     script = 'echo "boot $(cat /proc/sys/kernel/random/uuid)"; for i in 1 2 3 4 5; do echo line $i; done; ' \
              'while true; do echo tick; sleep 0.2; done'
-    await node.create(pod_spec("logger", command=["sh", "-c", script]))
+    await node.create(make_pod("logger", command=["sh", "-c", script], grace_seconds=1))
     pod = await node.pod_where("logger", running)
     await _until_logs(node, "logger", b"tick\ntick\n")
 
@@ -198,7 +179,7 @@ async def test_big_log_is_rotated_by_copytruncate(node: Node):
     # ~1.5 MiB, over the node fixture's 1 MiB limit.
     script = 'i=0; while [ $i -lt 30000 ]; do echo "filler $i ........................................"; ' \
              'i=$((i+1)); done; exec sleep 3600'
-    pod = await node.create(pod_spec("chatty", command=["sh", "-c", script]))
+    pod = await node.create(make_pod("chatty", command=["sh", "-c", script], grace_seconds=1))
     await node.pod_where("chatty", running)
     log_dir = node.containerd.root_dir / "pods" / f"default_chatty_{pod.metadata.uid}" / "main"
 
@@ -212,7 +193,7 @@ async def test_big_log_is_rotated_by_copytruncate(node: Node):
 
 
 async def test_container_killed_from_outside_is_restarted_and_counted(node: Node):
-    await node.create(pod_spec("victim", command=["sleep", "3600"]))
+    await node.create(make_pod("victim", command=["sleep", "3600"], grace_seconds=1))
     pod = await node.pod_where("victim", running)
     first_id = pod.status.container_statuses[0].container_id
     pid = node.task_pid(first_id)
@@ -230,7 +211,7 @@ async def test_container_killed_from_outside_is_restarted_and_counted(node: Node
 
 
 async def test_crashing_container_backs_off(node: Node):
-    created = await node.create(pod_spec("crasher", command=["sh", "-c", "echo crashing; exit 3"]))
+    created = await node.create(make_pod("crasher", command=["sh", "-c", "echo crashing; exit 3"], grace_seconds=1))
     # Every status the kubelet reports, from creation on: delay of each back-off -> restart counts seen in it.
     backoffs: dict[float, set[int]] = {}
 
@@ -263,8 +244,8 @@ async def test_crashing_container_backs_off(node: Node):
 
 
 async def test_restart_policies_and_phases(node: Node):
-    await node.create(pod_spec("done", command=["sh", "-c", "exit 0"], restart_policy="OnFailure"))
-    await node.create(pod_spec("failed", command=["sh", "-c", "exit 2"], restart_policy="Never"))
+    await node.create(make_pod("done", command=["sh", "-c", "exit 0"], restart_policy="OnFailure", grace_seconds=1))
+    await node.create(make_pod("failed", command=["sh", "-c", "exit 2"], restart_policy="Never", grace_seconds=1))
     done = await node.pod_where("done", lambda p: p.status.phase == "Succeeded", message="Succeeded")
     term = done.status.container_statuses[0].state.terminated
     assert term.exit_code == 0 and term.reason == "Completed" and term.HasField("finished_at")
@@ -275,8 +256,8 @@ async def test_restart_policies_and_phases(node: Node):
 
 
 async def test_memory_limit_is_enforced_with_oomkilled(node: Node):
-    pod = pod_spec("hog", command=["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"],
-                   restart_policy="Never")
+    pod = make_pod("hog", command=["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"],
+                   restart_policy="Never", grace_seconds=1)
     pod.spec.containers[0].resources.limits["memory"] = "16Mi"
     await node.create(pod)
     pod = await node.pod_where("hog", lambda p: p.status.phase == "Failed", message="OOM-killed pod Failed")
@@ -287,7 +268,8 @@ async def test_memory_limit_is_enforced_with_oomkilled(node: Node):
 async def test_liveness_probe_failure_restarts_the_container(node: Node):
     probe = pb.Probe(exec=pb.ExecAction(command=["test", "-f", "/tmp/healthy"]), period_seconds=1,
                      failure_threshold=1)
-    pod = pod_spec("live", command=["sh", "-c", "touch /tmp/healthy; exec sleep 3600"], liveness_probe=probe)
+    pod = make_pod("live", command=["sh", "-c", "touch /tmp/healthy; exec sleep 3600"], liveness_probe=probe,
+                   grace_seconds=1)
     await node.create(pod)
     pod = await node.pod_where("live", running)
     first_id = pod.status.container_statuses[0].container_id
@@ -304,7 +286,7 @@ async def test_liveness_probe_failure_restarts_the_container(node: Node):
 async def test_readiness_probe_flips_ready(node: Node):
     probe = pb.Probe(http_get=pb.HTTPGetAction(path="/healthz", port=pb.IntOrString(int_val=8080)),
                      period_seconds=1, failure_threshold=1)
-    await node.create(pod_spec("rdy", image=HELLO, readiness_probe=probe))
+    await node.create(make_pod("rdy", image=HELLO, readiness_probe=probe, grace_seconds=1))
     await node.pod_where("rdy", lambda p: running(p) and ready(p), message="Ready")
     await node.exec("rdy", ["rm", "/www/healthz"])
     pod = await node.pod_where("rdy", lambda p: running(p) and not ready(p), message="not Ready")
@@ -329,11 +311,11 @@ def killed_after_grace(node: Node) -> dict[str, float]:
 
 async def test_graceful_deletion_sigterm_then_sigkill(node: Node):
     # Exits on SIGTERM at once although the grace period is long.
-    polite = pod_spec("polite", command=["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.1; done"],
-                      grace=60)
+    polite = make_pod("polite", command=["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.1; done"],
+                      grace_seconds=60)
     # PID 1 without a handler ignores SIGTERM: only the SIGKILL after the grace period ends it. (A grace
     # period long enough to outlast the polite pod's whole termination, however slow the machine.)
-    stubborn = pod_spec("stubborn", command=["sleep", "3600"], grace=10)
+    stubborn = make_pod("stubborn", command=["sleep", "3600"], grace_seconds=10)
     for pod in (polite, stubborn):
         await node.create(pod)
     ids = {}
@@ -370,7 +352,7 @@ async def test_pods_get_service_environment_variables(node: Node):
     # The Service reaches the kubelet asynchronously; a pod started after it has arrived gets the variables.
     for attempt in range(5):
         name = f"svcenv{attempt}"
-        await node.create(pod_spec(name, command=["sleep", "3600"]))
+        await node.create(make_pod(name, command=["sleep", "3600"], grace_seconds=1))
         await node.pod_where(name, running)
         code, out, _ = await node.exec(name, ["env"])
         env = dict(line.split("=", 1) for line in out.decode().splitlines() if "=" in line)

@@ -20,12 +20,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ctl.cli.common import wait_connected
-from ctl.client import Client, ConflictError, NotFoundError
-from master.store.embedded import EtcdProcess
-from proto import objects_pb2 as pb
-from tests.fixtures.master import REPO, MasterProcess
-from tests.fixtures.ports import free_port
+from harness.builders import make_pod
+from harness.master import REPO, MasterProcess
+from harness.ports import free_port
+from harness.waiting import until
+from kybernetes.ctl.cli.runner import wait_connected
+from kybernetes.ctl.client import Client, ConflictError, NotFoundError
+from kybernetes.master.store.embedded import EtcdProcess
+from kybernetes.proto import objects_pb2 as pb
 
 DEPLOYMENT = """\
 apiVersion: apps/v1
@@ -71,7 +73,7 @@ class Result:
 
 
 def _command(server: str | None, args: tuple[str, ...]) -> list[str]:
-    return [sys.executable, "-m", "ctl.cli.main", *(["--server", server] if server else []), *args]
+    return [sys.executable, "-m", "kybernetes.ctl.cli.main", *(["--server", server] if server else []), *args]
 
 
 async def kyb(master: MasterProcess | None, *args: str, stdin: str | None = None, env: dict[str, str] | None = None,
@@ -147,18 +149,6 @@ async def client(master: MasterProcess) -> AsyncIterator[Client]:
         yield c
 
 
-def make_pod(name: str, *, labels: dict[str, str] | None = None, node: str = "", namespace: str = "default",
-             finalizers: tuple[str, ...] = ()) -> pb.Pod:
-    pod = pb.Pod()
-    pod.metadata.name = name
-    pod.metadata.namespace = namespace
-    pod.metadata.labels.update(labels or {})
-    pod.metadata.finalizers.extend(finalizers)
-    pod.spec.node_name = node
-    pod.spec.containers.add(name="main", image="kyb/busybox:1")
-    return pod
-
-
 async def set_pod_status(client: Client, name: str, *, phase: str, ip: str = "",
                          container: dict | None = None) -> pb.Pod:
     """Write a pod's status as a kubelet would (again if the scheduler wrote meanwhile)."""
@@ -168,18 +158,6 @@ async def set_pod_status(client: Client, name: str, *, phase: str, ip: str = "",
         except ConflictError:
             continue
     raise AssertionError(f"pod {name}: status write kept conflicting")
-
-
-async def until(predicate, *, timeout: float = 20.0):
-    """Poll an async predicate until it returns something truthy, or fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        await asyncio.sleep(0.05)
 
 
 async def _set_pod_status(client: Client, name: str, *, phase: str, ip: str,

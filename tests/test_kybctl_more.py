@@ -27,21 +27,22 @@ from typing import TYPE_CHECKING
 import pytest
 import yaml
 
-from ctl.cli.common import CliError
-from ctl.cli.expose import ExposeOptions, service_for
-from ctl.cli.nodes import go_duration, plan_drain
-from ctl.cli.podselect import logging_order_key
-from ctl.cli.rollout import restarted_at, status_message
-from ctl.client import Client, ConflictError, NotFoundError
-from master.store.embedded import EtcdProcess
-from proto import objects_pb2 as pb
-from tests.fixtures.master import REPO, MasterProcess
-from tests.helpers import make_pod, until
+from harness.builders import make_pod
+from harness.master import REPO, MasterProcess
+from harness.waiting import until
+from kybernetes.ctl.cli.errors import CliError
+from kybernetes.ctl.cli.expose import ExposeOptions, service_for
+from kybernetes.ctl.cli.nodes import go_duration, plan_drain
+from kybernetes.ctl.cli.podselect import logging_order_key
+from kybernetes.ctl.cli.rollout import restarted_at, status_message
+from kybernetes.ctl.client import Client, ConflictError, NotFoundError
+from kybernetes.master.store.embedded import EtcdProcess
+from kybernetes.proto import objects_pb2 as pb
 from tests.test_controllers_support import make_deployment
 from tests.test_kybctl import _command, fails, kyb, ok
 
 if TYPE_CHECKING:
-    from tests.fixtures.kubelet import KubeletProcess, Node
+    from harness.kubelet import KubeletProcess, Node
 
 HOLLOW_ARGS = ["--heartbeat-interval", "0.5", "--no-pod-routes", "--no-proxy"]
 WAITING = re.compile(r'^Waiting for deployment "hello" rollout to finish: (\d+ out of \d+ new replicas have been '

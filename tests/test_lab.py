@@ -17,10 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from ctl.client import ApiError, Client
-from kubelet.routes import DEFAULT_PROTO, route_proto, sync_pod_routes
-from proto import objects_pb2 as pb
-from tests.fixtures.lab import (
+from harness.lab import (
     POD_NAME_LABEL,
     REPO,
     WORKERS,
@@ -36,7 +33,10 @@ from tests.fixtures.lab import (
     short_dir,
     used_routes,
 )
-from tests.helpers import until
+from harness.waiting import until
+from kybernetes.ctl.client import ApiError, Client
+from kybernetes.kubelet.routes import DEFAULT_PROTO, route_proto, sync_pod_routes
+from kybernetes.proto import objects_pb2 as pb
 
 # ----------------------------------------------------------------------------- host-gw routes
 

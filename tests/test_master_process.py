@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from ctl.client import Client
-from tests.helpers import make_pod, until
+from harness.builders import make_pod
+from harness.waiting import until
+from kybernetes.ctl.client import Client
 
 
 def _children_of(pid: int) -> list[int]:
@@ -33,7 +34,7 @@ def _children_of(pid: int) -> list[int]:
 async def test_no_flags_serves_on_6443_with_embedded_etcd_and_stops_cleanly(tmp_path: Path, sig: int):
     env = {**os.environ, "HOME": str(tmp_path)}
     log = (tmp_path / "master.log").open("wb")
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "master.main", env=env, stdout=log,
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "kybernetes.master.main", env=env, stdout=log,
                                                 stderr=log, stdin=asyncio.subprocess.DEVNULL)
     try:
         async with Client("127.0.0.1:6443", timeout=2) as client:

@@ -11,11 +11,12 @@ import asyncio
 
 import grpc
 
-from ctl.client import Client, NotFoundError
-from proto import node_pb2, node_pb2_grpc
-from proto import objects_pb2 as pb
-from tests.fixtures.master import MasterProcess
-from tests.helpers import make_pod, until
+from harness.builders import make_pod
+from harness.master import MasterProcess
+from harness.waiting import until
+from kybernetes.ctl.client import Client, NotFoundError
+from kybernetes.proto import node_pb2, node_pb2_grpc
+from kybernetes.proto import objects_pb2 as pb
 
 
 class ScriptedNode:

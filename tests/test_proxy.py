@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from kubelet.proxy.iptables import Iptables
-from kubelet.proxy.proxy import ServiceProxy
-from proto import node_pb2
-from proto import objects_pb2 as pb
+from kybernetes.kubelet.proxy.iptables import Iptables
+from kybernetes.kubelet.proxy.proxy import ServiceProxy
+from kybernetes.proto import node_pb2
+from kybernetes.proto import objects_pb2 as pb
 
 BUSYBOX = shutil.which("busybox") or "/bin/busybox"
 NODE, EXT = "kyt-node", "kyt-ext"

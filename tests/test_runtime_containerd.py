@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from kubelet.runtime import (
+from harness.ports import free_port
+from harness.waiting import until
+from kybernetes.kubelet.runtime import (
     LABEL_CONTAINER_NAME,
     LABEL_POD_NAME,
     LABEL_POD_NAMESPACE,
@@ -34,11 +36,10 @@ from kubelet.runtime import (
     RuntimeUnavailableError,
     SandboxConfig,
 )
-from tests.fixtures.ports import free_port
-from tests.helpers import until
 
 if TYPE_CHECKING:
-    from tests.fixtures.containerd import ContainerdEnv, Registry, RestartableContainerd
+    from harness.containerd import ContainerdEnv, RestartableContainerd
+    from harness.registry import Registry
 
 pytestmark = pytest.mark.containerd
 # The fixtures (containerd, registry, test_images, ...) until tests/conftest.py imports them.

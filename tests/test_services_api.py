@@ -7,8 +7,8 @@ import ipaddress
 
 import pytest
 
-from ctl.client import Client, InvalidError
-from proto import objects_pb2 as pb
+from kybernetes.ctl.client import Client, InvalidError
+from kybernetes.proto import objects_pb2 as pb
 
 
 def make_service(name: str, *, node_port: int = 0, port: int = 8080, type_: str = "NodePort") -> pb.Service:

@@ -24,11 +24,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ctl.client import Client, NotFoundError
-from kubelet.proxy.rules import chain_name
-from proto import objects_pb2 as pb
-from tests.fixtures.lab import Lab, deployment, http_get, ready_pods, run
-from tests.helpers import until
+from harness.lab import Lab, deployment, http_get, ready_pods, run
+from harness.waiting import until
+from kybernetes.ctl.client import Client, NotFoundError
+from kybernetes.kubelet.proxy.rules import chain_name
+from kybernetes.proto import objects_pb2 as pb
 
 REQUESTS = 100
 

@@ -19,10 +19,10 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from ctl.client import Client
-from kubelet.routes import route_proto
-from tests.fixtures.ports import free_ports
-from tests.helpers import until
+from harness.ports import free_ports
+from harness.waiting import until
+from kybernetes.ctl.client import Client
+from kybernetes.kubelet.routes import route_proto
 
 REPO = Path(__file__).resolve().parents[1]
 UP = REPO / "deploy" / "up.sh"

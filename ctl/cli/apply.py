@@ -25,21 +25,15 @@ from typing import Any
 
 import click
 
-from ctl.api import manifest
-from ctl.cli.common import (
-    Settings,
-    SilentExit,
-    command,
-    echo,
-    object_ref,
-    pass_settings,
-    report_error,
-    retry_on_conflict,
-    run,
-    usage_error,
-)
-from ctl.cli.files import Manifest, load_manifests
-from ctl.client import AlreadyExistsError, Client, ConflictError, NotFoundError
+from kybernetes.core.api import manifest
+from kybernetes.core.api.kinds import ApiObject
+from kybernetes.ctl.cli.args import object_ref
+from kybernetes.ctl.cli.errors import SilentExit, report_error, usage_error
+from kybernetes.ctl.cli.files import Manifest, load_manifests
+from kybernetes.ctl.cli.output import echo
+from kybernetes.ctl.cli.runner import retry_on_conflict, run
+from kybernetes.ctl.cli.settings import Settings, command, pass_settings
+from kybernetes.ctl.client import AlreadyExistsError, Client, ConflictError, NotFoundError
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 # Metadata the server owns or that identifies the object: never merged from a manifest.
@@ -91,7 +85,7 @@ def removes_something(live: Any, new: Any, last: Any) -> bool:
     return False
 
 
-def _desired_view(obj: Any) -> dict[str, Any]:
+def _desired_view(obj: ApiObject) -> dict[str, Any]:
     """The part of a manifest's object that apply makes true: everything but identity, server fields, status."""
     doc = {k: v for k, v in manifest.to_dict(obj).items() if k not in _NOT_MERGED}
     metadata = {k: v for k, v in doc.get("metadata", {}).items() if k not in _SERVER_METADATA}
@@ -99,7 +93,7 @@ def _desired_view(obj: Any) -> dict[str, Any]:
     return doc
 
 
-def last_applied_text(obj: Any) -> str:
+def last_applied_text(obj: ApiObject) -> str:
     """The annotation value: the manifest as compact JSON, without the annotation itself."""
     doc = manifest.to_dict(obj)
     doc.get("metadata", {}).pop("resourceVersion", None)
@@ -173,7 +167,7 @@ async def _apply_all(client: Client, manifests: Sequence[Manifest], *, settings:
         try:
             outcome = await apply_one(client, item.obj)
         except Exception as err:  # noqa: BLE001 - reported per object; the others are still applied
-            from ctl.client import ApiError
+            from kybernetes.ctl.client import ApiError
 
             if not isinstance(err, ApiError):
                 raise
@@ -187,7 +181,7 @@ async def _apply_all(client: Client, manifests: Sequence[Manifest], *, settings:
 
 async def apply_one(client: Client, applied: Any) -> str:
     """Create or update one object to match `applied`; returns "created", "configured" or "unchanged"."""
-    from ctl.api import kinds
+    from kybernetes.core.api import kinds
 
     kind = kinds.kind_of(applied)
     precondition = applied.metadata.resource_version

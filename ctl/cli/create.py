@@ -13,21 +13,15 @@ from typing import Any
 
 import click
 
-from ctl.cli import printers
-from ctl.cli.common import (
-    Settings,
-    SilentExit,
-    command,
-    echo,
-    group,
-    object_ref,
-    pass_settings,
-    report_error,
-    run,
-    usage_error,
-)
-from ctl.client import ApiError, Client
-from proto import objects_pb2 as pb
+from kybernetes.core.api.kinds import ApiObject
+from kybernetes.ctl.cli import printers
+from kybernetes.ctl.cli.args import object_ref
+from kybernetes.ctl.cli.errors import SilentExit, report_error, usage_error
+from kybernetes.ctl.cli.output import echo
+from kybernetes.ctl.cli.runner import run
+from kybernetes.ctl.cli.settings import Settings, command, group, pass_settings
+from kybernetes.ctl.client import ApiError, Client
+from kybernetes.proto import objects_pb2 as pb
 
 _OUTPUTS = click.Choice(["json", "yaml", "name"])
 _DRY_RUN = click.Choice(["none", "client"])
@@ -47,7 +41,7 @@ def create(ctx: click.Context, filenames: tuple[str, ...], recursive: bool, outp
         return
     if not filenames:
         raise usage_error("must specify one of -f or a subcommand (deployment)")
-    from ctl.cli.files import load_manifests
+    from kybernetes.ctl.cli.files import load_manifests
 
     settings = ctx.ensure_object(Settings)
     manifests = load_manifests(filenames, recursive=recursive)
@@ -131,9 +125,9 @@ def create_deployment(settings: Settings, name: str, command_args: tuple[str, ..
     _print_created(result, output=output, dry_run=dry_run != "none")
 
 
-def _print_created(obj: Any, *, output: str | None, dry_run: bool) -> None:
+def _print_created(obj: ApiObject, *, output: str | None, dry_run: bool) -> None:
     if output in ("json", "yaml"):
-        from ctl.api import manifest
+        from kybernetes.core.api import manifest
 
         echo(printers.format_document(manifest.to_dict(obj), output))
     elif output == "name":

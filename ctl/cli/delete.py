@@ -16,24 +16,13 @@ from dataclasses import dataclass
 
 import click
 
-from ctl.api.kinds import Kind
-from ctl.cli.common import (
-    Settings,
-    SilentExit,
-    Target,
-    check_selector,
-    command,
-    echo,
-    no_resources_line,
-    parse_duration,
-    parse_resource_args,
-    pass_settings,
-    report_error,
-    run,
-    type_name,
-    usage_error,
-)
-from ctl.client import ApiError, Client, NotFoundError
+from kybernetes.core.api.kinds import Kind
+from kybernetes.ctl.cli.args import Target, check_selector, parse_resource_args, type_name
+from kybernetes.ctl.cli.errors import SilentExit, report_error, usage_error
+from kybernetes.ctl.cli.output import echo, no_resources_line
+from kybernetes.ctl.cli.runner import run
+from kybernetes.ctl.cli.settings import Settings, command, parse_duration, pass_settings
+from kybernetes.ctl.client import ApiError, Client, NotFoundError
 
 CASCADE = {"background": "Background", "foreground": "Foreground", "orphan": "Orphan",
            "true": "Background", "false": "Orphan"}
@@ -92,7 +81,7 @@ def delete(settings: Settings, args: tuple[str, ...], filenames: tuple[str, ...]
     if filenames:
         if args:
             raise usage_error("cannot specify both resource arguments and --filename")
-        from ctl.cli.files import load_manifests
+        from kybernetes.ctl.cli.files import load_manifests
 
         targets = [Target(m.kind, m.name, m.namespace) for m in load_manifests(filenames, recursive=recursive)]
     else:
@@ -136,8 +125,8 @@ class _Deleter:
             found.extend(Target(kind, o.metadata.name, o.metadata.namespace)
                          for o in sorted(listed.items, key=lambda o: (o.metadata.namespace, o.metadata.name)))
         if not found:
-            kind = list_kinds[0] if list_kinds else None
-            echo(no_resources_line(namespaced=bool(kind and kind.namespaced),
+            first = list_kinds[0] if list_kinds else None
+            echo(no_resources_line(namespaced=bool(first and first.namespaced),
                                    all_namespaces=all_namespaces, namespace=self.settings.namespace), err=True)
             return 0
         failed = 0
@@ -176,8 +165,9 @@ class _Deleter:
         await asyncio.gather(*not_done, return_exceptions=True)
         failed = 0
         for task in done:
-            if task.exception() is not None:
-                report_error(task.exception(), self.settings)
+            error = task.exception()
+            if error is not None:
+                report_error(error, self.settings)
                 failed += 1
         for task in not_done:
             item = tasks[task]

@@ -17,23 +17,16 @@ from typing import Any
 import click
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from ctl.api import kinds
-from ctl.cli import printers
-from ctl.cli.common import (
-    Settings,
-    SilentExit,
-    check_selector,
-    command,
-    echo,
-    no_resources_line,
-    parse_resource_args,
-    pass_settings,
-    report_error,
-    run,
-    usage_error,
-)
-from ctl.client import Client, NotFoundError
-from proto import objects_pb2 as pb
+from kybernetes.core.api import kinds
+from kybernetes.core.api.kinds import ApiObject
+from kybernetes.ctl.cli import printers
+from kybernetes.ctl.cli.args import check_selector, parse_resource_args
+from kybernetes.ctl.cli.errors import SilentExit, report_error, usage_error
+from kybernetes.ctl.cli.output import echo, no_resources_line
+from kybernetes.ctl.cli.runner import run
+from kybernetes.ctl.cli.settings import Settings, command, pass_settings
+from kybernetes.ctl.client import Client, NotFoundError
+from kybernetes.proto import objects_pb2 as pb
 
 NONE = printers.NONE
 
@@ -101,20 +94,20 @@ def timestamp(stamp: Timestamp) -> str:
     return when.strftime("%a, %d %b %Y %H:%M:%S %z")
 
 
-def _meta(w: Writer, obj: Any, *, namespaced: bool = True) -> None:
+def _meta(w: Writer, obj: ApiObject, *, namespaced: bool = True) -> None:
     w.item(0, "Name", obj.metadata.name)
     if namespaced:
         w.item(0, "Namespace", obj.metadata.namespace)
 
 
-def _labels_annotations(w: Writer, obj: Any, level: int = 0) -> None:
+def _labels_annotations(w: Writer, obj: ApiObject, level: int = 0) -> None:
     w.mapping(level, "Labels", obj.metadata.labels)
     annotations = {k: v for k, v in obj.metadata.annotations.items()
                    if k != "kubectl.kubernetes.io/last-applied-configuration"}
     w.mapping(level, "Annotations", annotations, sep=": ")
 
 
-def _controlled_by(w: Writer, obj: Any) -> None:
+def _controlled_by(w: Writer, obj: ApiObject) -> None:
     for ref in obj.metadata.owner_references:
         if ref.controller:
             w.item(0, "Controlled By", f"{ref.kind}/{ref.name}")
@@ -267,7 +260,7 @@ async def describe_pod(_client: Client, pod: pb.Pod, w: Writer, now: float) -> N
     w.values(0, "Tolerations", tolerations)
 
 
-async def _owned(client: Client, resource: str, owner: Any) -> list[Any]:
+async def _owned(client: Client, resource: str, owner: ApiObject) -> list[Any]:
     listed = await client.list(resource, namespace=owner.metadata.namespace)
     return [o for o in listed.items if any(r.uid == owner.metadata.uid for r in o.metadata.owner_references)]
 
@@ -419,9 +412,9 @@ async def describe_event(_client: Client, ev: pb.Event, w: Writer, now: float) -
     w.item(0, "Last Timestamp", timestamp(ev.last_timestamp))
 
 
-async def describe_generic(_client: Client, obj: Any, w: Writer, _now: float) -> None:
+async def describe_generic(_client: Client, obj: ApiObject, w: Writer, _now: float) -> None:
     """Name, namespace, labels, annotations and the rest as YAML (for kinds without a describer)."""
-    from ctl.api import manifest
+    from kybernetes.core.api import manifest
 
     kind = kinds.kind_of(obj)
     _meta(w, obj, namespaced=kind.namespaced)
@@ -445,7 +438,7 @@ DESCRIBERS: dict[str, Describer] = {
 # ---------------------------------------------------------------- events of an object
 
 
-def events_for(obj: Any, events: Iterable[pb.Event]) -> list[pb.Event]:
+def events_for(obj: ApiObject, events: Iterable[pb.Event]) -> list[pb.Event]:
     """The events about `obj` (by kind and name, and uid when both sides know it), oldest first."""
     kind = kinds.kind_of(obj).kind
     meta = obj.metadata

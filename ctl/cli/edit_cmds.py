@@ -1,6 +1,6 @@
 """Commands that change one aspect of existing objects: label, annotate, scale, set image.
 
-Each is a read-modify-write through `common.read_modify_write` (retried on
+Each is a read-modify-write through `runner.read_modify_write` (retried on
 Conflict, or pinned with --resource-version), with the change itself a small
 pure function on the object, so the rules (kubectl's --overwrite refusal, the
 `*` container wildcard) are testable without a server.
@@ -14,25 +14,13 @@ from typing import Any
 
 import click
 
-from ctl.api.selectors import label_key_error, label_value_error
-from ctl.cli.common import (
-    CliError,
-    Settings,
-    SilentExit,
-    Target,
-    check_selector,
-    command,
-    echo,
-    group,
-    parse_resource_args,
-    pass_settings,
-    read_modify_write,
-    report_error,
-    run,
-    type_name,
-    usage_error,
-)
-from ctl.client import ApiError, Client
+from kybernetes.core.api.selectors import label_key_error, label_value_error
+from kybernetes.ctl.cli.args import Target, check_selector, parse_resource_args, type_name
+from kybernetes.ctl.cli.errors import CliError, SilentExit, report_error, usage_error
+from kybernetes.ctl.cli.output import echo
+from kybernetes.ctl.cli.runner import read_modify_write, run
+from kybernetes.ctl.cli.settings import Settings, command, group, pass_settings
+from kybernetes.ctl.client import ApiError, Client
 
 # ---------------------------------------------------------------- label / annotate
 
@@ -218,7 +206,7 @@ def set_group() -> None:
 
 def pod_spec_of(obj: Any) -> Any:
     """The pod spec inside a Pod, ReplicaSet or Deployment."""
-    from proto import objects_pb2 as pb
+    from kybernetes.proto import objects_pb2 as pb
 
     if isinstance(obj, pb.Pod):
         return obj.spec

@@ -33,21 +33,13 @@ from typing import Any
 import click
 import grpc
 
-from ctl.cli.common import (
-    CliError,
-    Settings,
-    SilentExit,
-    command,
-    echo,
-    one_line,
-    parse_duration,
-    pass_settings,
-    run,
-    usage_error,
-)
-from ctl.cli.podselect import all_container_names, choose_container, pod_api_error, require_host, resolve_pod
-from ctl.client import Client, error_from_rpc
-from proto import node_pb2, node_pb2_grpc
+from kybernetes.ctl.cli.errors import CliError, SilentExit, one_line, usage_error
+from kybernetes.ctl.cli.output import echo
+from kybernetes.ctl.cli.podselect import all_container_names, choose_container, pod_api_error, require_host, resolve_pod
+from kybernetes.ctl.cli.runner import run
+from kybernetes.ctl.cli.settings import Settings, command, parse_duration, pass_settings
+from kybernetes.ctl.client import Client, error_from_rpc
+from kybernetes.proto import node_pb2, node_pb2_grpc
 
 _AFTER_DASH = "kyb.exec.after_dash"
 _READ_SIZE = 64 * 1024

@@ -16,21 +16,14 @@ from typing import Any
 
 import click
 
-from ctl.cli.common import (
-    CliError,
-    Settings,
-    api_group,
-    check_selector,
-    command,
-    echo,
-    object_ref,
-    parse_resource_args,
-    pass_settings,
-    run,
-    usage_error,
-)
-from ctl.client import Client
-from proto import objects_pb2 as pb
+from kybernetes.core.api.kinds import ApiObject
+from kybernetes.ctl.cli.args import api_group, check_selector, object_ref, parse_resource_args
+from kybernetes.ctl.cli.errors import CliError, usage_error
+from kybernetes.ctl.cli.output import echo
+from kybernetes.ctl.cli.runner import run
+from kybernetes.ctl.cli.settings import Settings, command, pass_settings
+from kybernetes.ctl.client import Client
+from kybernetes.proto import objects_pb2 as pb
 
 EXPOSABLE = ("Pod", "Service", "ReplicaSet", "Deployment")
 _OUTPUTS = click.Choice(["json", "yaml", "name"])
@@ -52,7 +45,7 @@ class ExposeOptions:
     cluster_ip: str = ""
 
 
-def _pod_spec(obj: Any) -> pb.PodSpec | None:
+def _pod_spec(obj: ApiObject) -> pb.PodSpec | None:
     if isinstance(obj, pb.Pod):
         return obj.spec
     if isinstance(obj, pb.Deployment | pb.ReplicaSet):
@@ -65,7 +58,7 @@ def _format_expression(expr: pb.LabelSelectorRequirement) -> str:
     return f"{expr.key} {expr.operator} ({values})" if values else f"{expr.key} {expr.operator}"
 
 
-def selector_for(obj: Any) -> dict[str, str]:
+def selector_for(obj: ApiObject) -> dict[str, str]:
     """The map-based selector of the pods behind `obj` (kubectl's MapBasedSelectorForObject)."""
     if isinstance(obj, pb.Pod):
         if not obj.metadata.labels:
@@ -87,7 +80,7 @@ def selector_for(obj: Any) -> dict[str, str]:
     raise CliError(f"error: cannot expose a {type(obj).__name__}")
 
 
-def ports_for(obj: Any) -> list[tuple[int, str]]:
+def ports_for(obj: ApiObject) -> list[tuple[int, str]]:
     """The (port, protocol) pairs `obj` declares: its containers' ports, or a Service's ports."""
     if isinstance(obj, pb.Service):
         return [(p.port, p.protocol or "TCP") for p in obj.spec.ports]
@@ -113,7 +106,7 @@ def _port_number(text: str, *, flag: str) -> int:
     return int(text)
 
 
-def service_for(obj: Any, options: ExposeOptions, *, namespace: str) -> pb.Service:
+def service_for(obj: ApiObject, options: ExposeOptions, *, namespace: str) -> pb.Service:
     """The Service `kubectl expose` would create for `obj` (see the module docstring)."""
     if type(obj).__name__ not in EXPOSABLE:
         raise CliError(f"error: cannot expose a {type(obj).__name__}")
@@ -206,8 +199,8 @@ def expose(settings: Settings, args: tuple[str, ...], port: str, target_port: st
 
 def _print(service: pb.Service, *, output: str | None, dry_run: bool) -> None:
     if output in ("json", "yaml"):
-        from ctl.api import manifest
-        from ctl.cli import printers
+        from kybernetes.core.api import manifest
+        from kybernetes.ctl.cli import printers
 
         echo(printers.format_document(manifest.to_dict(service), output))
     elif output == "name":

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ctl.api import manifest
-from ctl.api.kinds import Kind
-from ctl.cli.common import one_line, usage_error
+from kybernetes.core.api import manifest
+from kybernetes.core.api.kinds import ApiObject, Kind
+from kybernetes.ctl.cli.errors import one_line, usage_error
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -26,7 +26,7 @@ class Manifest:
 
     source: str
     kind: Kind
-    obj: Any
+    obj: ApiObject
 
     @property
     def name(self) -> str:
@@ -71,7 +71,8 @@ def convert(doc: dict[str, Any], *, source: str) -> Manifest:
     except manifest.ManifestError as err:
         text = str(err)
         if text.startswith("no matches for kind"):
-            metadata = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
+            found = doc.get("metadata") if doc else None
+            metadata: dict[str, Any] = found if isinstance(found, dict) else {}
             raise usage_error(f'resource mapping not found for name: "{metadata.get("name", "")}" namespace: '
                               f'"{metadata.get("namespace", "")}" from "{source}": {text}') from None
         raise usage_error(f'error validating "{source}": error validating data: {text}') from None

@@ -15,24 +15,14 @@ from typing import Any
 
 import click
 
-from ctl.cli import printers
-from ctl.cli.common import (
-    ResourceArgs,
-    Settings,
-    SilentExit,
-    Target,
-    check_selector,
-    command,
-    echo,
-    no_resources_line,
-    object_ref,
-    parse_resource_args,
-    pass_settings,
-    report_error,
-    run,
-    usage_error,
-)
-from ctl.client import Client, NotFoundError
+from kybernetes.core.api.kinds import ApiObject
+from kybernetes.ctl.cli import printers
+from kybernetes.ctl.cli.args import ResourceArgs, Target, check_selector, object_ref, parse_resource_args
+from kybernetes.ctl.cli.errors import SilentExit, report_error, usage_error
+from kybernetes.ctl.cli.output import echo, no_resources_line
+from kybernetes.ctl.cli.runner import run
+from kybernetes.ctl.cli.settings import Settings, command, pass_settings
+from kybernetes.ctl.client import Client, NotFoundError
 
 _NO_TYPE = ('You must specify the type of resource to get. Use "kybctl api-resources" for a complete list of '
             "supported resources.")
@@ -206,9 +196,10 @@ class _WatchPrinter:
         for obj in objs:
             self.event("ADDED", obj, now=time.time(), initial=objs)
 
-    def event(self, event_type: str, obj: Any, *, now: float | None = None, initial: list[Any] | None = None) -> None:
+    def event(self, event_type: str, obj: ApiObject, *, now: float | None = None,
+              initial: list[Any] | None = None) -> None:
         if self.output in ("json", "yaml"):
-            from ctl.api import manifest
+            from kybernetes.core.api import manifest
 
             text = printers.format_document(manifest.to_dict(obj), self.output)
             if self.output == "yaml" and self.documents:

@@ -20,10 +20,12 @@ import sys
 import click
 import grpc
 
-from ctl.cli.common import CliError, Settings, command, parse_duration, pass_settings, run, usage_error
-from ctl.cli.podselect import choose_container, pod_api_error, require_host, resolve_pod
-from ctl.client import Client
-from proto import node_pb2, node_pb2_grpc
+from kybernetes.ctl.cli.errors import CliError, usage_error
+from kybernetes.ctl.cli.podselect import choose_container, pod_api_error, require_host, resolve_pod
+from kybernetes.ctl.cli.runner import run
+from kybernetes.ctl.cli.settings import Settings, command, parse_duration, pass_settings
+from kybernetes.ctl.client import Client
+from kybernetes.proto import node_pb2, node_pb2_grpc
 
 
 def _write(data: bytes) -> None:

@@ -21,27 +21,28 @@ from collections.abc import Sequence
 
 import click
 
-from ctl.cli.common import CONTEXT_SETTINGS, AliasGroup, CliError, Settings, error_line, global_options, one_line
+from kybernetes.ctl.cli.errors import CliError, error_line, one_line
+from kybernetes.ctl.cli.settings import CONTEXT_SETTINGS, AliasGroup, Settings, global_options
 
 COMMANDS: dict[str, str] = {
-    "get": "ctl.cli.get:get",
-    "describe": "ctl.cli.describe:describe",
-    "create": "ctl.cli.create:create",
-    "apply": "ctl.cli.apply:apply",
-    "delete": "ctl.cli.delete:delete",
-    "label": "ctl.cli.edit_cmds:label",
-    "annotate": "ctl.cli.edit_cmds:annotate",
-    "scale": "ctl.cli.edit_cmds:scale",
-    "set": "ctl.cli.edit_cmds:set_group",
-    "logs": "ctl.cli.logs:logs",
-    "exec": "ctl.cli.exec_cmd:exec_command",
-    "rollout": "ctl.cli.rollout:rollout",
-    "cordon": "ctl.cli.nodes:cordon",
-    "uncordon": "ctl.cli.nodes:uncordon",
-    "drain": "ctl.cli.nodes:drain",
-    "expose": "ctl.cli.expose:expose",
-    "version": "ctl.cli.misc:version",
-    "api-resources": "ctl.cli.misc:api_resources",
+    "get": "kybernetes.ctl.cli.get:get",
+    "describe": "kybernetes.ctl.cli.describe:describe",
+    "create": "kybernetes.ctl.cli.create:create",
+    "apply": "kybernetes.ctl.cli.apply:apply",
+    "delete": "kybernetes.ctl.cli.delete:delete",
+    "label": "kybernetes.ctl.cli.edit_cmds:label",
+    "annotate": "kybernetes.ctl.cli.edit_cmds:annotate",
+    "scale": "kybernetes.ctl.cli.edit_cmds:scale",
+    "set": "kybernetes.ctl.cli.edit_cmds:set_group",
+    "logs": "kybernetes.ctl.cli.logs:logs",
+    "exec": "kybernetes.ctl.cli.exec_cmd:exec_command",
+    "rollout": "kybernetes.ctl.cli.rollout:rollout",
+    "cordon": "kybernetes.ctl.cli.nodes:cordon",
+    "uncordon": "kybernetes.ctl.cli.nodes:uncordon",
+    "drain": "kybernetes.ctl.cli.nodes:drain",
+    "expose": "kybernetes.ctl.cli.expose:expose",
+    "version": "kybernetes.ctl.cli.misc:version",
+    "api-resources": "kybernetes.ctl.cli.misc:api_resources",
 }
 
 
@@ -122,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except Exception as err:  # noqa: BLE001 - the CLI's contract is one line, never a traceback
         if os.environ.get("KYB_DEBUG"):
             raise
-        from ctl.client import ApiError
+        from kybernetes.ctl.client import ApiError
 
         if isinstance(err, ApiError):
             click.echo(error_line(err, server=settings.server), err=True)

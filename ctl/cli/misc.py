@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import click
 
-from ctl.api import kinds
-from ctl.cli.common import Settings, command, echo, pass_settings, resource_name, run
-from ctl.cli.printers import tabulate
+from kybernetes.core.api import kinds
+from kybernetes.ctl.cli.args import resource_name
+from kybernetes.ctl.cli.output import echo
+from kybernetes.ctl.cli.printers import tabulate
+from kybernetes.ctl.cli.runner import run
+from kybernetes.ctl.cli.settings import Settings, command, pass_settings
 
 
 def client_version() -> str:
@@ -36,7 +39,7 @@ def version(settings: Settings, client_only: bool) -> None:
         import grpc
         from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-        from ctl.client import ApiError, error_from_rpc
+        from kybernetes.ctl.client import ApiError, error_from_rpc
 
         stub = health_pb2_grpc.HealthStub(client.channel)  # type: ignore[attr-defined]
         try:

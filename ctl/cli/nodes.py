@@ -25,24 +25,13 @@ from dataclasses import dataclass, field
 
 import click
 
-from ctl.cli.common import (
-    CliError,
-    Settings,
-    SilentExit,
-    Target,
-    check_selector,
-    command,
-    echo,
-    parse_duration,
-    pass_settings,
-    read_modify_write,
-    report_error,
-    resolve_kind,
-    run,
-    usage_error,
-)
-from ctl.client import ApiError, Client, NotFoundError
-from proto import objects_pb2 as pb
+from kybernetes.ctl.cli.args import Target, check_selector, resolve_kind
+from kybernetes.ctl.cli.errors import CliError, SilentExit, report_error, usage_error
+from kybernetes.ctl.cli.output import echo
+from kybernetes.ctl.cli.runner import read_modify_write, run
+from kybernetes.ctl.cli.settings import Settings, command, parse_duration, pass_settings
+from kybernetes.ctl.client import ApiError, Client, NotFoundError
+from kybernetes.proto import objects_pb2 as pb
 
 UNMANAGED_FATAL = "cannot delete Pods that declare no controller (use --force to override)"
 UNMANAGED_WARNING = "deleting Pods that declare no controller"

@@ -23,10 +23,14 @@ from typing import Any
 
 import grpc
 
-from ctl.api.kinds import Kind
-from ctl.cli.common import CliError, Settings, echo, one_line, resolve_kind, usage_error
-from ctl.client import ApiError, Client, NotFoundError, error_from_rpc
-from proto import objects_pb2 as pb
+from kybernetes.core.api.kinds import ApiObject, Kind
+from kybernetes.core.api.objects import ready_since
+from kybernetes.ctl.cli.args import resolve_kind
+from kybernetes.ctl.cli.errors import CliError, one_line, usage_error
+from kybernetes.ctl.cli.output import echo
+from kybernetes.ctl.cli.settings import Settings
+from kybernetes.ctl.client import ApiError, Client, NotFoundError, error_from_rpc
+from kybernetes.proto import objects_pb2 as pb
 
 DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
 _PHASE_ORDER = {"Running": 0, "Unknown": 1, "Pending": 2}  # others count as 0, as in kubectl's map lookup
@@ -48,17 +52,9 @@ def split_target(spec: str) -> tuple[Kind, str]:
     return resolve_kind(kind_name), name
 
 
-def _ready_since(pod: pb.Pod) -> float | None:
-    for condition in pod.status.conditions:
-        if condition.type == "Ready" and condition.status == "True":
-            stamp = condition.last_transition_time
-            return stamp.seconds + stamp.nanos / 1e9 if stamp.seconds or stamp.nanos else 0.0
-    return None
-
-
 def logging_order_key(pod: pb.Pod) -> tuple[Any, ...]:
     """kubectl's ByLogging order as a sort key: the pod `logs TYPE/NAME` prefers sorts first."""
-    ready = _ready_since(pod)
+    ready = ready_since(pod)
     restarts = max((c.restart_count for c in pod.status.container_statuses), default=0)
     created = pod.metadata.creation_timestamp
     created_at = created.seconds + created.nanos / 1e9 if created.seconds or created.nanos else float("inf")
@@ -73,9 +69,9 @@ def logging_order_key(pod: pb.Pod) -> tuple[Any, ...]:
     )
 
 
-def selector_of(obj: Any, kind: Kind, *, verb: str) -> str:
+def selector_of(obj: ApiObject, kind: Kind, *, verb: str) -> str:
     """The label selector of the pods behind a Deployment, ReplicaSet or Service."""
-    from ctl.api import selectors
+    from kybernetes.core.api import selectors
 
     if isinstance(obj, pb.Deployment | pb.ReplicaSet):
         return selectors.to_string(obj.spec.selector)

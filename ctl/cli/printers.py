@@ -22,9 +22,10 @@ from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from ctl.api import kinds
-from ctl.cli.common import type_name
-from proto import objects_pb2 as pb
+from kybernetes.core.api import kinds
+from kybernetes.core.api.objects import is_pod_ready
+from kybernetes.ctl.cli.args import type_name
+from kybernetes.proto import objects_pb2 as pb
 
 NONE = "<none>"
 UNKNOWN = "<unknown>"
@@ -147,7 +148,7 @@ def pod_status(pod: pb.Pod) -> str:
         elif status.ready and state.HasField("running"):
             has_running = True
     if reason == "Completed" and has_running:
-        ready = any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions)
+        ready = is_pod_ready(pod)
         reason = "Running" if ready else "NotReady"
     if pod.metadata.HasField("deletion_timestamp"):
         reason = "Unknown" if pod.status.reason == "NodeLost" else "Terminating"
@@ -216,7 +217,7 @@ def node_address(node: pb.Node, kind: str) -> str:
 
 def selector_string(selector: pb.LabelSelector) -> str:
     """A LabelSelector as kubectl prints it (`app=web,tier in (a,b)`), `<none>` when empty."""
-    from ctl.api.selectors import SelectorError, to_string
+    from kybernetes.core.api.selectors import SelectorError, to_string
 
     try:
         return to_string(selector) or NONE
@@ -257,7 +258,7 @@ def endpoints_string(endpoints: pb.Endpoints, *, limit: int = 3) -> str:
     shown: list[str] = []
     total = 0
     for subset in endpoints.subsets:
-        ports = list(subset.ports) or [None]
+        ports: list[pb.EndpointPort | None] = [*subset.ports] or [None]
         for port in ports:
             for address in subset.addresses:
                 total += 1
@@ -444,7 +445,7 @@ def to_yaml(doc: Any) -> str:
 
 def document(objs: Sequence[Any], *, single: bool, resource_version: str = "") -> dict[str, Any]:
     """One object's manifest dict, or a `List` of several."""
-    from ctl.api import manifest
+    from kybernetes.core.api import manifest
 
     if single and len(objs) == 1:
         return manifest.to_dict(objs[0])

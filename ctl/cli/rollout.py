@@ -24,29 +24,15 @@ from typing import Any
 
 import click
 
-from ctl.api.kinds import Kind
-from ctl.cli import printers
-from ctl.cli.common import (
-    CliError,
-    Settings,
-    SilentExit,
-    Target,
-    api_group,
-    command,
-    echo,
-    group,
-    parse_duration,
-    parse_resource_args,
-    pass_settings,
-    read_modify_write,
-    report_error,
-    resource_name,
-    run,
-    type_name,
-    usage_error,
-)
-from ctl.client import ApiError, Client
-from proto import objects_pb2 as pb
+from kybernetes.core.api.kinds import ApiObject, Kind
+from kybernetes.ctl.cli import printers
+from kybernetes.ctl.cli.args import Target, api_group, parse_resource_args, resource_name, type_name
+from kybernetes.ctl.cli.errors import CliError, SilentExit, report_error, usage_error
+from kybernetes.ctl.cli.output import echo
+from kybernetes.ctl.cli.runner import read_modify_write, run
+from kybernetes.ctl.cli.settings import Settings, command, group, parse_duration, pass_settings
+from kybernetes.ctl.client import ApiError, Client
+from kybernetes.proto import objects_pb2 as pb
 
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 REVISION = "deployment.kubernetes.io/revision"
@@ -186,7 +172,7 @@ def history_table(revisions: list[Any]) -> list[str]:
 
 def template_lines(template: pb.PodTemplateSpec) -> list[str]:
     """The `Pod Template:` section kubectl's describe prints for a revision."""
-    from ctl.cli.describe import Writer, _pod_template
+    from kybernetes.ctl.cli.describe import Writer, _pod_template
 
     writer = Writer()
     _pod_template(writer, template)
@@ -202,7 +188,7 @@ def history(settings: Settings, args: tuple[str, ...], revision: int) -> None:
     targets = _targets(args, verb="show the history of")
     if revision < 0:
         raise usage_error("revision must be a positive integer")
-    from master.controllers.deployment.revisions import history as revisions_of
+    from kybernetes.ctl.client.rollout import history as revisions_of
 
     async def one(client: Client, target: Target) -> None:
         namespace = settings.namespace_for(target.kind)
@@ -258,7 +244,7 @@ def _each(settings: Settings, targets: list[Target], action: Callable[[Client, T
 def undo(settings: Settings, args: tuple[str, ...], to_revision: int) -> None:
     """Roll back to an earlier revision: rollout undo deployment/NAME [--to-revision=N]"""
     targets = _targets(args, verb="roll back")
-    from master.controllers.deployment.rollback import RollbackError, rollback_deployment
+    from kybernetes.ctl.client.rollout import RollbackError, rollback_deployment
 
     async def one(client: Client, target: Target) -> None:
         namespace = settings.namespace_for(target.kind)
@@ -293,7 +279,7 @@ def _spec_command(*, name: str, verb: str, past: str, unsupported: str,
         targets = _targets(args, verb=verb)
 
         async def one(client: Client, target: Target) -> None:
-            def edit(obj: Any) -> bool:
+            def edit(obj: ApiObject) -> bool:
                 prefix = f'error: {resource_name(target.kind)} "{target.name}"'
                 if not isinstance(obj, pb.Deployment):
                     raise CliError(f"{prefix} {unsupported}")

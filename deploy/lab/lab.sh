@@ -228,7 +228,7 @@ configure_node() {
         --venv "$VENV" --kubelet-args "$KUBELET_ARGS" 2>/dev/null
 }
 
-kubelet_available() { "$PY" -c 'import kubelet.main' >/dev/null 2>&1; }
+kubelet_available() { "$PY" -c 'import kybernetes.kubelet.main' >/dev/null 2>&1; }
 
 start_node() {  # containerd, then the kubelet (waiting for Ready only when asked)
     local n=$1 wait=$2
@@ -281,7 +281,7 @@ cmd_up() {
     if [[ ! -e $(dirname "$LAB") ]]; then mkdir -p "$LAB"; touch "$LAB/parent-created"; fi
     mkdir -p "$LAB"
     if [[ $kubelet == yes ]] && ! kubelet_available; then
-        say "warning: kubelet.main is not importable from $VENV: the workers run containerd only"
+        say "warning: kybernetes.kubelet.main is not importable from $VENV: the workers run containerd only"
         kubelet=no
     fi
     if [[ $kubelet == no ]]; then touch "$LAB/no-kubelet"; else rm -f "$LAB/no-kubelet"; fi

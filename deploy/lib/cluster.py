@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Small cluster-side steps for the deploy scripts (up.sh, the namespace lab, provisioning), one per subcommand.
 
-Each subcommand talks to a master through `ctl.client.Client` and either waits for a condition with a
+Each subcommand talks to a master through `kybernetes.ctl.client.Client` and either waits for a condition with a
 deadline (exit 1 with what was last seen when it is not met) or, for `host-routes`, keeps the local routing
 table in step with the Nodes: the namespace lab runs it in the host's network namespace so that the host
 reaches every node's pods (host-gw, the same `kubelet.routes.sync_pod_routes` the kubelets use, under a tag
@@ -27,9 +27,9 @@ import click
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from ctl.client import Client
-from ctl.machinery.log import configure, get_logger
-from kubelet.routes import RouteError, sync_pod_routes
+from kybernetes.core.log import configure, get_logger
+from kybernetes.ctl.client import Client
+from kybernetes.kubelet.routes import RouteError, sync_pod_routes
 
 
 async def _until(check: Callable[[], Awaitable[tuple[bool, str]]], *, timeout: float, what: str,

@@ -204,14 +204,14 @@ component_argv() {  # fills the global array ARGV with the component's command l
                 *) etcd_flags=(--etcd "$KYB_ETCD") ;;
             esac
             # shellcheck disable=SC2206  # extra flags are words by design
-            ARGV=("$py" -m master.main --listen "$KYB_MASTER_LISTEN" "${etcd_flags[@]}"
+            ARGV=("$py" -m kybernetes.master.main --listen "$KYB_MASTER_LISTEN" "${etcd_flags[@]}"
                   --data-dir "$KYB_STATE_DIR/master" --cluster-cidr "$KYB_CLUSTER_CIDR"
                   --service-cidr "$KYB_SERVICE_CIDR" $KYB_MASTER_ARGS) ;;
         containerd)
             ARGV=(containerd --config "$KYB_ETC/containerd.toml") ;;
         kubelet)
             # shellcheck disable=SC2206
-            ARGV=("$py" -m kubelet.main --master "$KYB_MASTER" --node-name "$KYB_NODE_NAME"
+            ARGV=("$py" -m kybernetes.kubelet.main --master "$KYB_MASTER" --node-name "$KYB_NODE_NAME"
                   --containerd-address "$KYB_CONTAINERD_ADDRESS" --containerd-namespace "$KYB_CONTAINERD_NAMESPACE"
                   --root-dir "$KYB_STATE_DIR/kubelet" --insecure-registry "$KYB_REGISTRY"
                   --node-ip "$KYB_NODE_IP" --pod-bridge "$KYB_POD_BRIDGE" $KYB_KUBELET_ARGS) ;;

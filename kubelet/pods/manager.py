@@ -19,15 +19,15 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-from ctl.machinery.actors import Actor
-from ctl.machinery.log import get_logger
-from kubelet.logs import rotate_if_larger
-from kubelet.memory import release_free_memory
-from kubelet.pods import adoption
-from kubelet.pods.worker import Adopted, PodWorker, WorkerContext
-from kubelet.runtime.base import LABEL_POD_UID, ContainerExit, ContainerInfo, ContainerRuntimeError
-from proto import node_pb2
-from proto import objects_pb2 as pb
+from kybernetes.core.log import get_logger
+from kybernetes.core.machinery.actors import Actor
+from kybernetes.kubelet.logs import rotate_if_larger
+from kybernetes.kubelet.memory import release_free_memory
+from kybernetes.kubelet.pods import adoption
+from kybernetes.kubelet.pods.worker import Adopted, PodWorker, WorkerContext
+from kybernetes.kubelet.runtime.base import LABEL_POD_UID, ContainerExit, ContainerInfo, ContainerRuntimeError
+from kybernetes.proto import node_pb2
+from kybernetes.proto import objects_pb2 as pb
 
 # Kubernetes' containerLogMaxSize default.
 DEFAULT_LOG_MAX_BYTES = 10 * 2**20

@@ -21,8 +21,8 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from kubelet.runtime.base import ContainerRuntimeError, Runtime
-from proto import objects_pb2 as pb
+from kybernetes.kubelet.runtime.base import ContainerRuntimeError, Runtime
+from kybernetes.proto import objects_pb2 as pb
 
 # Enough of a probe's output for an event message.
 _OUTPUT_LIMIT = 512

@@ -12,8 +12,8 @@ import hashlib
 import time
 from dataclasses import dataclass, field
 
-from kubelet.pods.backoff import Backoff
-from proto import objects_pb2 as pb
+from kybernetes.kubelet.pods.backoff import Backoff
+from kybernetes.proto import objects_pb2 as pb
 
 # Labels the kubelet puts on its containers (next to the runtime's identity labels), read back on adoption.
 LABEL_RESTART_COUNT = "io.kybernetes.container.restart-count"

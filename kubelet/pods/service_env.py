@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from proto import objects_pb2 as pb
+from kybernetes.proto import objects_pb2 as pb
 
 
 def _env_name(name: str) -> str:

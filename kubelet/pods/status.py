@@ -17,9 +17,9 @@ from collections.abc import Callable, Iterable
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from kubelet.pods.records import ContainerRecord, Instance
-from proto import node_pb2
-from proto import objects_pb2 as pb
+from kybernetes.kubelet.pods.records import ContainerRecord, Instance
+from kybernetes.proto import node_pb2
+from kybernetes.proto import objects_pb2 as pb
 
 # How often one report is resent while the master's stored status differs from it.
 MAX_REPAIRS = 3

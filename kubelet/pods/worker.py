@@ -16,11 +16,20 @@ One sync, with Kubernetes' semantics:
 * every failure becomes a waiting reason with a message and an Event; the
   worker never raises out of its loop.
 
-Termination (deletionTimestamp, or the pod went away): the sync in progress is
-cancelled, every running container gets its stop signal and, after the grace
-period (which a later, shorter grace can cut), SIGKILL; then containers,
-sandbox and log files are removed, the final status is sent, and the master is
-told with PodTerminated that the pod may go.
+Termination (deletionTimestamp, or the pod went away) cancels the sync in
+progress and ends the loop with the pod's teardown.
+
+This module holds the loop, its inputs and the sync; the worker's other
+behaviours are mixins of `PodWorker`, one module each:
+  adoption.py     `AdoptionMixin`: taking over what a previous kubelet left running
+  probing.py      `ProbingMixin`: starting and stopping probers, acting on their results
+  termination.py  `TerminationMixin`: stopping a container with its grace, the pod's teardown
+Mixins rather than functions taking the worker: the parts share the worker's
+state and call each other (the sync kills through termination, termination
+stops probers, an exit resets probe state), so each method kept its body and
+`self` when it moved. Each mixin names the state and the methods it uses in an
+`if TYPE_CHECKING:` block, so the dependencies are written down and
+type-checked; `PodWorker.__init__` sets all the state.
 """
 
 from __future__ import annotations
@@ -29,21 +38,22 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from ctl.api.quantity import QuantityError, parse_cpu, parse_memory
-from ctl.machinery.log import get_logger, obj_ref
-from kubelet.events import NORMAL, WARNING, EventRecorder
-from kubelet.logs import LogStore
-from kubelet.pods.backoff import Backoff
-from kubelet.pods.probes import Prober
-from kubelet.pods.records import LABEL_RESTART_COUNT, LABEL_SPEC_HASH, ContainerRecord, Instance, spec_hash
-from kubelet.pods.service_env import service_environment
-from kubelet.pods.status import StatusReporter, build_pod_status
-from kubelet.runtime.base import (
-    LABEL_CONTAINER_NAME,
+from kybernetes.core.api.quantity import QuantityError, parse_cpu, parse_memory
+from kybernetes.core.log import get_logger, obj_ref
+from kybernetes.kubelet.events import NORMAL, WARNING, EventRecorder
+from kybernetes.kubelet.logs import LogStore
+from kybernetes.kubelet.pods.adoption import Adopted, AdoptionMixin
+from kybernetes.kubelet.pods.backoff import Backoff
+from kybernetes.kubelet.pods.probing import ProbingMixin
+from kybernetes.kubelet.pods.records import LABEL_RESTART_COUNT, LABEL_SPEC_HASH, ContainerRecord, Instance, spec_hash
+from kybernetes.kubelet.pods.service_env import service_environment
+from kybernetes.kubelet.pods.status import StatusReporter, build_pod_status
+from kybernetes.kubelet.pods.termination import TerminationMixin
+from kybernetes.kubelet.runtime.base import (
     ContainerConfig,
     ContainerExit,
     ContainerInfo,
@@ -55,8 +65,21 @@ from kubelet.runtime.base import (
     Sandbox,
     SandboxConfig,
 )
-from proto import node_pb2
-from proto import objects_pb2 as pb
+from kybernetes.proto import node_pb2
+from kybernetes.proto import objects_pb2 as pb
+
+__all__ = [
+    "IMAGE_ERROR_VISIBLE",
+    "RESYNC_INTERVAL",
+    "TRANSIENT_RETRY",
+    "UNKNOWN_RELISTS",
+    "Adopted",
+    "NodeRuntime",
+    "PodWorker",
+    "WorkerContext",
+    "pod_key",
+    "should_restart",
+]
 
 # Without news, a worker still re-syncs this often (a safety net, like the kubelet's resync).
 RESYNC_INTERVAL = 10.0
@@ -93,14 +116,6 @@ class WorkerContext:
     services: Callable[[], Sequence[pb.Service]] = lambda: ()
 
 
-@dataclass
-class Adopted:
-    """What a restarted kubelet found in the runtime for a pod it must keep running."""
-
-    sandbox: Sandbox | None
-    containers: list[ContainerInfo] = field(default_factory=list)
-
-
 def should_restart(policy: str, exit_code: int | None) -> bool:
     if policy == "Never":
         return False
@@ -120,7 +135,7 @@ def pod_key(pod: pb.Pod) -> str:
     return f"{pod.metadata.name}_{pod.metadata.namespace}({pod.metadata.uid})"
 
 
-class PodWorker:
+class PodWorker(AdoptionMixin, ProbingMixin, TerminationMixin):
     """The task that owns one pod (see the module docstring)."""
 
     def __init__(self, *, pod: pb.Pod, ctx: WorkerContext, adopted: Adopted | None = None,
@@ -177,28 +192,6 @@ class PodWorker:
         if pod.spec != old.spec:
             self.wake()
 
-    def remove(self) -> None:
-        """The pod is gone from the master (or no longer bound here): terminate it."""
-        meta = self.pod.metadata
-        grace = meta.deletion_grace_period_seconds if meta.HasField("deletion_timestamp") else \
-            self.pod.spec.termination_grace_period_seconds
-        self.request_termination(grace)
-
-    def request_termination(self, grace: float) -> None:
-        deadline = time.monotonic() + max(0.0, float(grace))
-        if deadline < self._kill_deadline:
-            self._kill_deadline = deadline
-            self._grace_changed.set()
-        if not self._terminate_requested:
-            self._terminate_requested = True
-            if self._sync_task is not None and not self._sync_task.done():
-                self._sync_task.cancel()
-        self.wake()
-
-    @property
-    def terminating(self) -> bool:
-        return self._terminate_requested
-
     def wake(self) -> None:
         self._wake.set()
 
@@ -248,55 +241,6 @@ class PodWorker:
                 continue
             self._container_stopped(record)
             self.wake()
-
-    # -------------------------------------------------------------- adoption
-
-    def _adopt(self, adopted: Adopted) -> None:
-        """Take over what a previous kubelet left running, without restarting it."""
-        sandbox = adopted.sandbox
-        if sandbox is not None and sandbox.ready and sandbox.config.host_network == self.pod.spec.host_network:
-            self.sandbox = sandbox
-        else:
-            # No usable sandbox: everything found must go and the pod starts over (counts are kept).
-            self._stale.extend(info.id for info in adopted.containers)
-            if sandbox is not None:
-                self._stale_sandbox = sandbox.id
-        previous_statuses = {s.name: s for s in self.pod.status.container_statuses}
-        by_name: dict[str, list[ContainerInfo]] = {}
-        for info in adopted.containers:
-            by_name.setdefault(info.labels.get(LABEL_CONTAINER_NAME, ""), []).append(info)
-        for name, infos in by_name.items():
-            record = self.records.get(name)
-            if record is None or self.sandbox is None:
-                self._stale.extend(info.id for info in infos)
-                continue
-            infos.sort(key=lambda i: (_int_label(i, LABEL_RESTART_COUNT), i.started_at or 0.0))
-            newest = infos[-1]
-            self._stale.extend(info.id for info in infos[:-1])
-            number = _int_label(newest, LABEL_RESTART_COUNT)
-            if newest.state not in ("running", "exited"):
-                self._stale.append(newest.id)
-                record.restart_count = number
-                continue
-            instance = Instance(container_id=newest.id, number=number,
-                                spec_hash=newest.labels.get(LABEL_SPEC_HASH, ""),
-                                image=previous_statuses[name].image if name in previous_statuses else "",
-                                image_id=newest.image, started_at=newest.started_at)
-            if newest.state == "exited":
-                instance.finish(exit_code=newest.exit_code if newest.exit_code is not None else 137,
-                                finished_at=newest.finished_at, oom_killed=newest.oom_killed)
-            record.current = instance
-            record.restart_count = number
-            record.waiting = None
-            old = previous_statuses.get(name)
-            if old is not None and old.container_id == newest.id and old.last_state.HasField("terminated"):
-                term = old.last_state.terminated
-                record.previous = Instance(container_id=term.container_id, number=max(0, number - 1),
-                                           spec_hash="", image="", image_id="",
-                                           started_at=term.started_at.ToNanoseconds() / 1e9 or None,
-                                           finished_at=term.finished_at.ToNanoseconds() / 1e9 or None,
-                                           exit_code=term.exit_code, reason=term.reason, message=term.message)
-            self.log.info("container adopted", container=name, container_id=newest.id, state=newest.state)
 
     # ------------------------------------------------------------------ loop
 
@@ -563,91 +507,6 @@ class PodWorker:
         else:
             self.wake()
 
-    async def _kill(self, record: ContainerRecord, *, grace: float) -> None:
-        """Stop the running instance (stop signal, grace, SIGKILL) and record how it ended."""
-        current = record.current
-        assert current is not None
-        self._stop_probers(record)
-        try:
-            await self.ctx.runtime.stop_container(current.container_id, grace_seconds=float(grace))
-        except ContainerRuntimeError as err:
-            self.log.warning("stopping container failed", container=record.name, error=str(err))
-        await self._refresh_exit(record)
-
-    async def _refresh_exit(self, record: ContainerRecord) -> None:
-        current = record.current
-        if current is None or not current.running:
-            return
-        try:
-            info = await self.ctx.runtime.container_info(current.container_id)
-        except ContainerRuntimeError:
-            info = None
-        if current.running:
-            if info is not None and info.state == "exited":
-                current.finish(exit_code=info.exit_code if info.exit_code is not None else 137,
-                               finished_at=info.finished_at, oom_killed=info.oom_killed)
-            elif info is None or info.state != "running":
-                current.finish(exit_code=137, finished_at=None)
-            else:
-                return
-        self._container_stopped(record)
-
-    def _container_stopped(self, record: ContainerRecord) -> None:
-        self._stop_probers(record)
-        record.ready = False
-        record.liveness_failure = ""
-
-    async def _remove_stale(self) -> None:
-        if self._stale_sandbox is not None:
-            with contextlib.suppress(ContainerRuntimeError):
-                await self.ctx.runtime.remove_sandbox(self._stale_sandbox)
-        for container_id in self._stale:
-            with contextlib.suppress(ContainerRuntimeError):
-                await self.ctx.runtime.remove_container(container_id)
-        self._stale.clear()
-
-    # ---------------------------------------------------------------- probes
-
-    def _start_probers(self, record: ContainerRecord) -> None:
-        spec = next((c for c in self.pod.spec.containers if c.name == record.name), None)
-        current = record.current
-        if spec is None or current is None:
-            return
-        self._stop_probers(record)
-        for kind in ("liveness", "readiness"):
-            field_name = f"{kind}_probe"
-            if not spec.HasField(field_name):
-                continue
-            prober = Prober(kind=kind, probe=getattr(spec, field_name), runtime=self.ctx.runtime,
-                            container_id=current.container_id, container=spec, pod_ip=self.pod_ip(),
-                            on_result=self._probe_callback(record, kind, current.container_id))
-            prober.start()
-            record.probers.append(prober)
-
-    def _probe_callback(self, record: ContainerRecord, kind: str, container_id: str) -> Callable[[bool, str], None]:
-        def on_result(ok: bool, message: str) -> None:
-            if record.current is None or record.current.container_id != container_id or not record.current.running:
-                return
-            if not ok:
-                title = "Liveness" if kind == "liveness" else "Readiness"
-                self._event(WARNING, "Unhealthy", f"{title} probe failed: {message}", container=record.name)
-            if kind == "liveness":
-                record.liveness_failure = "" if ok else (message or "liveness probe failed")
-            else:
-                record.ready = ok
-            self.wake()
-
-        return on_result
-
-    def _stop_probers(self, record: ContainerRecord) -> None:
-        for prober in record.probers:
-            prober.stop()  # type: ignore[attr-defined]
-        record.probers.clear()
-
-    def _stop_all_probers(self) -> None:
-        for record in self.records.values():
-            self._stop_probers(record)
-
     # ---------------------------------------------------------------- status
 
     def pod_ip(self) -> str:
@@ -665,71 +524,6 @@ class PodWorker:
             self.log.debug("status changed", phase=status.phase,
                            containers={s.name: _state_name(s.state) for s in status.container_statuses})
 
-    # ----------------------------------------------------------- termination
-
-    async def _terminate(self) -> None:
-        self._stop_all_probers()
-        running = [r for r in self.records.values() if r.running]
-        for record in running:
-            self._event(NORMAL, "Killing", f"Stopping container {record.name}", container=record.name)
-        self.publish()
-        attempt = 0
-        while True:
-            try:
-                await self._stop_running()
-                await self._remove_everything()
-                break
-            except ContainerRuntimeError as err:
-                attempt += 1
-                self.log.warning("pod teardown failed, retrying", error=str(err), attempt=attempt)
-                await asyncio.sleep(min(5.0, 0.2 * 2 ** min(attempt, 5)))
-        for record in self.records.values():
-            record.waiting = None
-        self.publish(finished=True)
-        meta = self.pod.metadata
-        await self.ctx.logs.remove_pod(namespace=meta.namespace, name=meta.name, uid=meta.uid)
-        self.ctx.send(node_pb2.NodeMessage(pod_terminated=node_pb2.PodTerminated(
-            namespace=meta.namespace, name=meta.name, uid=meta.uid)))
-        self.terminated = True
-        self.log.info("pod terminated")
-
-    async def _stop_running(self) -> None:
-        """Stop every running container within the grace period; a shorter grace arriving meanwhile cuts it."""
-        while True:
-            running = [r for r in self.records.values() if r.running]
-            if not running:
-                return
-            self._grace_changed.clear()
-            remaining = max(0.0, self._kill_deadline - time.monotonic())
-            stops = asyncio.gather(*(self.ctx.runtime.stop_container(r.current.container_id,  # type: ignore[union-attr]
-                                                                     grace_seconds=remaining) for r in running))
-            changed = asyncio.create_task(self._grace_changed.wait())
-            try:
-                await asyncio.wait({stops, changed}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                changed.cancel()
-            if not stops.done():
-                stops.cancel()
-                with contextlib.suppress(asyncio.CancelledError, ContainerRuntimeError):
-                    await stops
-                continue
-            stops.result()  # raises the runtime's error, retried by the caller
-            for record in running:
-                await self._refresh_exit(record)
-            return
-
-    async def _remove_everything(self) -> None:
-        runtime = self.ctx.runtime
-        for sandbox in await runtime.list_sandboxes():
-            if sandbox.config.pod_uid == self.uid:
-                await runtime.remove_sandbox(sandbox.id)
-        if self.sandbox is not None:
-            await runtime.remove_sandbox(self.sandbox.id)
-        ids = {r.current.container_id for r in self.records.values() if r.current is not None}
-        ids |= {r.previous.container_id for r in self.records.values() if r.previous is not None}
-        for container_id in ids:
-            await runtime.remove_container(container_id)
-
 
 def _state_name(state: pb.ContainerState) -> str:
     if state.HasField("waiting"):
@@ -737,10 +531,3 @@ def _state_name(state: pb.ContainerState) -> str:
     if state.HasField("terminated"):
         return f"terminated:{state.terminated.reason}"
     return "running" if state.HasField("running") else "none"
-
-
-def _int_label(info: ContainerInfo, key: str) -> int:
-    try:
-        return int(info.labels.get(key, "0"))
-    except ValueError:
-        return 0

@@ -17,9 +17,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 
-from ctl.machinery.log import get_logger
-from kubelet.proxy.rules import OUR_FILTER_CHAINS, OUR_NAT_CHAINS, render, service_ports
-from proto import objects_pb2 as pb
+from kybernetes.core.log import get_logger
+from kybernetes.kubelet.proxy.rules import OUR_FILTER_CHAINS, OUR_NAT_CHAINS, render, service_ports
+from kybernetes.proto import objects_pb2 as pb
 
 log = get_logger("proxy")
 

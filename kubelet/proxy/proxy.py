@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 
-from ctl.machinery.actors import Actor
-from kubelet.proxy.iptables import Iptables
-from proto import node_pb2
+from kybernetes.core.machinery.actors import Actor
+from kybernetes.kubelet.proxy.iptables import Iptables
+from kybernetes.proto import node_pb2
 
 
 class ServiceProxy(Actor):

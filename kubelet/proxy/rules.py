@@ -23,7 +23,7 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from proto import objects_pb2 as pb
+from kybernetes.proto import objects_pb2 as pb
 
 MASQ_MARK = "0x4000/0x4000"
 AFFINITY_SECONDS = 10800

@@ -1,10 +1,10 @@
 """Container runtime layer of the kubelet: a small interface (`base`) and its containerd implementation.
 
 The node logic imports from here only:
-    from kubelet.runtime import ContainerdRuntime, ContainerConfig, SandboxConfig, ...
+    from kybernetes.kubelet.runtime import ContainerdRuntime, ContainerConfig, SandboxConfig, ...
 """
 
-from kubelet.runtime.base import (
+from kybernetes.kubelet.runtime.base import (
     LABEL_CONTAINER_NAME,
     LABEL_MANAGED,
     LABEL_POD_NAME,
@@ -30,7 +30,7 @@ from kubelet.runtime.base import (
     SandboxConfig,
     SandboxError,
 )
-from kubelet.runtime.containerd import ContainerdExecSession, ContainerdRuntime, CtrError
+from kybernetes.kubelet.runtime.containerd import ContainerdExecSession, ContainerdRuntime, CtrError
 
 __all__ = [
     "LABEL_CONTAINER_NAME",

@@ -15,7 +15,7 @@ import itertools
 import time
 from collections.abc import AsyncIterator
 
-from kubelet.runtime.base import (
+from kybernetes.kubelet.runtime.base import (
     LABEL_CONTAINER_NAME,
     LABEL_MANAGED,
     LABEL_POD_NAME,

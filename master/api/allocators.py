@@ -11,13 +11,15 @@ from __future__ import annotations
 import ipaddress
 import random
 
-from master.store.etcd import Allocations, Store
-from proto import objects_pb2 as pb
+from kybernetes.core.api.errors import InvalidError
+from kybernetes.core.api.kinds import ApiObject
+from kybernetes.master.store.etcd import Allocations, Store
+from kybernetes.proto import objects_pb2 as pb
 
 NODE_PORT_RANGE = (30000, 32767)
 
 
-class AllocationError(ValueError):
+class AllocationError(InvalidError, ValueError):
     """A requested IP or port is taken or out of range (INVALID_ARGUMENT, naming the field)."""
 
 
@@ -30,7 +32,7 @@ class ServiceAllocator:
         self.ports = Allocations(store, "nodeports")
 
     @staticmethod
-    def owner(svc: pb.Service) -> str:
+    def owner(svc: ApiObject) -> str:
         return f"{svc.metadata.namespace}/{svc.metadata.name}"
 
     async def allocate(self, svc: pb.Service, *, old: pb.Service | None = None) -> list[tuple[str, str]]:

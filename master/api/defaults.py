@@ -14,10 +14,11 @@ progressDeadlineSeconds), where presence is tested with HasField and an explicit
 
 from __future__ import annotations
 
-from google.protobuf.message import Message
+from collections.abc import Callable
+from typing import Any
 
-from ctl.api.kinds import kind_of
-from proto import objects_pb2 as pb
+from kybernetes.core.api.kinds import ApiObject, kind_of
+from kybernetes.proto import objects_pb2 as pb
 
 __all__ = ["apply_defaults", "default_image_pull_policy"]
 
@@ -34,7 +35,7 @@ DEFAULT_REVISION_HISTORY_LIMIT = 10
 DEFAULT_PROGRESS_DEADLINE_SECONDS = 600
 
 
-def apply_defaults(obj: Message) -> None:
+def apply_defaults(obj: ApiObject) -> None:
     """Fill Kubernetes' defaults into a concrete object (pb.Pod, pb.Deployment, ...) in place."""
     kind = kind_of(obj)
     if not obj.api_version:
@@ -170,7 +171,7 @@ def _default_endpoints(endpoints: pb.Endpoints) -> None:
                 port.protocol = "TCP"
 
 
-_DEFAULTERS = {
+_DEFAULTERS: dict[type, Callable[[Any], None]] = {
     pb.Pod: _default_pod,
     pb.ReplicaSet: _default_replica_set,
     pb.Deployment: _default_deployment,

@@ -1,8 +1,9 @@
 """The ObjectAPI gRPC service: a thin translation between protobuf requests and `ObjectService`.
 
-Errors map to status codes once, here: invalid input INVALID_ARGUMENT, a
-missing object NOT_FOUND, a taken name ALREADY_EXISTS, a stale resourceVersion
-ABORTED, etcd down UNAVAILABLE, a compacted watch start OUT_OF_RANGE.
+Errors are `kybernetes.core.api.errors.ApiError`s from the store and validation up, each with its status
+code (invalid input INVALID_ARGUMENT, a missing object NOT_FOUND, a taken name ALREADY_EXISTS, a stale
+resourceVersion ABORTED, etcd down UNAVAILABLE, a compacted watch start OUT_OF_RANGE); any other exception is
+a bug, answered INTERNAL and logged with its traceback.
 """
 
 from __future__ import annotations
@@ -13,32 +14,27 @@ from typing import Any, TypeVar
 
 import grpc
 
-from ctl.api import kinds
-from master.api.objects import InvalidRequest, ObjectService
-from master.store import errors
-from proto import api_pb2, api_pb2_grpc
-from proto import objects_pb2 as pb
+from kybernetes.core.api import kinds
+from kybernetes.core.api.errors import ApiError, code_of
+from kybernetes.core.log import get_logger
+from kybernetes.master.api.objects import InvalidRequest, ObjectService
+from kybernetes.proto import api_pb2, api_pb2_grpc
+from kybernetes.proto import objects_pb2 as pb
 
 T = TypeVar("T")
-
-_CODES: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
-    (errors.NotFound, grpc.StatusCode.NOT_FOUND),
-    (errors.AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
-    (errors.Conflict, grpc.StatusCode.ABORTED),
-    (errors.Unavailable, grpc.StatusCode.UNAVAILABLE),
-    (errors.TooOld, grpc.StatusCode.OUT_OF_RANGE),
-    (InvalidRequest, grpc.StatusCode.INVALID_ARGUMENT),
-    (ValueError, grpc.StatusCode.INVALID_ARGUMENT),  # ValidationError, SelectorError
-    (errors.StoreError, grpc.StatusCode.INTERNAL),
-)
+log = get_logger("api")
 
 
-def status_for(err: Exception) -> grpc.StatusCode | None:
-    """The gRPC status code of one of our errors, or None for a bug."""
-    for cls, code in _CODES:
-        if isinstance(err, cls):
-            return code
-    return None
+async def _abort(context: grpc.aio.ServicerContext, err: Exception, method: str) -> None:
+    """Answer an error: an `ApiError` with its own code (errors.code_of), anything else as INTERNAL.
+
+    Anything that is not an `ApiError` is our bug, never the caller's fault: it is logged with its traceback
+    and answered INTERNAL, never INVALID_ARGUMENT.
+    """
+    if isinstance(err, ApiError):
+        await context.abort(code_of(err), err.message)
+    log.error("internal error", method=method, error=repr(err), exc_info=err)
+    await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(err).__name__}")
 
 
 def _unary(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
@@ -46,11 +42,10 @@ def _unary(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
     async def wrapper(self: ObjectAPIServicer, request: Any, context: grpc.aio.ServicerContext) -> T:
         try:
             return await fn(self, request, context)
+        except grpc.aio.AbortError:
+            raise
         except Exception as err:
-            code = status_for(err)
-            if code is None:
-                raise
-            await context.abort(code, str(err))
+            await _abort(context, err, fn.__name__)
             raise  # unreachable: abort raises
 
     return wrapper
@@ -115,8 +110,7 @@ class ObjectAPIServicer(api_pb2_grpc.ObjectAPIServicer):
                 else:
                     yield api_pb2.WatchEvent(type=ev.type, object=kinds.wrap(ev.object),
                                              resource_version=ev.resource_version)
+        except grpc.aio.AbortError:
+            raise
         except Exception as err:
-            code = status_for(err)
-            if code is None:
-                raise
-            await context.abort(code, str(err))
+            await _abort(context, err, "Watch")

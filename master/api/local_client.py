@@ -1,4 +1,5 @@
-"""An in-process client of the object service, with the same interface and errors as `ctl.client.Client`.
+"""An in-process client of the object service, with the same interface and errors as
+`kybernetes.ctl.client.Client` (both satisfy `kybernetes.core.api.client.ObjectClient`).
 
 The master's own control loops use it: they get Kubernetes' API semantics
 (defaulting, validation, optimistic concurrency) without a loopback gRPC hop.
@@ -7,54 +8,19 @@ Code written against `Client` runs unchanged on either.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator
+from typing import Any
 
 from google.protobuf.message import Message
 
-from ctl import client as api
-from master.api.objects import InvalidRequest, ObjectService
-from master.store import errors
-
-T = TypeVar("T")
-
-_ERRORS: tuple[tuple[type[Exception], type[api.ApiError]], ...] = (
-    (errors.NotFound, api.NotFoundError),
-    (errors.AlreadyExists, api.AlreadyExistsError),
-    (errors.Conflict, api.ConflictError),
-    (errors.Unavailable, api.UnavailableError),
-    (errors.TooOld, api.ExpiredError),
-    (InvalidRequest, api.InvalidError),
-    (ValueError, api.InvalidError),
-    (errors.StoreError, api.ApiError),
-)
-
-
-def _translate(err: Exception) -> api.ApiError | None:
-    for cls, out in _ERRORS:
-        if isinstance(err, cls):
-            return out(str(err))
-    return None
-
-
-async def _call(aw: Awaitable[T]) -> T:
-    try:
-        return await aw
-    except Exception as err:
-        mapped = _translate(err)
-        if mapped is None:
-            raise
-        raise mapped from None
-
-
-def _copy(obj: Message) -> Message:
-    out = type(obj)()
-    out.CopyFrom(obj)
-    return out
+from kybernetes.core.api import client as api
+from kybernetes.core.api.kinds import ApiObject, as_api_object
+from kybernetes.core.api.objects import copy_of
+from kybernetes.master.api.objects import ObjectService
 
 
 class LocalClient:
-    """`ctl.client.Client`'s interface over an in-process `ObjectService`."""
+    """`kybernetes.ctl.client.Client`'s interface over an in-process `ObjectService`."""
 
     def __init__(self, service: ObjectService) -> None:
         self.service = service
@@ -62,30 +28,30 @@ class LocalClient:
     async def close(self) -> None:
         """Nothing to close: kept for interface parity."""
 
-    async def create(self, obj: Message) -> Any:
-        return await _call(self.service.create(_copy(obj)))
+    async def create(self, obj: Message | ApiObject) -> Any:
+        return await self.service.create(as_api_object(copy_of(obj)))
 
     async def get(self, resource: str, name: str, *, namespace: str = "default") -> Any:
-        return await _call(self.service.get(resource, name, namespace))
+        return await self.service.get(resource, name, namespace)
 
     async def list(self, resource: str, *, namespace: str = "", label_selector: str = "",
                    field_selector: str = "") -> api.ListResult:
-        items, rv = await _call(self.service.list(resource, namespace, label_selector=label_selector,
-                                                  field_selector=field_selector))
+        items, rv = await self.service.list(resource, namespace, label_selector=label_selector,
+                                                  field_selector=field_selector)
         return api.ListResult(items, rv)
 
-    async def update(self, obj: Message) -> Any:
-        return await _call(self.service.update(_copy(obj)))
+    async def update(self, obj: Message | ApiObject) -> Any:
+        return await self.service.update(as_api_object(copy_of(obj)))
 
-    async def update_status(self, obj: Message) -> Any:
-        return await _call(self.service.update_status(_copy(obj)))
+    async def update_status(self, obj: Message | ApiObject) -> Any:
+        return await self.service.update_status(as_api_object(copy_of(obj)))
 
     async def delete(self, resource: str, name: str, *, namespace: str = "default", resource_version: str = "",
                      unconditional: bool = False, propagation_policy: str = "",
                      grace_period_seconds: int | None = None) -> api.DeleteResult:
-        obj, deleted = await _call(self.service.delete(
+        obj, deleted = await self.service.delete(
             resource, name, namespace, resource_version=resource_version, unconditional=unconditional,
-            propagation_policy=propagation_policy, grace_period_seconds=grace_period_seconds))
+            propagation_policy=propagation_policy, grace_period_seconds=grace_period_seconds)
         return api.DeleteResult(obj, deleted)
 
     async def watch_once(self, resource: str, *, namespace: str = "", label_selector: str = "",
@@ -95,16 +61,7 @@ class LocalClient:
                                     field_selector=field_selector, resource_version=resource_version,
                                     bookmarks=bookmarks)
         try:
-            while True:
-                try:
-                    ev = await stream.__anext__()
-                except StopAsyncIteration:
-                    return
-                except Exception as err:
-                    mapped = _translate(err)
-                    if mapped is None:
-                        raise
-                    raise mapped from None
+            async for ev in stream:
                 yield api.WatchEvent(ev.type, ev.object, ev.resource_version)
         finally:
             await stream.aclose()

@@ -20,23 +20,23 @@ import secrets
 import string
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 from google.protobuf.message import Message
-from google.protobuf.timestamp_pb2 import Timestamp
 
-from ctl.api import kinds
-from ctl.api.kinds import Kind
-from ctl.api.selectors import FieldSelector, LabelSelector, parse_field_selector, parse_label_selector
-from ctl.machinery.log import get_logger, obj_ref
-from master.api.allocators import ServiceAllocator
-from master.api.defaults import apply_defaults
-from master.api.validation import validate
-from master.store.batch import CreateBatcher
-from master.store.errors import Conflict, NotFound
-from master.store.etcd import Store
-from proto import objects_pb2 as pb
+from kybernetes.core.api import kinds
+from kybernetes.core.api.errors import ConflictError, InvalidError, NotFoundError
+from kybernetes.core.api.kinds import ApiObject, Kind
+from kybernetes.core.api.objects import copy_of, now_timestamp
+from kybernetes.core.api.selectors import FieldSelector, LabelSelector, parse_field_selector, parse_label_selector
+from kybernetes.core.log import get_logger, obj_ref
+from kybernetes.master.api.allocators import ServiceAllocator
+from kybernetes.master.api.defaults import apply_defaults
+from kybernetes.master.api.validation import validate
+from kybernetes.master.store.batch import CreateBatcher
+from kybernetes.master.store.etcd import Store
+from kybernetes.proto import objects_pb2 as pb
 
 log = get_logger("apiserver")
 
@@ -47,7 +47,7 @@ EVENT_LEASE_REUSE_SECONDS = 60
 _NAME_CHARS = string.ascii_lowercase + string.digits
 
 
-class InvalidRequest(ValueError):
+class InvalidRequest(InvalidError, ValueError):
     """A request that can never succeed as sent (gRPC INVALID_ARGUMENT)."""
 
 
@@ -56,7 +56,7 @@ class WatchEvent:
     """One event of an API watch."""
 
     type: str  # ADDED, MODIFIED, DELETED, BOOKMARK
-    object: Message | None  # None for BOOKMARK
+    object: ApiObject | None  # None for BOOKMARK
     resource_version: str
 
 
@@ -66,13 +66,6 @@ def resolve_kind(resource: str) -> Kind:
         return kinds.lookup(resource)
     except kinds.UnknownKind as err:
         raise InvalidRequest(f"resource: Unsupported value: {resource!r}") from err
-
-
-def _now() -> Timestamp:
-    ts = Timestamp()
-    ts.GetCurrentTime()
-    ts.nanos = 0  # Kubernetes timestamps have second precision
-    return ts
 
 
 def _parse_rv(value: str, field: str = "metadata.resourceVersion") -> int:
@@ -92,7 +85,7 @@ def _selectors(label_selector: str, field_selector: str) -> tuple[LabelSelector,
         raise InvalidRequest(str(err)) from err
 
 
-def _spec_of(obj: Message) -> bytes:
+def _spec_of(obj: ApiObject) -> bytes:
     """The part of an object whose change bumps generation (spec, or the whole body for spec-less kinds)."""
     for field in ("spec", "subsets"):
         if any(f.name == field for f in obj.DESCRIPTOR.fields):
@@ -123,10 +116,10 @@ class ObjectService:
 
     # ---------------------------------------------------------------- create
 
-    async def create(self, obj: Message) -> Message:
+    async def create(self, obj: ApiObject) -> ApiObject:
         """Default, validate and store a new object."""
         kind = kinds.kind_of(obj)
-        obj = _copy(obj)
+        obj = copy_of(obj)
         meta = obj.metadata
         if meta.resource_version:
             raise InvalidRequest("metadata.resourceVersion: Invalid value: "
@@ -138,12 +131,12 @@ class ObjectService:
         apply_defaults(obj)
         validate(obj)
         meta.uid = str(uuid.uuid4())
-        meta.creation_timestamp.CopyFrom(_now())
+        meta.creation_timestamp.CopyFrom(now_timestamp())
         meta.ClearField("deletion_timestamp")
         meta.generation = 1
         if kind.kind in ("Pod", "ReplicaSet", "Deployment"):
             obj.ClearField("status")
-        if kind.kind == "Pod":
+        if isinstance(obj, pb.Pod):
             obj.status.phase = "Pending"
         lease = 0
         if kind.kind == "Event":
@@ -162,7 +155,7 @@ class ObjectService:
 
     # ------------------------------------------------------------------ read
 
-    async def get(self, resource: str, name: str, namespace: str = "") -> Message:
+    async def get(self, resource: str, name: str, namespace: str = "") -> ApiObject:
         """One object."""
         kind = resolve_kind(resource)
         if not name:
@@ -170,7 +163,7 @@ class ObjectService:
         return await self.store.get(kind, name, self._ns(kind, namespace))
 
     async def list(self, resource: str, namespace: str = "", *, label_selector: str = "",
-                   field_selector: str = "") -> tuple[list[Message], str]:
+                   field_selector: str = "") -> tuple[list[ApiObject], str]:
         """Objects matching the selectors, and the list's resourceVersion."""
         kind = resolve_kind(resource)
         labels, fields = _selectors(label_selector, field_selector)
@@ -181,10 +174,10 @@ class ObjectService:
 
     # ---------------------------------------------------------------- update
 
-    async def update(self, obj: Message) -> Message:
+    async def update(self, obj: ApiObject) -> ApiObject:
         """Replace an object's metadata and spec (not its status) at the version the caller read."""
         kind = kinds.kind_of(obj)
-        obj = _copy(obj)
+        obj = copy_of(obj)
         if not kind.namespaced:
             obj.metadata.namespace = ""
         elif not obj.metadata.namespace:
@@ -194,9 +187,9 @@ class ObjectService:
         expected = _parse_rv(obj.metadata.resource_version)
         old = await self.store.get(kind, obj.metadata.name, obj.metadata.namespace)
         if int(old.metadata.resource_version) != expected:
-            raise Conflict(f'Operation cannot be fulfilled on {kind.resource} "{obj.metadata.name}": the object '
+            raise ConflictError(f'Operation cannot be fulfilled on {kind.resource} "{obj.metadata.name}": the object '
                            "has been modified; please apply your changes to the latest version and try again")
-        if isinstance(obj, pb.Service):
+        if isinstance(obj, pb.Service) and isinstance(old, pb.Service):
             _keep_allocated_service_fields(obj, old)
         apply_defaults(obj)
         validate(obj, old=old)
@@ -210,7 +203,7 @@ class ObjectService:
             meta.ClearField("deletion_timestamp")
             meta.deletion_grace_period_seconds = 0
         if any(f.name == "status" for f in obj.DESCRIPTOR.fields):
-            obj.status.CopyFrom(old.status)
+            getattr(obj, "status").CopyFrom(getattr(old, "status"))  # noqa: B009 - any kind with a status
         meta.generation = old.metadata.generation + (1 if _spec_of(obj) != _spec_of(old) else 0)
         if meta.HasField("deletion_timestamp") and not meta.finalizers and not self._awaits_kubelet(old):
             # The last finalizer is gone: the two-step deletion completes.
@@ -218,7 +211,7 @@ class ObjectService:
             if isinstance(old, pb.Service):
                 await self.services.release_unused(None, old)
             return gone
-        if not isinstance(obj, pb.Service):
+        if not isinstance(obj, pb.Service) or not isinstance(old, pb.Service):
             return await self.store.update(obj, expected_revision=expected)
         claims = await self.services.allocate(obj, old=old)
         try:
@@ -226,10 +219,10 @@ class ObjectService:
         except Exception:
             await self.services.release_claims(ServiceAllocator.owner(obj), claims)
             raise
-        await self.services.release_unused(updated, old)
+        await self.services.release_unused(updated if isinstance(updated, pb.Service) else None, old)
         return updated
 
-    async def update_status(self, obj: Message) -> Message:
+    async def update_status(self, obj: ApiObject) -> ApiObject:
         """Replace only an object's status, at the version the caller read; generation is unchanged."""
         kind = kinds.kind_of(obj)
         if not any(f.name == "status" for f in obj.DESCRIPTOR.fields):
@@ -240,10 +233,10 @@ class ObjectService:
         namespace = self._ns(kind, obj.metadata.namespace)
         old = await self.store.get(kind, obj.metadata.name, namespace)
         if int(old.metadata.resource_version) != expected:
-            raise Conflict(f'Operation cannot be fulfilled on {kind.resource} "{obj.metadata.name}": the object '
+            raise ConflictError(f'Operation cannot be fulfilled on {kind.resource} "{obj.metadata.name}": the object '
                            "has been modified; please apply your changes to the latest version and try again")
-        new = _copy(old)
-        new.status.CopyFrom(obj.status)
+        new = copy_of(old)
+        getattr(new, "status").CopyFrom(getattr(obj, "status"))  # noqa: B009 - any kind with a status
         validate(new, old=old)
         return await self.store.update(new, expected_revision=expected)
 
@@ -251,7 +244,7 @@ class ObjectService:
 
     async def delete(self, resource: str, name: str, namespace: str = "", *, resource_version: str = "",
                      unconditional: bool = False, propagation_policy: str = "",
-                     grace_period_seconds: int | None = None) -> tuple[Message, bool]:
+                     grace_period_seconds: int | None = None) -> tuple[ApiObject, bool]:
         """Delete an object; returns its last state and whether its key is gone (False: terminating)."""
         kind = resolve_kind(resource)
         namespace = self._ns(kind, namespace)
@@ -266,9 +259,9 @@ class ObjectService:
         old = await self.store.get(kind, name, namespace)
         current = int(old.metadata.resource_version)
         if resource_version and _parse_rv(resource_version, "resourceVersion") != current:
-            raise Conflict(f'Operation cannot be fulfilled on {kind.resource} "{name}": the object has been '
+            raise ConflictError(f'Operation cannot be fulfilled on {kind.resource} "{name}": the object has been '
                            "modified; please apply your changes to the latest version and try again")
-        new = _copy(old)
+        new = copy_of(old)
         meta = new.metadata
         finalizers = list(meta.finalizers)
         if propagation_policy == "Orphan" and "orphan" not in finalizers and _has_dependents_kind(kind):
@@ -288,7 +281,7 @@ class ObjectService:
         del meta.finalizers[:]
         meta.finalizers.extend(finalizers)
         if not meta.HasField("deletion_timestamp") or grace is not None:
-            meta.deletion_timestamp.CopyFrom(_now())
+            meta.deletion_timestamp.CopyFrom(now_timestamp())
             if grace:
                 meta.deletion_timestamp.seconds += grace
             meta.deletion_grace_period_seconds = grace or 0
@@ -297,7 +290,7 @@ class ObjectService:
         return updated, False
 
     @staticmethod
-    def _grace(obj: Message, requested: int | None) -> int | None:
+    def _grace(obj: ApiObject, requested: int | None) -> int | None:
         """The graceful-termination period of a delete: only pods bound to a node wait for their kubelet."""
         if not isinstance(obj, pb.Pod) or not obj.spec.node_name:
             return 0
@@ -306,7 +299,7 @@ class ObjectService:
         return obj.spec.termination_grace_period_seconds
 
     @staticmethod
-    def _awaits_kubelet(obj: Message) -> bool:
+    def _awaits_kubelet(obj: ApiObject) -> bool:
         return isinstance(obj, pb.Pod) and bool(obj.spec.node_name) and \
             obj.metadata.deletion_grace_period_seconds > 0
 
@@ -314,7 +307,7 @@ class ObjectService:
 
     async def watch(self, resource: str, namespace: str = "", *, label_selector: str = "",
                     field_selector: str = "", resource_version: str = "",
-                    bookmarks: bool = False) -> AsyncIterator[WatchEvent]:
+                    bookmarks: bool = False) -> AsyncGenerator[WatchEvent, None]:
         """Changes after `resource_version` (or every existing object as ADDED first, when it is empty).
 
         With `bookmarks`, the initial ADDED events are followed by a BOOKMARK
@@ -329,7 +322,7 @@ class ObjectService:
         namespace = namespace if kind.namespaced else ""
         everything = labels.is_empty() and fields.is_empty()
 
-        def matches(o: Message | None) -> bool:
+        def matches(o: ApiObject | None) -> bool:
             return o is not None and (everything or (labels.matches(o.metadata.labels) and fields.matches(o)))
 
         if resource_version:
@@ -379,10 +372,4 @@ def _has_dependents_kind(kind: Kind) -> bool:
     return kind.kind in ("Deployment", "ReplicaSet")
 
 
-def _copy(obj: Message) -> Message:
-    out = type(obj)()
-    out.CopyFrom(obj)
-    return out
-
-
-__all__ = ["InvalidRequest", "NotFound", "ObjectService", "WatchEvent", "resolve_kind"]
+__all__ = ["InvalidRequest", "NotFoundError", "ObjectService", "WatchEvent", "resolve_kind"]

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ctl.client import ConflictError
-from ctl.machinery.actors import Actor
-from ctl.machinery.informer import Informer, object_key
-from ctl.machinery.workqueue import ExponentialBackoff, WorkQueue, run_workers
+from kybernetes.core.api.errors import ConflictError
+from kybernetes.core.api.kinds import ApiObject
+from kybernetes.core.machinery.actors import Actor
+from kybernetes.core.machinery.informer import Informer, object_key
+from kybernetes.core.machinery.workqueue import ExponentialBackoff, WorkQueue, run_workers
 
 
 class QueueController(Actor):
@@ -28,7 +29,7 @@ class QueueController(Actor):
         self.queue: WorkQueue[str] = WorkQueue(name=name,
                                                rate_limiter=ExponentialBackoff(base_delay=0.005, max_delay=30.0))
 
-    def enqueue(self, obj: object) -> None:
+    def enqueue(self, obj: ApiObject) -> None:
         self.queue.add(object_key(obj))
 
     async def sync(self, key: str) -> None:  # pragma: no cover - abstract

@@ -9,9 +9,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from ctl.machinery.informer import Informer, by_controller_uid, by_namespace, by_node_name, by_owner_uid
+from kybernetes.core.api.kinds import ApiObject
+from kybernetes.core.machinery.informer import Informer, by_controller_uid, by_namespace, by_node_name, by_owner_uid
 
 NODE = "node"
 CONTROLLER = "controller"
@@ -20,7 +19,7 @@ ORPHANS = "orphans"
 NAMESPACE = "namespace"
 
 
-def orphans_by_namespace(obj: Any) -> list[str]:
+def orphans_by_namespace(obj: ApiObject) -> list[str]:
     """Indexer: the namespace of an object that has no controller reference."""
     if any(ref.controller for ref in obj.metadata.owner_references):
         return []

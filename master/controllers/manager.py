@@ -17,17 +17,18 @@ from collections.abc import Collection
 from dataclasses import dataclass, fields
 from typing import Any
 
-from ctl.machinery.actors import Actor, Supervisor
-from ctl.machinery.informer import InformerFactory
-from master.controllers.deployment.controller import DeploymentController
-from master.controllers.gc.garbagecollector import GarbageCollector
-from master.controllers.nodelifecycle.eviction import TaintEvictionController
-from master.controllers.nodelifecycle.monitor import NodeLifecycleController
-from master.controllers.nodelifecycle.podgc import OrphanedPodCollector
-from master.controllers.replicaset.controller import ReplicaSetController
-from master.controllers.scheduler.scheduler import Scheduler
-from master.events import EventRecorder
-from master.nodelink.liveness import NodeLiveness
+from kybernetes.core.api.client import ObjectClient
+from kybernetes.core.machinery.actors import Actor, Supervisor
+from kybernetes.core.machinery.informer import InformerFactory
+from kybernetes.master.controllers.deployment.controller import DeploymentController
+from kybernetes.master.controllers.gc.garbagecollector import GarbageCollector
+from kybernetes.master.controllers.nodelifecycle.eviction import TaintEvictionController
+from kybernetes.master.controllers.nodelifecycle.monitor import NodeLifecycleController
+from kybernetes.master.controllers.nodelifecycle.podgc import OrphanedPodCollector
+from kybernetes.master.controllers.replicaset.controller import ReplicaSetController
+from kybernetes.master.controllers.scheduler.scheduler import Scheduler
+from kybernetes.master.events import EventRecorder
+from kybernetes.master.nodelink.liveness import NodeLiveness
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +80,7 @@ class ControllerManager:
             await recorder.flush()
 
 
-def start_controllers(*, supervisor: Supervisor, client: Any, liveness: NodeLiveness, config: Any,
+def start_controllers(*, supervisor: Supervisor, client: ObjectClient, liveness: NodeLiveness, config: Any,
                       enabled: Collection[str] | None = None,
                       informers: InformerFactory | None = None) -> ControllerManager:
     """Build the controllers on shared informers and start them all under `supervisor`.

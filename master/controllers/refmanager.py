@@ -18,12 +18,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from ctl.api.selectors import LabelSelector
-from ctl.client import NotFoundError
-from master.controllers.podutil import controller_of, controller_ref, copy_of, is_terminating
+from kybernetes.core.api.client import ObjectClient
+from kybernetes.core.api.errors import NotFoundError
+from kybernetes.core.api.kinds import ApiObject
+from kybernetes.core.api.objects import controller_of, controller_ref, copy_of, is_terminating
+from kybernetes.core.api.selectors import LabelSelector
 
 
-def owner_checker(client: Any, *, resource: str, owner: Any) -> Callable[[], Awaitable[bool]]:
+def owner_checker(client: ObjectClient, *, resource: str, owner: ApiObject) -> Callable[[], Awaitable[bool]]:
     """A once-per-sync check that `owner` still exists with its uid and is not being deleted."""
     verdict: list[bool] = []
 
@@ -39,7 +41,8 @@ def owner_checker(client: Any, *, resource: str, owner: Any) -> Callable[[], Awa
     return can_adopt
 
 
-async def claim(*, client: Any, owner: Any, owner_kind: str, selector: LabelSelector, candidates: Iterable[Any],
+async def claim(*, client: ObjectClient, owner: ApiObject, owner_kind: str, selector: LabelSelector,
+                candidates: Iterable[Any],
                 can_adopt: Callable[[], Awaitable[bool]]) -> list[Any]:
     """The candidates `owner` controls after adopting matching orphans and releasing non-matching ones."""
     owned: list[Any] = []
@@ -66,7 +69,7 @@ async def claim(*, client: Any, owner: Any, owner_kind: str, selector: LabelSele
     return owned
 
 
-async def _adopt(client: Any, obj: Any, owner: Any, owner_kind: str) -> Any | None:
+async def _adopt(client: ObjectClient, obj: ApiObject, owner: ApiObject, owner_kind: str) -> Any | None:
     new = copy_of(obj)
     new.metadata.owner_references.append(controller_ref(owner, owner_kind))
     try:
@@ -75,7 +78,7 @@ async def _adopt(client: Any, obj: Any, owner: Any, owner_kind: str) -> Any | No
         return None
 
 
-async def _release(client: Any, obj: Any, owner_uid: str) -> None:
+async def _release(client: ObjectClient, obj: ApiObject, owner_uid: str) -> None:
     new = copy_of(obj)
     refs = [r for r in new.metadata.owner_references if r.uid != owner_uid]
     del new.metadata.owner_references[:]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from proto import node_pb2
+from kybernetes.proto import node_pb2
 
 
 @dataclass(eq=False)

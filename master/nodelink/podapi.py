@@ -8,20 +8,26 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import NoReturn
 
 import grpc
 
-from ctl.client import ApiError
-from master.nodelink.connections import Connections, NodeConnection
-from master.nodelink.relay import Relay
-from proto import node_pb2, node_pb2_grpc
+from kybernetes.core.api.client import ObjectClient
+from kybernetes.core.api.errors import ApiError
+from kybernetes.master.nodelink.connections import Connections, NodeConnection
+from kybernetes.master.nodelink.relay import Relay
+from kybernetes.proto import node_pb2, node_pb2_grpc
 
+
+async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
+    """End the call with a status (grpc's abort raises; this says so to the type checker)."""
+    await context.abort(code, message)
+    raise AssertionError("context.abort returned")
 
 class PodAPIServicer(node_pb2_grpc.PodAPIServicer):
     """Logs and exec through the master."""
 
-    def __init__(self, *, client: Any, connections: Connections, relay: Relay) -> None:
+    def __init__(self, *, client: ObjectClient, connections: Connections, relay: Relay) -> None:
         self.client = client
         self.connections = connections
         self.relay = relay
@@ -30,13 +36,13 @@ class PodAPIServicer(node_pb2_grpc.PodAPIServicer):
         try:
             pod = await self.client.get("pods", pod_name, namespace=namespace or "default")
         except ApiError as err:
-            await context.abort(err.code, err.message)
+            await _abort(context, err.code, err.message)
         if not pod.spec.node_name:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+            await _abort(context, grpc.StatusCode.FAILED_PRECONDITION,
                                 f'pod "{pod_name}" is not scheduled to a node yet')
         conn = self.connections.get(pod.spec.node_name)
         if conn is None:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, f'node "{pod.spec.node_name}" is not connected')
+            await _abort(context, grpc.StatusCode.UNAVAILABLE, f'node "{pod.spec.node_name}" is not connected')
         return conn
 
     async def Logs(self, request: node_pb2.LogsRequest,  # noqa: N802
@@ -52,10 +58,10 @@ class PodAPIServicer(node_pb2_grpc.PodAPIServicer):
         try:
             while True:
                 chunk = await session.replies.get()
-                if chunk is None:
-                    await context.abort(grpc.StatusCode.UNAVAILABLE, f'node "{conn.node}" disconnected')
+                if not isinstance(chunk, node_pb2.LogChunk):  # None: the node went away
+                    await _abort(context, grpc.StatusCode.UNAVAILABLE, f'node "{conn.node}" disconnected')
                 if chunk.error:
-                    await context.abort(grpc.StatusCode.NOT_FOUND, chunk.error)
+                    await _abort(context, grpc.StatusCode.NOT_FOUND, chunk.error)
                 if chunk.data:
                     yield node_pb2.LogChunk(data=chunk.data)
                 if chunk.eof:
@@ -71,7 +77,7 @@ class PodAPIServicer(node_pb2_grpc.PodAPIServicer):
         except StopAsyncIteration:
             return
         if first.WhichOneof("message") != "start" or not first.start.command:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "command: Required value")
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "command: Required value")
         start = first.start
         conn = await self._node_of(start.namespace, start.pod, context)
         session = self.relay.open(conn.node)
@@ -94,10 +100,10 @@ class PodAPIServicer(node_pb2_grpc.PodAPIServicer):
         try:
             while True:
                 out = await session.replies.get()
-                if out is None:
-                    await context.abort(grpc.StatusCode.UNAVAILABLE, f'node "{conn.node}" disconnected')
+                if not isinstance(out, node_pb2.ExecOutput):  # None: the node went away
+                    await _abort(context, grpc.StatusCode.UNAVAILABLE, f'node "{conn.node}" disconnected')
                 if out.exited and out.error:
-                    await context.abort(grpc.StatusCode.FAILED_PRECONDITION, out.error)
+                    await _abort(context, grpc.StatusCode.FAILED_PRECONDITION, out.error)
                 yield node_pb2.ExecServerMessage(stream=out.stream, data=out.data, exited=out.exited,
                                                  exit_code=out.exit_code)
                 if out.exited:

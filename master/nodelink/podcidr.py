@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from master.store.etcd import Allocations, Store
+from kybernetes.master.store.etcd import Allocations, Store
 
 
 class PodCIDRExhausted(RuntimeError):

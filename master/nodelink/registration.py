@@ -9,26 +9,19 @@ costs almost no etcd writes.
 
 from __future__ import annotations
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
-from ctl.client import AlreadyExistsError, ConflictError, NotFoundError
-from ctl.machinery.log import get_logger, obj_ref
-from master.nodelink.podcidr import PodCIDRAllocator
-from proto import objects_pb2 as pb
+from kybernetes.core.api.client import ObjectClient
+from kybernetes.core.api.errors import AlreadyExistsError, ConflictError, NotFoundError
+from kybernetes.core.api.objects import now_timestamp
+from kybernetes.core.log import get_logger, obj_ref
+from kybernetes.master.nodelink.podcidr import PodCIDRAllocator
+from kybernetes.proto import objects_pb2 as pb
 
 log = get_logger("nodelink")
 
 
-def _now() -> Timestamp:
-    ts = Timestamp()
-    ts.GetCurrentTime()
-    ts.nanos = 0
-    return ts
-
-
 def set_ready(node: pb.Node, *, status: str, reason: str, message: str, heartbeat: bool = True) -> bool:
     """Set the Ready condition; returns whether anything but the heartbeat time changed."""
-    now = _now()
+    now = now_timestamp()
     for cond in node.status.conditions:
         if cond.type == "Ready":
             changed = (cond.status, cond.reason, cond.message) != (status, reason, message)
@@ -46,7 +39,7 @@ def set_ready(node: pb.Node, *, status: str, reason: str, message: str, heartbea
 class Registrar:
     """Creates or refreshes Node objects for connecting kubelets."""
 
-    def __init__(self, *, client: object, pod_cidrs: PodCIDRAllocator) -> None:
+    def __init__(self, *, client: ObjectClient, pod_cidrs: PodCIDRAllocator) -> None:
         self.client = client
         self.pod_cidrs = pod_cidrs
 

@@ -11,7 +11,7 @@ import asyncio
 import uuid
 from dataclasses import dataclass, field
 
-from proto import node_pb2
+from kybernetes.proto import node_pb2
 
 
 @dataclass(eq=False)

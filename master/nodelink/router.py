@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import asyncio
 
-from ctl.machinery.informer import Informer, InformerFactory
-from ctl.machinery.log import get_logger
-from master.controllers import indexes
-from master.nodelink.connections import Connections, NodeConnection
-from proto import node_pb2
-from proto import objects_pb2 as pb
+from kybernetes.core.log import get_logger
+from kybernetes.core.machinery.informer import Informer, InformerFactory
+from kybernetes.master.controllers import indexes
+from kybernetes.master.nodelink.connections import Connections, NodeConnection
+from kybernetes.proto import node_pb2
+from kybernetes.proto import objects_pb2 as pb
 
 log = get_logger("nodelink")
 

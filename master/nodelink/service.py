@@ -17,16 +17,17 @@ from typing import Any
 
 import grpc
 
-from ctl.client import ApiError, NotFoundError
-from ctl.machinery.log import get_logger, obj_ref
-from master.nodelink.connections import Connections, NodeConnection
-from master.nodelink.liveness import NodeLiveness
-from master.nodelink.registration import Registrar
-from master.nodelink.relay import Relay
-from master.nodelink.router import PodRouter
-from master.nodelink.services import ServiceRouter
-from master.nodelink.status import PodStatusWriter
-from proto import node_pb2, node_pb2_grpc
+from kybernetes.core.api.client import ObjectClient
+from kybernetes.core.api.errors import ApiError, NotFoundError
+from kybernetes.core.log import get_logger, obj_ref
+from kybernetes.master.nodelink.connections import Connections, NodeConnection
+from kybernetes.master.nodelink.liveness import NodeLiveness
+from kybernetes.master.nodelink.registration import Registrar
+from kybernetes.master.nodelink.relay import Relay
+from kybernetes.master.nodelink.router import PodRouter
+from kybernetes.master.nodelink.services import ServiceRouter
+from kybernetes.master.nodelink.status import PodStatusWriter
+from kybernetes.proto import node_pb2, node_pb2_grpc
 
 log = get_logger("nodelink")
 
@@ -34,7 +35,7 @@ log = get_logger("nodelink")
 class NodeLinkServicer(node_pb2_grpc.NodeLinkServicer):
     """The master's end of every kubelet's stream."""
 
-    def __init__(self, *, client: Any, connections: Connections, liveness: NodeLiveness, registrar: Registrar,
+    def __init__(self, *, client: ObjectClient, connections: Connections, liveness: NodeLiveness, registrar: Registrar,
                  router: PodRouter, service_router: ServiceRouter, status_writer: PodStatusWriter, relay: Relay,
                  events: Any, heartbeat_interval: float = 1.0, heartbeat_refresh: float = 60.0) -> None:
         self.client = client

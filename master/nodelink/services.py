@@ -11,15 +11,16 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from master.nodelink.connections import Connections, NodeConnection
-from proto import node_pb2
-from proto import objects_pb2 as pb
+from kybernetes.core.api.client import ObjectClient
+from kybernetes.master.nodelink.connections import Connections, NodeConnection
+from kybernetes.proto import node_pb2
+from kybernetes.proto import objects_pb2 as pb
 
 
 class ServiceRouter:
     """The Services/Endpoints cache and its fan-out."""
 
-    def __init__(self, *, client: Any, connections: Connections, interval: float = 0.1) -> None:
+    def __init__(self, *, client: ObjectClient, connections: Connections, interval: float = 0.1) -> None:
         self.client = client
         self.connections = connections
         self.interval = interval

@@ -11,12 +11,13 @@ recreated under the same name: another uid) is dropped.
 
 from __future__ import annotations
 
-from ctl.client import ConflictError, NotFoundError, UnavailableError
-from ctl.machinery.log import get_logger, obj_ref
-from ctl.machinery.workqueue import WorkQueue, run_workers
-from master.nodelink.router import PodRouter
-from proto import node_pb2
-from proto import objects_pb2 as pb
+from kybernetes.core.api.client import ObjectClient
+from kybernetes.core.api.errors import ConflictError, NotFoundError, UnavailableError
+from kybernetes.core.log import get_logger, obj_ref
+from kybernetes.core.machinery.workqueue import WorkQueue, run_workers
+from kybernetes.master.nodelink.router import PodRouter
+from kybernetes.proto import node_pb2
+from kybernetes.proto import objects_pb2 as pb
 
 log = get_logger("nodelink")
 
@@ -24,7 +25,7 @@ log = get_logger("nodelink")
 class PodStatusWriter:
     """Latest-wins queue of pod status reports, drained by `workers` tasks."""
 
-    def __init__(self, *, client: object, router: PodRouter, workers: int = 8) -> None:
+    def __init__(self, *, client: ObjectClient, router: PodRouter, workers: int = 8) -> None:
         self.client = client
         self.router = router
         self.workers = workers

@@ -19,10 +19,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from google.protobuf.message import Message
-
-from master.store.errors import StoreError
-from master.store.etcd import Store
+from kybernetes.core.api.errors import ApiError
+from kybernetes.core.api.kinds import ApiObject
+from kybernetes.master.store.etcd import Store
 
 # etcd refuses transactions with more than --max-txn-ops (128 by default) operations per branch.
 MAX_BATCH = 100
@@ -34,13 +33,13 @@ class CreateBatcher:
     def __init__(self, *, store: Store, max_batch: int = MAX_BATCH) -> None:
         self.store = store
         self.max_batch = max_batch
-        self._waiting: list[tuple[Message, int, asyncio.Future[Message]]] = []
+        self._waiting: list[tuple[ApiObject, int, asyncio.Future[ApiObject]]] = []
         self._writer: asyncio.Task[None] | None = None
         self.transactions = 0  # for tests and metrics
 
-    async def create(self, obj: Message, *, lease: int = 0) -> Message:
+    async def create(self, obj: ApiObject, *, lease: int = 0) -> ApiObject:
         """Create `obj` (with `lease`), together with whatever else is waiting; raises what its create would."""
-        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[ApiObject] = asyncio.get_running_loop().create_future()
         self._waiting.append((obj, lease, future))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._drain())
@@ -52,7 +51,7 @@ class CreateBatcher:
             del self._waiting[:self.max_batch]
             await self._write(batch)
 
-    async def _write(self, batch: Sequence[tuple[Message, int, asyncio.Future[Message]]]) -> None:
+    async def _write(self, batch: Sequence[tuple[ApiObject, int, asyncio.Future[ApiObject]]]) -> None:
         self.transactions += 1
         try:
             results = await self.store.create_many([(obj, lease) for obj, lease, _ in batch])
@@ -64,7 +63,7 @@ class CreateBatcher:
         for (_, _, future), result in zip(batch, results, strict=True):
             if future.done():  # the caller gave up (cancelled); the object may still have been written
                 continue
-            if isinstance(result, StoreError):
+            if isinstance(result, ApiError):
                 future.set_exception(result)
             else:
                 future.set_result(result)

@@ -15,6 +15,7 @@ gRPC channel with pick_first, so the channel fails over when a member dies.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import socket
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -24,11 +25,17 @@ from urllib.parse import urlsplit
 import aetcd
 import grpc
 from aetcd import rpc
-from google.protobuf.message import Message
 
-from ctl.api.kinds import Kind, kind_of
-from ctl.machinery.log import get_logger
-from master.store.errors import AlreadyExists, Conflict, NotFound, StoreError, TooOld, Unavailable
+from kybernetes.core.api.errors import (
+    AlreadyExistsError,
+    ApiError,
+    ConflictError,
+    ExpiredError,
+    NotFoundError,
+    UnavailableError,
+)
+from kybernetes.core.api.kinds import ApiObject, Kind, kind_of
+from kybernetes.core.log import get_logger
 
 log = get_logger("store")
 
@@ -67,19 +74,19 @@ class StoreEvent:
     """One change seen by a watch: ADDED, MODIFIED or DELETED, with the object after (or before, for DELETED)."""
 
     type: str
-    object: Message
+    object: ApiObject
     revision: int
-    previous: Message | None = None
+    previous: ApiObject | None = None
 
 
-def _decode(kind: Kind, kv: Any) -> Message:
+def _decode(kind: Kind, kv: Any) -> ApiObject:
     obj = kind.message()
     obj.ParseFromString(kv.value)
     obj.metadata.resource_version = str(kv.mod_revision)
     return obj
 
 
-def _encode(obj: Message) -> bytes:
+def _encode(obj: ApiObject) -> bytes:
     # resourceVersion is etcd's; never stored in the value.
     rv = obj.metadata.resource_version
     obj.metadata.resource_version = ""
@@ -128,19 +135,19 @@ class Store:
             return await method(request, timeout=self._timeout)
         except grpc.RpcError as err:
             if _unavailable(err):
-                raise Unavailable(f"etcd unavailable: {err.details() or err.code().name}") from err
-            raise StoreError(f"etcd error: {err.details()}") from err
+                raise UnavailableError(f"etcd unavailable: {err.details() or err.code().name}") from err
+            raise ApiError(f"etcd error: {err.details()}") from err
 
     # ------------------------------------------------------------------ reads
 
-    async def get(self, kind: Kind, name: str, namespace: str = "") -> Message:
-        """One object, or NotFound."""
+    async def get(self, kind: Kind, name: str, namespace: str = "") -> ApiObject:
+        """One object, or NotFoundError."""
         resp = await self._call(self._kv.Range, rpc.RangeRequest(key=key_for(kind, name, namespace)))
         if not resp.kvs:
-            raise NotFound(f'{kind.resource} "{name}" not found')
+            raise NotFoundError(f'{kind.resource} "{name}" not found')
         return _decode(kind, resp.kvs[0])
 
-    async def list(self, kind: Kind, namespace: str = "") -> tuple[list[Message], int]:
+    async def list(self, kind: Kind, namespace: str = "") -> tuple[list[ApiObject], int]:
         """Every object of a kind (in one namespace, or all), and the store revision of the read."""
         prefix = prefix_for(kind, namespace)
         resp = await self._call(self._kv.Range, rpc.RangeRequest(key=prefix, range_end=_prefix_end(prefix)))
@@ -154,8 +161,8 @@ class Store:
 
     # ----------------------------------------------------------------- writes
 
-    async def create(self, obj: Message, *, lease: int = 0) -> Message:
-        """Write a new object; AlreadyExists if its key is taken. Returns it with its resourceVersion."""
+    async def create(self, obj: ApiObject, *, lease: int = 0) -> ApiObject:
+        """Write a new object; AlreadyExistsError if its key is taken. Returns it with its resourceVersion."""
         kind = kind_of(obj)
         key = key_for(kind, obj.metadata.name, obj.metadata.namespace)
         txn = rpc.TxnRequest(
@@ -164,13 +171,13 @@ class Store:
         )
         resp = await self._call(self._kv.Txn, txn)
         if not resp.succeeded:
-            raise AlreadyExists(f'{kind.resource} "{obj.metadata.name}" already exists')
+            raise AlreadyExistsError(f'{kind.resource} "{obj.metadata.name}" already exists')
         out = type(obj)()
         out.CopyFrom(obj)
         out.metadata.resource_version = str(resp.header.revision)
         return out
 
-    async def create_many(self, items: Sequence[tuple[Message, int]]) -> list[Message | StoreError]:
+    async def create_many(self, items: Sequence[tuple[ApiObject, int]]) -> builtins.list[ApiObject | ApiError]:
         """Write several new objects (each with its lease) in one transaction when none of their keys is
         taken; otherwise each is created on its own. One result per item, in order: the stored object, or
         the error its own create gave. Objects written together share one revision, so this is only for
@@ -179,7 +186,7 @@ class Store:
             obj, lease = items[0]
             try:
                 return [await self.create(obj, lease=lease)]
-            except StoreError as err:
+            except ApiError as err:
                 return [err]
         keys = [key_for(kind_of(obj), obj.metadata.name, obj.metadata.namespace) for obj, _ in items]
         if len(set(keys)) == len(keys):
@@ -191,7 +198,7 @@ class Store:
             )
             resp = await self._call(self._kv.Txn, txn)
             if resp.succeeded:
-                created: list[Message | StoreError] = []
+                created: list[ApiObject | ApiError] = []
                 for obj, _ in items:
                     out = type(obj)()
                     out.CopyFrom(obj)
@@ -200,14 +207,14 @@ class Store:
                 return created
         results = await asyncio.gather(*(self.create(obj, lease=lease) for obj, lease in items),
                                        return_exceptions=True)
-        out_list: list[Message | StoreError] = []
+        out_list: list[ApiObject | ApiError] = []
         for result in results:
-            if isinstance(result, BaseException) and not isinstance(result, StoreError):
+            if isinstance(result, BaseException) and not isinstance(result, ApiError):
                 raise result
             out_list.append(result)
         return out_list
 
-    async def update(self, obj: Message, *, expected_revision: int) -> Message:
+    async def update(self, obj: ApiObject, *, expected_revision: int) -> ApiObject:
         """Replace an object if its key's mod_revision is still `expected_revision`; else Conflict/NotFound."""
         kind = kind_of(obj)
         key = key_for(kind, obj.metadata.name, obj.metadata.namespace)
@@ -227,7 +234,7 @@ class Store:
         return out
 
     async def delete(self, kind: Kind, name: str, namespace: str = "", *,
-                     expected_revision: int | None = None) -> Message:
+                     expected_revision: int | None = None) -> ApiObject:
         """Remove an object's key, optionally only at `expected_revision`. Returns the last state."""
         key = key_for(kind, name, namespace)
         compare = [rpc.Compare(key=key, result=rpc.Compare.GREATER, target=rpc.Compare.CREATE, create_revision=0)]
@@ -244,7 +251,7 @@ class Store:
             self._raise_precondition(kind, name, resp)
         prev = resp.responses[0].response_delete_range.prev_kvs
         if not prev:
-            raise NotFound(f'{kind.resource} "{name}" not found')
+            raise NotFoundError(f'{kind.resource} "{name}" not found')
         obj = _decode(kind, prev[0])
         obj.metadata.resource_version = str(resp.header.revision)
         return obj
@@ -253,8 +260,8 @@ class Store:
     def _raise_precondition(kind: Kind, name: str, resp: Any) -> None:
         exists = resp.responses and resp.responses[0].response_range.count > 0
         if not exists:
-            raise NotFound(f'{kind.resource} "{name}" not found')
-        raise Conflict(f'Operation cannot be fulfilled on {kind.resource} "{name}": the object has been '
+            raise NotFoundError(f'{kind.resource} "{name}" not found')
+        raise ConflictError(f'Operation cannot be fulfilled on {kind.resource} "{name}": the object has been '
                        "modified; please apply your changes to the latest version and try again")
 
     async def compact(self, revision: int) -> None:
@@ -268,12 +275,12 @@ class Store:
 
     # ------------------------------------------------------------------ watch
 
-    async def watch(self, kind: Kind, namespace: str = "", *, after: int) -> AsyncIterator[list[StoreEvent]]:
+    async def watch(self, kind: Kind, namespace: str = "", *, after: int) -> AsyncIterator[builtins.list[StoreEvent]]:
         """Every change to a kind after revision `after`, in order, batched per etcd response.
 
         The stream survives etcd outages and member failover: it re-opens from
         the last revision it delivered, so nothing is lost or repeated. A
-        compacted start gives TooOld.
+        compacted start gives ExpiredError.
         """
         prefix = prefix_for(kind, namespace)
         last = after
@@ -295,10 +302,10 @@ class Store:
             try:
                 async for resp in call:
                     if resp.compact_revision:
-                        raise TooOld(f"resource version {after} too old, re-list (compacted at "
+                        raise ExpiredError(f"resource version {after} too old, re-list (compacted at "
                                      f"{resp.compact_revision})")
                     if resp.canceled:
-                        raise StoreError(f"etcd canceled the watch: {resp.cancel_reason}")
+                        raise ApiError(f"etcd canceled the watch: {resp.cancel_reason}")
                     backoff = 0.05
                     if not resp.events:
                         continue
@@ -309,7 +316,7 @@ class Store:
                     yield batch
             except grpc.RpcError as err:
                 if not _unavailable(err):
-                    raise StoreError(f"etcd watch error: {err.details()}") from err
+                    raise ApiError(f"etcd watch error: {err.details()}") from err
                 log.warning("etcd watch interrupted, resuming", resource=kind.resource, after=last,
                             error=err.code().name)
             finally:

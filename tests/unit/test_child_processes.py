@@ -16,7 +16,7 @@ def test_no_preexec_fn_anywhere() -> None:
     """No process that runs gRPC may start a child with a preexec_fn (CPython then forks instead of vfork)."""
     needle = "preexec" + "_fn="
     offenders = [f"{path.relative_to(REPO_ROOT)}:{number}"
-                 for folder in ("master", "kubelet", "ctl", "proto", "tests", "bench", "deploy")
+                 for folder in ("core", "master", "kubelet", "ctl", "proto", "tests", "harness", "bench", "deploy")
                  for path in sorted((REPO_ROOT / folder).rglob("*.py"))
                  for number, line in enumerate(path.read_text().splitlines(), 1) if needle in line]
     assert not offenders, f"{needle} used (start children with setpriv --pdeathsig instead): {offenders}"

@@ -2,8 +2,8 @@
 
 import pytest
 
-from master.api.defaults import apply_defaults, default_image_pull_policy
-from proto import objects_pb2 as pb
+from kybernetes.master.api.defaults import apply_defaults, default_image_pull_policy
+from kybernetes.proto import objects_pb2 as pb
 
 
 def _container(**fields) -> pb.Container:

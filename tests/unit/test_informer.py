@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
-from ctl.client import ExpiredError, ListResult, UnavailableError, WatchEvent
-from ctl.machinery.informer import Informer, by_node_name, by_owner_uid, object_key, split_key
-from proto import objects_pb2 as pb
+from harness.waiting import until
+from kybernetes.core.machinery.informer import Informer, by_node_name, by_owner_uid, object_key, split_key
+from kybernetes.ctl.client import ExpiredError, ListResult, UnavailableError, WatchEvent
+from kybernetes.proto import objects_pb2 as pb
 
 
 def pod(name: str, rv: int, *, node: str = "", owner: str = "", namespace: str = "default") -> pb.Pod:
@@ -68,14 +69,6 @@ class FakeApi:
         return WatchEvent("DELETED", p, str(self.rv))
 
 
-async def until(predicate, timeout: float = 2.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        await asyncio.sleep(0.005)
-
-
 @pytest.fixture
 async def setup():
     api = FakeApi()
@@ -115,7 +108,7 @@ async def test_lists_then_watches_from_the_list_version_with_indexes_and_handler
     await stream.put(api.put(moved))
     await stream.put(api.put(pod("c", 0)))
     await stream.put(api.remove("default/b"))
-    await until(lambda: len(log) == 5)
+    await until(lambda: len(log) == 5, timeout=2.0, interval=0.005)
     assert log[2:] == [("update", "a"), ("add", "c"), ("delete", "b")]
     assert informer.by_index("node", "n1") == [] and [p.metadata.name for p in informer.by_index("node", "n3")] == ["a"]
     assert informer.index_keys("owner", "rs1") == {"default/a"}
@@ -157,7 +150,7 @@ async def test_a_failing_handler_does_not_stop_the_informer_and_late_handlers_se
     informer.add_handler(on_add=lambda o: 1 / 0)
     stream = await asyncio.wait_for(api.streams.get(), 2)
     await stream.put(api.put(pod("e", 0)))
-    await until(lambda: ("add", "e") in log)
+    await until(lambda: ("add", "e") in log, timeout=2.0, interval=0.005)
     seen: list[str] = []
     informer.add_handler(on_add=lambda o: seen.append(o.metadata.name))
     assert sorted(seen) == ["a", "b", "e"]

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from kubelet.logs import _read_tail, rotate_if_larger
-from kubelet.nodeinfo import HOLLOW_LABEL, MachineFacts, build_node
-from kubelet.pods.backoff import Backoff
-from kubelet.pods.records import ContainerRecord, Instance
-from kubelet.pods.status import StatusReporter, build_pod_status, pod_phase
-from kubelet.pods.worker import should_restart
-from proto import node_pb2
-from proto import objects_pb2 as pb
+from kybernetes.kubelet.logs import _read_tail, rotate_if_larger
+from kybernetes.kubelet.nodeinfo import HOLLOW_LABEL, MachineFacts, build_node
+from kybernetes.kubelet.pods.backoff import Backoff
+from kybernetes.kubelet.pods.records import ContainerRecord, Instance
+from kybernetes.kubelet.pods.status import StatusReporter, build_pod_status, pod_phase
+from kybernetes.kubelet.pods.worker import should_restart
+from kybernetes.proto import node_pb2
+from kybernetes.proto import objects_pb2 as pb
 
 
 def status(state: str, *, exit_code: int = 0, last: bool = False) -> pb.ContainerStatus:

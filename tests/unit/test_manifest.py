@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 import yaml
 
-from ctl.api import kinds
-from ctl.api.manifest import ManifestError, list_to_dict, load_documents, to_dict, to_proto
-from proto import objects_pb2 as pb
+from kybernetes.core.api import kinds
+from kybernetes.core.api.manifest import ManifestError, list_to_dict, load_documents, to_dict, to_proto
+from kybernetes.proto import objects_pb2 as pb
 
 DEPLOYMENT_YAML = """\
 apiVersion: apps/v1

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from master.controllers.replicaset.podfacts import PodFactsCache
-from proto import objects_pb2 as pb
+from kybernetes.master.controllers.replicaset.podfacts import PodFactsCache
+from kybernetes.proto import objects_pb2 as pb
 
 
 def _pod(*, ready: bool, phase: str = "Running", owner: str = "rs-uid") -> pb.Pod:

@@ -5,14 +5,16 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from ctl.api import kinds, manifest
-from ctl.cli import printers
-from ctl.cli.apply import LAST_APPLIED, holds, last_applied_text, merge, plan_update, removes_something
-from ctl.cli.common import CliError, error_line, parse_duration, parse_resource_args, resolve_kind, type_name
-from ctl.cli.create import container_name, deployment_for
-from ctl.cli.describe import Writer
-from ctl.cli.edit_cmds import apply_map_change, parse_map_args, set_images
-from ctl.client import (
+from kybernetes.core.api import kinds, manifest
+from kybernetes.ctl.cli import printers
+from kybernetes.ctl.cli.apply import LAST_APPLIED, holds, last_applied_text, merge, plan_update, removes_something
+from kybernetes.ctl.cli.args import parse_resource_args, resolve_kind, type_name
+from kybernetes.ctl.cli.create import container_name, deployment_for
+from kybernetes.ctl.cli.describe import Writer
+from kybernetes.ctl.cli.edit_cmds import apply_map_change, parse_map_args, set_images
+from kybernetes.ctl.cli.errors import CliError, error_line
+from kybernetes.ctl.cli.settings import parse_duration
+from kybernetes.ctl.client import (
     AlreadyExistsError,
     ApiError,
     ConflictError,
@@ -20,7 +22,7 @@ from ctl.client import (
     NotFoundError,
     UnavailableError,
 )
-from proto import objects_pb2 as pb
+from kybernetes.proto import objects_pb2 as pb
 
 MIN, HOUR, DAY = 60, 3600, 86400
 

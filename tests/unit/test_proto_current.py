@@ -6,11 +6,11 @@ from __future__ import annotations
 from importlib import metadata
 from pathlib import Path
 
-from proto.generate import ROOT, generate
+from kybernetes.proto.generate import ROOT, generate
 
 PROTO_DIR = ROOT / "proto"
 GENERATED_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py")
-REGENERATE = "regenerate with `.venv/bin/python -m proto.generate` in the venv ./deploy/test.sh made from the lock"
+REGENERATE = "regenerate with `.venv/bin/python -m kybernetes.proto.generate` (./deploy/test.sh makes .venv)"
 
 
 def _stubs(directory: Path) -> dict[str, bytes]:

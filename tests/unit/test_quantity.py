@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import pytest
 
-from ctl.api.quantity import (
+from kybernetes.core.api.quantity import (
     QUANTITY_SYNTAX,
     QuantityError,
     format_cpu,

@@ -5,13 +5,13 @@ from __future__ import annotations
 import random
 from collections import Counter
 
-from ctl.machinery.informer import InformerFactory
-from master.controllers.scheduler import filters
-from master.controllers.scheduler.cache import PodInfo, SchedulerCache
-from master.controllers.scheduler.queue import SchedulingQueue
-from master.controllers.scheduler.scheduler import Scheduler, feasible_nodes_to_find
-from master.controllers.scheduler.scores import select_host
-from proto import objects_pb2 as pb
+from kybernetes.core.machinery.informer import InformerFactory
+from kybernetes.master.controllers.scheduler import filters
+from kybernetes.master.controllers.scheduler.cache import PodInfo, SchedulerCache
+from kybernetes.master.controllers.scheduler.queue import SchedulingQueue
+from kybernetes.master.controllers.scheduler.scheduler import Scheduler, feasible_nodes_to_find
+from kybernetes.master.controllers.scheduler.scores import select_host
+from kybernetes.proto import objects_pb2 as pb
 
 
 def node(name: str, *, cpu: str = "2", memory: str = "4Gi", pods: str = "110", ready: str = "True",

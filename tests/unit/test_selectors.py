@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ctl.api import selectors
-from ctl.api.selectors import (
+from kybernetes.core.api import selectors
+from kybernetes.core.api.selectors import (
     FieldRequirement,
     LabelSelector,
     Operator,
@@ -18,7 +18,7 @@ from ctl.api.selectors import (
     parse_label_selector,
     to_string,
 )
-from proto import objects_pb2 as pb
+from kybernetes.proto import objects_pb2 as pb
 
 # ---------------------------------------------------------------- label selector parsing
 

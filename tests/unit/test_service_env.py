@@ -1,7 +1,7 @@
 """Service environment variables, as Kubernetes names them."""
 
-from kubelet.pods.service_env import service_environment
-from proto import objects_pb2 as pb
+from kybernetes.kubelet.pods.service_env import service_environment
+from kybernetes.proto import objects_pb2 as pb
 
 
 def svc(name: str, namespace: str, ip: str, *ports: tuple[str, int]) -> pb.Service:

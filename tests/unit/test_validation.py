@@ -2,9 +2,9 @@
 
 import pytest
 
-from master.api.defaults import apply_defaults
-from master.api.validation import FieldError, ValidationError, validate
-from proto import objects_pb2 as pb
+from kybernetes.master.api.defaults import apply_defaults
+from kybernetes.master.api.validation import FieldError, ValidationError, validate
+from kybernetes.proto import objects_pb2 as pb
 
 DIGEST = "sha256:" + "0123456789abcdef" * 4
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from ctl.machinery.workqueue import ExponentialBackoff, ShutDown, WorkQueue, run_workers
+from kybernetes.core.machinery.workqueue import ExponentialBackoff, ShutDown, WorkQueue, run_workers
 
 
 async def test_a_key_waiting_in_the_queue_is_there_once():

@@ -11,24 +11,25 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
 
-from ctl.api.selectors import SelectorError, from_proto
-from ctl.machinery.informer import InformerFactory, object_key
-from master.controllers import indexes
-from master.controllers.base import QueueController
-from master.controllers.deployment.recreate import rollout_recreate
-from master.controllers.deployment.rolling import rollout_rolling
-from master.controllers.deployment.sync import DeploymentSync
-from master.controllers.podutil import controller_of, copy_of
-from master.controllers.refmanager import claim, owner_checker
-from proto import objects_pb2 as pb
+from kybernetes.core.api.client import ObjectClient
+from kybernetes.core.api.objects import controller_of, copy_of
+from kybernetes.core.api.selectors import SelectorError, from_proto
+from kybernetes.core.machinery.informer import InformerFactory, object_key
+from kybernetes.master.controllers import indexes
+from kybernetes.master.controllers.base import QueueController
+from kybernetes.master.controllers.deployment.recreate import rollout_recreate
+from kybernetes.master.controllers.deployment.rolling import rollout_rolling
+from kybernetes.master.controllers.deployment.sync import DeploymentSync
+from kybernetes.master.controllers.refmanager import claim, owner_checker
+from kybernetes.master.events import EventRecorder
+from kybernetes.proto import objects_pb2 as pb
 
 
 class DeploymentController(QueueController):
     """Rolls Deployments out through ReplicaSets."""
 
-    def __init__(self, *, client: Any, informers: InformerFactory, recorder: Any, workers: int = 5,
+    def __init__(self, *, client: ObjectClient, informers: InformerFactory, recorder: EventRecorder, workers: int = 5,
                  clock: Callable[[], float] = time.time) -> None:
         self.deploy_informer = informers.informer("deployments")
         self.rs_informer = informers.informer("replicasets")

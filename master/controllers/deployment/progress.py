@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from master.controllers.deployment import util
-from master.controllers.deployment.sync import DeploymentSync, calculate_status, new_condition
-from master.controllers.podutil import get_condition, remove_condition, set_condition
-from proto import objects_pb2 as pb
+from kybernetes.core.api.objects import get_condition, remove_condition, set_condition
+from kybernetes.master.controllers.deployment import util
+from kybernetes.master.controllers.deployment.sync import DeploymentSync, calculate_status, new_condition
+from kybernetes.proto import objects_pb2 as pb
 
 
 async def sync_rollout_status(ctx: DeploymentSync, deployment: pb.Deployment, all_rss: Sequence[pb.ReplicaSet],

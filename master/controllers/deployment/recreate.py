@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from master.controllers.deployment import util
-from master.controllers.deployment.progress import sync_rollout_status
-from master.controllers.deployment.sync import DeploymentSync
-from proto import objects_pb2 as pb
+from kybernetes.master.controllers.deployment import util
+from kybernetes.master.controllers.deployment.progress import sync_rollout_status
+from kybernetes.master.controllers.deployment.sync import DeploymentSync
+from kybernetes.proto import objects_pb2 as pb
 
 
 def old_pods_running(new_rs: pb.ReplicaSet | None, old_rss: Sequence[pb.ReplicaSet],

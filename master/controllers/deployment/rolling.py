@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from master.controllers.deployment import util
-from master.controllers.deployment.progress import sync_rollout_status
-from master.controllers.deployment.sync import DeploymentSync
-from proto import objects_pb2 as pb
+from kybernetes.master.controllers.deployment import util
+from kybernetes.master.controllers.deployment.progress import sync_rollout_status
+from kybernetes.master.controllers.deployment.sync import DeploymentSync
+from kybernetes.proto import objects_pb2 as pb
 
 
 async def rollout_rolling(ctx: DeploymentSync, deployment: pb.Deployment, rss: Sequence[pb.ReplicaSet]) -> None:

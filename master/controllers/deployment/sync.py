@@ -20,12 +20,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
-from ctl.client import AlreadyExistsError, NotFoundError
-from ctl.machinery.informer import object_key
-from master.controllers.deployment import util
-from master.controllers.podutil import (
+from kybernetes.core.api.client import ObjectClient
+from kybernetes.core.api.errors import AlreadyExistsError, NotFoundError
+from kybernetes.core.api.objects import (
     controller_of,
     controller_ref,
     copy_of,
@@ -33,7 +31,10 @@ from master.controllers.podutil import (
     now_timestamp,
     set_condition,
 )
-from proto import objects_pb2 as pb
+from kybernetes.core.machinery.informer import object_key
+from kybernetes.master.controllers.deployment import util
+from kybernetes.master.events import EventRecorder
+from kybernetes.proto import objects_pb2 as pb
 
 # Kubernetes caps the revision-history annotation's length.
 REVISION_HISTORY_LIMIT_CHARS = 2000
@@ -104,7 +105,7 @@ def calculate_status(all_rss: Sequence[pb.ReplicaSet], new_rs: pb.ReplicaSet | N
 class DeploymentSync:
     """The API-facing steps of a Deployment sync; one instance serves every worker."""
 
-    def __init__(self, *, client: Any, recorder: Any, requeue_after: Callable[[str, float], None],
+    def __init__(self, *, client: ObjectClient, recorder: EventRecorder, requeue_after: Callable[[str, float], None],
                  clock: Callable[[], float] = time.time) -> None:
         self.client = client
         self.recorder = recorder

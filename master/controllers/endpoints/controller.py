@@ -12,21 +12,18 @@ proxies stop sending it new connections first.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
-from ctl.api.selectors import from_labels
-from ctl.client import AlreadyExistsError, ConflictError, NotFoundError
-from ctl.machinery.actors import Supervisor
-from ctl.machinery.informer import Informer, by_namespace, object_key, split_key
-from ctl.machinery.log import get_logger
-from ctl.machinery.workqueue import WorkQueue, run_workers
-from proto import objects_pb2 as pb
+from kybernetes.core.api.client import ObjectClient
+from kybernetes.core.api.errors import AlreadyExistsError, ConflictError, NotFoundError
+from kybernetes.core.api.objects import is_pod_ready
+from kybernetes.core.api.selectors import from_labels
+from kybernetes.core.log import get_logger
+from kybernetes.core.machinery.actors import Supervisor
+from kybernetes.core.machinery.informer import Informer, by_namespace, object_key, split_key
+from kybernetes.core.machinery.workqueue import WorkQueue, run_workers
+from kybernetes.proto import objects_pb2 as pb
 
 log = get_logger("endpoints-controller")
-
-
-def _ready(pod: pb.Pod) -> bool:
-    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions)
 
 
 def _resolve_port(pod: pb.Pod, port: pb.ServicePort) -> int | None:
@@ -59,13 +56,13 @@ def build_subsets(service: pb.Service, pods: Iterable[pb.Pod]) -> list[pb.Endpoi
         address = pb.EndpointAddress(ip=pod.status.pod_ip, node_name=pod.spec.node_name, target_ref=pb.ObjectReference(
             kind="Pod", namespace=pod.metadata.namespace, name=pod.metadata.name, uid=pod.metadata.uid))
         ready, not_ready = groups.setdefault(tuple(ports), ([], []))
-        (ready if _ready(pod) else not_ready).append(address)
+        (ready if is_pod_ready(pod) else not_ready).append(address)
     subsets = []
-    for ports, (ready, not_ready) in sorted(groups.items()):
+    for port_set, (ready, not_ready) in sorted(groups.items()):
         subset = pb.EndpointSubset()
         subset.addresses.extend(sorted(ready, key=lambda a: a.ip))
         subset.not_ready_addresses.extend(sorted(not_ready, key=lambda a: a.ip))
-        subset.ports.extend(pb.EndpointPort(name=n, port=p, protocol=proto) for n, p, proto in ports)
+        subset.ports.extend(pb.EndpointPort(name=n, port=p, protocol=proto) for n, p, proto in port_set)
         subsets.append(subset)
     return subsets
 
@@ -73,7 +70,7 @@ def build_subsets(service: pb.Service, pods: Iterable[pb.Pod]) -> list[pb.Endpoi
 class EndpointsController:
     """Service + pod informers, a queue of Service keys, and the sync."""
 
-    def __init__(self, *, client: Any, services: Informer, pods: Informer, workers: int = 4) -> None:
+    def __init__(self, *, client: ObjectClient, services: Informer, pods: Informer, workers: int = 4) -> None:
         self.client = client
         self.services = services
         self.pods = pods
@@ -141,7 +138,7 @@ class EndpointsController:
                   ready=sum(len(s.addresses) for s in subsets))
 
 
-def start_endpoints_controller(*, supervisor: Supervisor, client: Any, services: Informer | None = None,
+def start_endpoints_controller(*, supervisor: Supervisor, client: ObjectClient, services: Informer | None = None,
                                pods: Informer | None = None) -> EndpointsController:
     """Start the controller (and its own informers unless shared ones are given) as supervised actors."""
     own = []

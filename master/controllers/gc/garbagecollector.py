@@ -22,16 +22,19 @@ owner-uid index). Work items are objects, keyed `resource|namespace/name`:
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from ctl.api import kinds
-from ctl.client import ConflictError, NotFoundError
-from ctl.machinery.actors import Actor
-from ctl.machinery.informer import Informer, InformerFactory, object_key, split_key
-from ctl.machinery.workqueue import ExponentialBackoff, WorkQueue, run_workers
-from master.controllers import indexes
-from master.controllers.podutil import copy_of, is_terminating
-from proto import objects_pb2 as pb
+from kybernetes.core.api import kinds
+from kybernetes.core.api.client import ObjectClient
+from kybernetes.core.api.errors import ConflictError, NotFoundError
+from kybernetes.core.api.kinds import ApiObject
+from kybernetes.core.api.objects import copy_of, is_terminating
+from kybernetes.core.machinery.actors import Actor
+from kybernetes.core.machinery.informer import Informer, InformerFactory, object_key, split_key
+from kybernetes.core.machinery.workqueue import ExponentialBackoff, WorkQueue, run_workers
+from kybernetes.master.controllers import indexes
+from kybernetes.proto import objects_pb2 as pb
 
 ORPHAN = "orphan"
 FOREGROUND = "foregroundDeletion"
@@ -50,7 +53,7 @@ def _parse_item(item: str) -> tuple[str, str]:
 class GarbageCollector(Actor):
     """Deletes dependents whose owners are gone; honours orphan and foregroundDeletion finalizers."""
 
-    def __init__(self, *, client: Any, informers: InformerFactory, workers: int = 10,
+    def __init__(self, *, client: ObjectClient, informers: InformerFactory, workers: int = 10,
                  resources: tuple[str, ...] = MONITORED) -> None:
         super().__init__(name="garbage-collector")
         self.client = client
@@ -61,13 +64,13 @@ class GarbageCollector(Actor):
         self._uids: dict[str, tuple[str, str]] = {}  # uid -> (resource, key)
         for resource, informer in self.informers.items():
             informer.add_indexer(indexes.OWNER, _owner_uids)
-            informer.add_handler(on_add=lambda obj, r=resource: self._seen(r, obj),
-                                 on_update=lambda old, new, r=resource: self._updated(r, old, new),
-                                 on_delete=lambda obj, r=resource: self._gone(r, obj))
+            informer.add_handler(on_add=functools.partial(self._seen, resource),
+                                 on_update=functools.partial(self._updated, resource),
+                                 on_delete=functools.partial(self._gone, resource))
 
     # ------------------------------------------------------------- handlers
 
-    def _seen(self, resource: str, obj: Any) -> None:
+    def _seen(self, resource: str, obj: ApiObject) -> None:
         self._uids[obj.metadata.uid] = (resource, object_key(obj))
         if obj.metadata.owner_references or self._has_gc_finalizer(obj):
             self.queue.add(_item(resource, object_key(obj)))
@@ -85,7 +88,7 @@ class GarbageCollector(Actor):
             # An owner waiting for its dependents (foreground) may be able to finish now.
             self._enqueue_owners(new)
 
-    def _gone(self, resource: str, obj: Any) -> None:
+    def _gone(self, resource: str, obj: ApiObject) -> None:
         uid = obj.metadata.uid
         if self._uids.get(uid, (None, None))[1] == object_key(obj):
             self._uids.pop(uid, None)
@@ -94,14 +97,14 @@ class GarbageCollector(Actor):
                 self.queue.add(_item(dependent_resource, object_key(dependent)))
         self._enqueue_owners(obj)
 
-    def _enqueue_owners(self, obj: Any) -> None:
+    def _enqueue_owners(self, obj: ApiObject) -> None:
         for ref in obj.metadata.owner_references:
             found = self._uids.get(ref.uid)
             if found is not None:
                 self.queue.add(_item(*found))
 
     @staticmethod
-    def _has_gc_finalizer(obj: Any) -> bool:
+    def _has_gc_finalizer(obj: ApiObject) -> bool:
         return ORPHAN in obj.metadata.finalizers or FOREGROUND in obj.metadata.finalizers
 
     def _dependents(self, uid: str) -> list[tuple[str, list[Any]]]:
@@ -136,7 +139,7 @@ class GarbageCollector(Actor):
 
     # -------------------------------------------------------------- owners
 
-    async def _owner_state(self, obj: Any, ref: pb.OwnerReference) -> str:
+    async def _owner_state(self, obj: ApiObject, ref: pb.OwnerReference) -> str:
         """"solid", "absent", or "waiting" (being deleted in the foreground)."""
         kind = kinds.BY_KIND.get(ref.kind)
         if kind is None:
@@ -158,7 +161,7 @@ class GarbageCollector(Actor):
             return "waiting"
         return "solid"
 
-    async def _check_owners(self, resource: str, obj: Any) -> None:
+    async def _check_owners(self, resource: str, obj: ApiObject) -> None:
         states = {ref.uid: await self._owner_state(obj, ref) for ref in obj.metadata.owner_references}
         if all(state == "solid" for state in states.values()):
             return
@@ -169,7 +172,7 @@ class GarbageCollector(Actor):
         policy = "Foreground" if any(state == "waiting" for state in states.values()) else "Background"
         await self._delete(resource, obj, policy)
 
-    async def _delete(self, resource: str, obj: Any, policy: str) -> None:
+    async def _delete(self, resource: str, obj: ApiObject, policy: str) -> None:
         namespace, name = split_key(object_key(obj))
         try:
             await self.client.delete(resource, name, namespace=namespace,
@@ -179,7 +182,7 @@ class GarbageCollector(Actor):
             return
         self.log.info("collected", object=f"{resource}/{object_key(obj)}", propagation=policy)
 
-    async def _remove_refs(self, resource: str, obj: Any, uids: set[str]) -> None:
+    async def _remove_refs(self, resource: str, obj: ApiObject, uids: set[str]) -> None:
         new = copy_of(obj)
         keep = [ref for ref in new.metadata.owner_references if ref.uid not in uids]
         del new.metadata.owner_references[:]
@@ -189,7 +192,7 @@ class GarbageCollector(Actor):
         except NotFoundError:
             pass
 
-    async def _remove_finalizer(self, obj: Any, finalizer: str) -> None:
+    async def _remove_finalizer(self, obj: ApiObject, finalizer: str) -> None:
         new = copy_of(obj)
         keep = [f for f in new.metadata.finalizers if f != finalizer]
         del new.metadata.finalizers[:]
@@ -199,7 +202,7 @@ class GarbageCollector(Actor):
         except NotFoundError:
             pass
 
-    async def _orphan_dependents(self, resource: str, owner: Any) -> None:
+    async def _orphan_dependents(self, resource: str, owner: ApiObject) -> None:
         uid = owner.metadata.uid
         for dependent_resource, dependents in self._dependents(uid):
             for dependent in dependents:
@@ -207,7 +210,7 @@ class GarbageCollector(Actor):
         await self._remove_finalizer(owner, ORPHAN)
         self.log.info("orphaned dependents", owner=f"{resource}/{object_key(owner)}")
 
-    async def _delete_dependents_first(self, resource: str, owner: Any) -> None:
+    async def _delete_dependents_first(self, resource: str, owner: ApiObject) -> None:
         uid = owner.metadata.uid
         blocking = 0
         for dependent_resource, dependents in self._dependents(uid):
@@ -224,5 +227,5 @@ class GarbageCollector(Actor):
             self.log.info("foreground deletion done", owner=f"{resource}/{object_key(owner)}")
 
 
-def _owner_uids(obj: Any) -> list[str]:
+def _owner_uids(obj: ApiObject) -> list[str]:
     return [ref.uid for ref in obj.metadata.owner_references]

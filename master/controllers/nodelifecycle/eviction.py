@@ -24,14 +24,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
 
-from ctl.client import NotFoundError
-from ctl.machinery.informer import InformerFactory, object_key
-from master.controllers import indexes
-from master.controllers.base import QueueController
-from master.controllers.scheduler.filters import NOT_READY_TAINT, UNREACHABLE_TAINT, tolerates
-from proto import objects_pb2 as pb
+from kybernetes.core.api.client import ObjectClient
+from kybernetes.core.api.errors import NotFoundError
+from kybernetes.core.machinery.informer import InformerFactory, object_key
+from kybernetes.master.controllers import indexes
+from kybernetes.master.controllers.base import QueueController
+from kybernetes.master.controllers.scheduler.filters import NOT_READY_TAINT, UNREACHABLE_TAINT, tolerates
+from kybernetes.master.events import EventRecorder
+from kybernetes.proto import objects_pb2 as pb
 
 DEFAULT_TOLERATED_TAINTS = (UNREACHABLE_TAINT, NOT_READY_TAINT)
 
@@ -82,7 +83,8 @@ def is_disrupted(*, not_ready: int, total: int, threshold: float) -> bool:
 class TaintEvictionController(QueueController):
     """Evicts pods from Nodes whose NoExecute taints they do not tolerate (long enough)."""
 
-    def __init__(self, *, client: Any, informers: InformerFactory, recorder: Any, pod_eviction_timeout: float,
+    def __init__(self, *, client: ObjectClient, informers: InformerFactory, recorder: EventRecorder,
+                 pod_eviction_timeout: float,
                  clock: Callable[[], float] = time.time) -> None:
         self.node_informer = informers.informer("nodes")
         self.pod_informer = informers.informer("pods")

@@ -24,17 +24,18 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Any
 
-from ctl.client import ConflictError, NotFoundError
-from ctl.machinery.actors import Actor
-from ctl.machinery.informer import InformerFactory
-from master.controllers import indexes
-from master.controllers.nodelifecycle.eviction import EvictionLimiter, is_disrupted
-from master.controllers.podutil import copy_of, get_condition, is_pod_ready, now_timestamp
-from master.controllers.scheduler.filters import NOT_READY_TAINT, UNREACHABLE_TAINT
-from master.nodelink.liveness import NodeLiveness
-from proto import objects_pb2 as pb
+from kybernetes.core.api.client import ObjectClient
+from kybernetes.core.api.errors import ConflictError, NotFoundError
+from kybernetes.core.api.objects import copy_of, get_condition, is_pod_ready, now_timestamp
+from kybernetes.core.machinery.actors import Actor
+from kybernetes.core.machinery.informer import InformerFactory
+from kybernetes.master.controllers import indexes
+from kybernetes.master.controllers.nodelifecycle.eviction import EvictionLimiter, is_disrupted
+from kybernetes.master.controllers.scheduler.filters import NOT_READY_TAINT, UNREACHABLE_TAINT
+from kybernetes.master.events import EventRecorder
+from kybernetes.master.nodelink.liveness import NodeLiveness
+from kybernetes.proto import objects_pb2 as pb
 
 NODE_STATUS_UNKNOWN = "NodeStatusUnknown"
 STOPPED_POSTING = "Kubelet stopped posting node status."
@@ -60,7 +61,8 @@ def current_taint(node: pb.Node) -> str | None:
 class NodeLifecycleController(Actor):
     """Watches Node liveness and applies the consequences."""
 
-    def __init__(self, *, client: Any, informers: InformerFactory, recorder: Any, liveness: NodeLiveness,
+    def __init__(self, *, client: ObjectClient, informers: InformerFactory, recorder: EventRecorder,
+                 liveness: NodeLiveness,
                  node_monitor_grace_period: float, monitor_period: float | None = None,
                  unhealthy_threshold: float = 0.55, disrupted_eviction_interval: float = 10.0,
                  clock: Callable[[], float] = time.time) -> None:

@@ -10,14 +10,14 @@ absence is always confirmed with a fresh read before anything is deleted.
 
 from __future__ import annotations
 
-from typing import Any
-
-from ctl.client import NotFoundError
-from ctl.machinery.informer import InformerFactory, object_key
-from master.controllers import indexes
-from master.controllers.base import QueueController
-from master.nodelink.liveness import NodeLiveness
-from proto import objects_pb2 as pb
+from kybernetes.core.api.client import ObjectClient
+from kybernetes.core.api.errors import NotFoundError
+from kybernetes.core.machinery.informer import InformerFactory, object_key
+from kybernetes.master.controllers import indexes
+from kybernetes.master.controllers.base import QueueController
+from kybernetes.master.events import EventRecorder
+from kybernetes.master.nodelink.liveness import NodeLiveness
+from kybernetes.proto import objects_pb2 as pb
 
 QUARANTINE_SECONDS = 40.0
 
@@ -25,7 +25,8 @@ QUARANTINE_SECONDS = 40.0
 class OrphanedPodCollector(QueueController):
     """Force-deletes the pods of deleted Nodes (work keyed by Node name)."""
 
-    def __init__(self, *, client: Any, informers: InformerFactory, recorder: Any, liveness: NodeLiveness | None,
+    def __init__(self, *, client: ObjectClient, informers: InformerFactory, recorder: EventRecorder,
+                 liveness: NodeLiveness | None,
                  quarantine: float = QUARANTINE_SECONDS) -> None:
         self.node_informer = informers.informer("nodes")
         self.pod_informer = informers.informer("pods")

@@ -12,18 +12,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
 
-from ctl.api.selectors import SelectorError, from_proto
-from ctl.machinery.informer import InformerFactory, object_key
-from master.controllers import indexes
-from master.controllers.base import QueueController
-from master.controllers.expectations import Expectations
-from master.controllers.podutil import controller_of, is_pod_ready
-from master.controllers.refmanager import claim, owner_checker
-from master.controllers.replicaset.podfacts import PodFacts, PodFactsCache
-from master.controllers.replicaset.sync import ReplicaSetSync, count_replicas, desired_status
-from proto import objects_pb2 as pb
+from kybernetes.core.api.client import ObjectClient
+from kybernetes.core.api.objects import controller_of, is_pod_ready
+from kybernetes.core.api.selectors import SelectorError, from_proto
+from kybernetes.core.machinery.informer import InformerFactory, object_key
+from kybernetes.master.controllers import indexes
+from kybernetes.master.controllers.base import QueueController
+from kybernetes.master.controllers.expectations import Expectations
+from kybernetes.master.controllers.refmanager import claim, owner_checker
+from kybernetes.master.controllers.replicaset.podfacts import PodFacts, PodFactsCache
+from kybernetes.master.controllers.replicaset.sync import ReplicaSetSync, count_replicas, desired_status
+from kybernetes.master.events import EventRecorder
+from kybernetes.proto import objects_pb2 as pb
 
 POD_STATUS_COALESCE_MAX = 0.5  # seconds
 
@@ -31,7 +32,7 @@ POD_STATUS_COALESCE_MAX = 0.5  # seconds
 class ReplicaSetController(QueueController):
     """Keeps each ReplicaSet's pods at spec.replicas and its status current."""
 
-    def __init__(self, *, client: Any, informers: InformerFactory, recorder: Any, workers: int = 5,
+    def __init__(self, *, client: ObjectClient, informers: InformerFactory, recorder: EventRecorder, workers: int = 5,
                  clock: Callable[[], float] = time.time) -> None:
         self.rs_informer = informers.informer("replicasets")
         self.pod_informer = informers.informer("pods")

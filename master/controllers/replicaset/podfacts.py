@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from master.controllers.podutil import controller_of, is_pod_active, ready_since
-from proto import objects_pb2 as pb
+from kybernetes.core.api.objects import controller_of, is_pod_active, ready_since
+from kybernetes.proto import objects_pb2 as pb
 
 
 @dataclass(frozen=True, slots=True)

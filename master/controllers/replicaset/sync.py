@@ -22,9 +22,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ctl.client import AlreadyExistsError, ApiError, NotFoundError
-from ctl.machinery.informer import object_key
-from master.controllers.podutil import (
+from kybernetes.core.api.client import ObjectClient
+from kybernetes.core.api.errors import AlreadyExistsError, ApiError, NotFoundError
+from kybernetes.core.api.objects import (
     controller_ref,
     copy_of,
     now_timestamp,
@@ -32,8 +32,10 @@ from master.controllers.podutil import (
     remove_condition,
     set_condition,
 )
-from master.controllers.replicaset.podfacts import PodFacts
-from proto import objects_pb2 as pb
+from kybernetes.core.machinery.informer import object_key
+from kybernetes.master.controllers.replicaset.podfacts import PodFacts
+from kybernetes.master.events import EventRecorder
+from kybernetes.proto import objects_pb2 as pb
 
 # Kubernetes' rand.String alphabet: no vowels (no words), no confusable 0/1/3.
 NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
@@ -152,7 +154,7 @@ def desired_status(rs: pb.ReplicaSet, counts: ReplicaCounts, failure: str | None
 class ReplicaSetSync:
     """The actions of a sync, against the API (used by the controller's workers)."""
 
-    def __init__(self, *, client: Any, recorder: Any, expectations: Any,
+    def __init__(self, *, client: ObjectClient, recorder: EventRecorder, expectations: Any,
                  clock: Callable[[], float] = time.time) -> None:
         self.client = client
         self.recorder = recorder

@@ -12,12 +12,13 @@ PodScheduled=True once bound, and every bind records a Scheduled event.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
-from ctl.client import ConflictError, NotFoundError
-from ctl.machinery.informer import object_key
-from master.controllers.podutil import copy_of, get_condition, now_timestamp, set_condition
-from proto import objects_pb2 as pb
+from kybernetes.core.api.client import ObjectClient
+from kybernetes.core.api.errors import ConflictError, NotFoundError
+from kybernetes.core.api.objects import copy_of, get_condition, now_timestamp, set_condition
+from kybernetes.core.machinery.informer import object_key
+from kybernetes.master.events import EventRecorder
+from kybernetes.proto import objects_pb2 as pb
 
 BIND_ATTEMPTS = 5
 
@@ -25,7 +26,7 @@ BIND_ATTEMPTS = 5
 class Binder:
     """Writes bindings with bounded concurrency."""
 
-    def __init__(self, *, client: Any, recorder: Any, concurrency: int = 256) -> None:
+    def __init__(self, *, client: ObjectClient, recorder: EventRecorder, concurrency: int = 256) -> None:
         self.client = client
         self.recorder = recorder
         self._slots = asyncio.Semaphore(concurrency)

@@ -21,10 +21,10 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from ctl.api.quantity import QuantityError, parse_cpu, parse_memory
-from ctl.machinery.informer import object_key
-from master.controllers.podutil import controller_of, get_condition
-from proto import objects_pb2 as pb
+from kybernetes.core.api.objects import controller_of, get_condition
+from kybernetes.core.api.quantity import QuantityError, parse_cpu, parse_memory
+from kybernetes.core.machinery.informer import object_key
+from kybernetes.proto import objects_pb2 as pb
 
 DEFAULT_MAX_PODS = 110
 # What a container without requests counts as when scoring (Kubernetes' non-zero defaults), so empty

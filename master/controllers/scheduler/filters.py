@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable
 
-from master.controllers.scheduler.cache import NodeInfo, PodInfo
-from proto import objects_pb2 as pb
+from kybernetes.master.controllers.scheduler.cache import NodeInfo, PodInfo
+from kybernetes.proto import objects_pb2 as pb
 
 UNSCHEDULABLE = "node(s) were unschedulable"
 NOT_READY = "node(s) were not ready"

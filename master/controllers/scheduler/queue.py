@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from ctl.machinery.workqueue import WorkQueue
+from kybernetes.core.machinery.workqueue import WorkQueue
 
 
 class SchedulingQueue:

@@ -18,16 +18,18 @@ import random
 from collections import Counter
 from typing import Any
 
-from ctl.machinery.actors import Actor
-from ctl.machinery.informer import InformerFactory, object_key
-from master.controllers import indexes
-from master.controllers.podutil import get_condition
-from master.controllers.scheduler.bind import Binder
-from master.controllers.scheduler.cache import NodeInfo, PodInfo, SchedulerCache
-from master.controllers.scheduler.filters import fit_error_message, run_filters
-from master.controllers.scheduler.queue import SchedulingQueue
-from master.controllers.scheduler.scores import select_host
-from proto import objects_pb2 as pb
+from kybernetes.core.api.client import ObjectClient
+from kybernetes.core.api.objects import get_condition
+from kybernetes.core.machinery.actors import Actor
+from kybernetes.core.machinery.informer import InformerFactory, object_key
+from kybernetes.master.controllers import indexes
+from kybernetes.master.controllers.scheduler.bind import Binder
+from kybernetes.master.controllers.scheduler.cache import NodeInfo, PodInfo, SchedulerCache
+from kybernetes.master.controllers.scheduler.filters import fit_error_message, run_filters
+from kybernetes.master.controllers.scheduler.queue import SchedulingQueue
+from kybernetes.master.controllers.scheduler.scores import select_host
+from kybernetes.master.events import EventRecorder
+from kybernetes.proto import objects_pb2 as pb
 
 MIN_FEASIBLE_NODES = 100
 
@@ -57,7 +59,8 @@ def _node_facts(node: pb.Node) -> tuple[Any, ...]:
 class Scheduler(Actor):
     """Binds pending pods to Nodes."""
 
-    def __init__(self, *, client: Any, informers: InformerFactory, recorder: Any, bind_concurrency: int = 256,
+    def __init__(self, *, client: ObjectClient, informers: InformerFactory, recorder: EventRecorder,
+                 bind_concurrency: int = 256,
                  initial_backoff: float = 0.5, max_backoff: float = 5.0, rng: random.Random | None = None) -> None:
         super().__init__(name="scheduler")
         self.client = client

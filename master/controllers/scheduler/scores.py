@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from master.controllers.scheduler.cache import NodeInfo, PodInfo
+from kybernetes.master.controllers.scheduler.cache import NodeInfo, PodInfo
 
 
 def least_allocated(pod: PodInfo, node: NodeInfo) -> float:

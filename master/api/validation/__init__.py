@@ -1,0 +1,80 @@
+"""Admission validation: Kubernetes' rules for every kind, as pure functions.
+
+`validate(obj, old=...)` walks one object and collects every violation as a
+`FieldError` (a Kubernetes-style field path plus the rule text) before raising a
+single `ValidationError`, so a user sees all problems at once, worded the way
+kubectl words them:
+
+    Deployment.apps "web" is invalid: spec.replicas: Invalid value: -1: must be greater than or equal to 0
+
+It accepts objects before or after `master.api.defaults.apply_defaults`: an empty
+enum field (protocol, restartPolicy, ...) is the default and therefore valid.
+Only the update rules (immutable fields) look at `old`.
+
+Validation runs on every write, so all patterns are compiled once at import (in
+`kybernetes.core.api.formats`) and the walk allocates little beyond the error list.
+
+The rules live in one module per behaviour; this one is the entry point that
+checks what every kind shares and dispatches by kind:
+- `errors`: FieldError, ValidationError, the `Errors` collector and how values are shown;
+- `meta`: type and object meta, labels, annotations, label selectors (the API form);
+- `ports`: port numbers, named ports and protocols, shared by pods and services;
+- `pods`: the pod spec (also the template of the workloads) and pod status;
+- `apps`: ReplicaSets and Deployments;
+- `services`: Services and Endpoints;
+- `nodes` and `events`: Nodes and Events.
+Name, key and value syntax (DNS labels, qualified names, ...) is Kubernetes'
+`util/validation`, in `kybernetes.core.api.formats`, which selectors share.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from kybernetes.core.api import formats
+from kybernetes.core.api.kinds import ApiObject, kind_of
+from kybernetes.master.api.validation.apps import validate_deployment, validate_replica_set
+from kybernetes.master.api.validation.errors import Errors, FieldError, ValidationError
+from kybernetes.master.api.validation.events import validate_event
+from kybernetes.master.api.validation.meta import validate_object_meta, validate_object_meta_update, validate_type_meta
+from kybernetes.master.api.validation.nodes import validate_node
+from kybernetes.master.api.validation.pods import validate_pod
+from kybernetes.master.api.validation.services import validate_endpoints, validate_service
+from kybernetes.proto import objects_pb2 as pb
+
+__all__ = ["FieldError", "ValidationError", "validate"]
+
+# The rule for metadata.name: a DNS-1123 subdomain unless the kind says otherwise.
+_NAME_RULES: dict[type, Callable[[str], list[str]]] = {pb.Service: formats.dns1035_label}
+
+_VALIDATORS: dict[type, Callable[[Errors, Any, Any], None]] = {
+    pb.Pod: validate_pod,
+    pb.ReplicaSet: validate_replica_set,
+    pb.Deployment: validate_deployment,
+    pb.Service: validate_service,
+    pb.Endpoints: validate_endpoints,
+    pb.Node: validate_node,
+    pb.Event: validate_event,
+}
+
+
+def validate(obj: ApiObject, *, old: ApiObject | None = None) -> None:
+    """Refuse an object that breaks Kubernetes' rules; `old` is the stored version on update."""
+    kind = kind_of(obj)
+    if old is not None and type(old) is not type(obj):
+        raise TypeError(f"old is a {type(old).__name__}, not a {type(obj).__name__}")
+    errors = Errors()
+    validate_type_meta(errors, obj, kind=kind.kind, api_version=kind.api_version)
+    validate_object_meta(
+        errors,
+        obj.metadata,
+        namespaced=kind.namespaced,
+        name_rule=_NAME_RULES.get(type(obj), formats.dns1123_subdomain),
+    )
+    if old is not None:
+        validate_object_meta_update(errors, obj.metadata, old.metadata)
+    _VALIDATORS[type(obj)](errors, obj, old)
+    if errors:
+        group = kind.api_version.rpartition("/")[0]
+        raise ValidationError(kind=kind.kind, group=group, name=obj.metadata.name, errors=errors)

@@ -1,0 +1,17 @@
+"""Events: what an event must name (the involved object), its type and its count."""
+
+from __future__ import annotations
+
+from kybernetes.master.api.validation.errors import Errors
+from kybernetes.proto import objects_pb2 as pb
+
+_EVENT_TYPES = ("Normal", "Warning")
+
+
+def validate_event(errors: Errors, event: pb.Event, old: pb.Event | None) -> None:
+    if not event.involved_object.kind:
+        errors.required("involvedObject.kind")
+    if not event.involved_object.name:
+        errors.required("involvedObject.name")
+    errors.enum("type", event.type, _EVENT_TYPES)
+    errors.non_negative("count", event.count)

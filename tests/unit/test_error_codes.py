@@ -1,0 +1,75 @@
+"""One error hierarchy, one table: every API error is answered with its own status code, and anything else
+is our bug, answered INTERNAL and logged with its traceback, never INVALID_ARGUMENT.
+
+The real ObjectAPI servicer runs in-process on loopback over a stand-in object service whose calls raise.
+"""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+import structlog
+
+from kybernetes.core.api import errors
+from kybernetes.core.api.labels import SelectorError
+from kybernetes.ctl.client import Client
+from kybernetes.master.api.grpc_service import ObjectAPIServicer
+from kybernetes.proto import api_pb2_grpc
+
+
+class RaisingService:
+    """Stands in for ObjectService: `get` raises whatever the test put in `error`."""
+
+    def __init__(self) -> None:
+        self.error: BaseException = RuntimeError("unset")
+
+    async def get(self, resource: str, name: str, namespace: str) -> object:
+        raise self.error
+
+
+@pytest.fixture
+async def served() -> object:
+    service = RaisingService()
+    server = grpc.aio.server()
+    api_pb2_grpc.add_ObjectAPIServicer_to_server(ObjectAPIServicer(service=service), server)  # type: ignore[arg-type]
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with Client(f"127.0.0.1:{port}") as client:
+            yield service, client
+    finally:
+        await server.stop(None)
+
+
+@pytest.mark.parametrize(("error", "code"), [
+    (errors.NotFoundError('pods "x" not found'), grpc.StatusCode.NOT_FOUND),
+    (errors.AlreadyExistsError('pods "x" already exists'), grpc.StatusCode.ALREADY_EXISTS),
+    (errors.ConflictError("the object has been modified"), grpc.StatusCode.ABORTED),
+    (errors.InvalidError("spec.replicas: Invalid value: -1"), grpc.StatusCode.INVALID_ARGUMENT),
+    (SelectorError("unable to parse requirement"), grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.UnavailableError("etcd unavailable"), grpc.StatusCode.UNAVAILABLE),
+    (errors.ExpiredError("too old resource version"), grpc.StatusCode.OUT_OF_RANGE),
+])
+async def test_api_errors_keep_their_code_and_message(served, error: errors.ApiError, code: grpc.StatusCode):
+    service, client = served
+    service.error = error
+    with pytest.raises(errors.ApiError) as raised:
+        await client.get("pods", "x")
+    assert raised.value.code == code
+    assert raised.value.message == error.message
+    assert type(raised.value) is (errors.InvalidError if isinstance(error, SelectorError) else type(error))
+
+
+@pytest.mark.parametrize("bug", [ValueError("int() base 10: 'x'"), KeyError("spec"), TypeError("NoneType"),
+                                 AttributeError("'Pod' has no attribute 'x'")])
+async def test_our_bugs_are_internal_and_logged_with_a_traceback(served, bug: Exception):
+    service, client = served
+    service.error = bug
+    with structlog.testing.capture_logs() as logs, pytest.raises(errors.ApiError) as raised:
+        await client.get("pods", "x")
+    assert raised.value.code == grpc.StatusCode.INTERNAL
+    assert not isinstance(raised.value, errors.InvalidError)
+    assert "internal error" in raised.value.message
+    [line] = [entry for entry in logs if entry["event"] == "internal error"]
+    assert line["log_level"] == "error" and line["method"] == "Get"
+    assert line["exc_info"] is bug and bug.__traceback__ is not None
