@@ -6,4 +6,6 @@
   for an identity (CN = user or `system:node:<name>`, O = groups), reading the identity of a certificate.
 
 The certificate authority itself (making the CA, signing) is the master's: `kybernetes.master.pki`.
+
+Design and the remaining wiring: docs/identity.md.
 """

@@ -8,4 +8,6 @@
 
 Every decision says why, so a refusal can be logged with the identity and answered PERMISSION_DENIED in
 kubectl's words.
+
+Design and the remaining wiring: docs/identity.md.
 """

@@ -6,4 +6,6 @@
 - `bundle`: the CA's key and certificate sealed with a key derived from the server token, so the CA can
   live in etcd where a second master finds it (k3s keeps its bootstrap data the same way) without etcd
   ever holding the CA key in the clear.
+
+Design and the remaining wiring: docs/identity.md.
 """
