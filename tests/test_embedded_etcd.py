@@ -233,7 +233,7 @@ def _blocking_traffic(target: str, stop: threading.Event, counter: list[int]) ->
 
 
 async def test_thirty_starts_beside_live_grpc_traffic(tmp_path: Path) -> None:
-    """The regression test for children forked with gRPC's threads running (a preexec_fn forces fork()):
+    """The regression test for children forked with gRPC's threads running (a Python pre-exec hook forces fork()):
     a gRPC server with an asyncio client and a blocking client in another thread keep calls in flight while a
     real etcd is started and stopped 30 times; every start must succeed and every stop must find it alive."""
     server = grpc.aio.server()

@@ -15,11 +15,11 @@ master has shut down) and with PR_SET_PDEATHSIG=SIGTERM, so it dies with its par
 is SIGKILLed. The kernel ties the death signal to the *thread* that forked, which is the event loop's
 thread here; run the loop on a thread that lives as long as etcd should.
 
-No Python runs between fork and exec: a `preexec_fn` would make CPython fork() (instead of vfork) while
-gRPC's threads run in the parent, and a child forked then can abort in gRPC's fork handlers before it
-execs. The death signal is set by util-linux's `setpriv --pdeathsig`, which then execs a POSIX shell that
-checks the parent is still the one that started it (closing the window before the signal was armed) and
-execs etcd in its place, so the pid we hold is etcd's.
+No Python runs between fork and exec: a Python pre-exec hook (subprocess's preexec argument) would make
+CPython fork() (instead of vfork) while gRPC's threads run in the parent, and a child forked then can abort
+in gRPC's fork handlers before it execs. The death signal is set by util-linux's `setpriv --pdeathsig`,
+which then execs a POSIX shell that checks the parent is still the one that started it (closing the window
+before the signal was armed) and execs etcd in its place, so the pid we hold is etcd's.
 """
 
 from __future__ import annotations
