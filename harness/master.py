@@ -91,6 +91,19 @@ class MasterProcess:
             except TimeoutError:
                 await self.signal(signal.SIGKILL)
 
+    async def __aenter__(self) -> MasterProcess:
+        """`async with MasterProcess(...) as master:` starts it and stops it afterwards, whatever happens
+        (a master that failed to become healthy is stopped too, so no test leaves one behind)."""
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
 
 @dataclass
 class ClusterMaster:

@@ -39,12 +39,8 @@ HOLLOW_ARGS = ["--heartbeat-interval", "0.5", "--no-pod-routes", "--no-proxy"]
 
 @pytest.fixture
 async def master(etcd: EtcdProcess, tmp_path: Path) -> AsyncIterator[MasterProcess]:
-    proc = MasterProcess(etcd=[etcd.endpoint], log_path=tmp_path / "master.log")
-    await proc.start()
-    try:
+    async with MasterProcess(etcd=[etcd.endpoint], log_path=tmp_path / "master.log") as proc:
         yield proc
-    finally:
-        await proc.stop()
 
 
 @pytest.fixture

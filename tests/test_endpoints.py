@@ -22,13 +22,9 @@ from tests.test_services_api import make_service
 @pytest.fixture
 async def client(etcd, tmp_path: Path) -> AsyncIterator[Client]:
     """A master running only the endpoints controller (no scheduler or pod GC to race with the test)."""
-    proc = MasterProcess(etcd=[etcd.endpoint], log_path=tmp_path / "master.log", extra_args=["--controllers=endpoints"])
-    await proc.start()
-    try:
-        async with Client(proc.address) as c:
-            yield c
-    finally:
-        await proc.stop()
+    async with MasterProcess(etcd=[etcd.endpoint], log_path=tmp_path / "master.log",
+                             extra_args=["--controllers=endpoints"]) as proc, Client(proc.address) as c:
+        yield c
 
 
 async def set_status(client: Client, name: str, *, ip: str, ready: bool) -> None:

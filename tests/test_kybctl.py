@@ -132,13 +132,9 @@ def by_name(rows: list[dict[str, str]], key: str = "NAME") -> dict[str, dict[str
 @pytest.fixture
 async def master(etcd: EtcdProcess, tmp_path: Path) -> AsyncIterator[MasterProcess]:
     """A kyb-master with its controllers; Nodes made here have no kubelet, so they are never declared lost."""
-    proc = MasterProcess(etcd=[etcd.endpoint], log_path=tmp_path / "master.log",
-                         extra_args=["--node-monitor-grace-period", "3600"])
-    await proc.start()
-    try:
+    async with MasterProcess(etcd=[etcd.endpoint], log_path=tmp_path / "master.log",
+                             extra_args=["--node-monitor-grace-period", "3600"]) as proc:
         yield proc
-    finally:
-        await proc.stop()
 
 
 @pytest.fixture

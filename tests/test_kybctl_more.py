@@ -54,13 +54,9 @@ ROLLED_OUT = 'deployment "hello" successfully rolled out'
 @pytest.fixture
 async def control_plane(etcd: EtcdProcess, tmp_path: Path) -> AsyncIterator[MasterProcess]:
     """A kyb-master with every controller; Nodes without a kubelet are not declared lost during a test."""
-    proc = MasterProcess(etcd=[etcd.endpoint], log_path=tmp_path / "control-plane.log",
-                         extra_args=["--node-monitor-grace-period", "3600"])
-    await proc.start()
-    try:
+    async with MasterProcess(etcd=[etcd.endpoint], log_path=tmp_path / "control-plane.log",
+                             extra_args=["--node-monitor-grace-period", "3600"]) as proc:
         yield proc
-    finally:
-        await proc.stop()
 
 
 @pytest.fixture
