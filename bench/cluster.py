@@ -297,26 +297,6 @@ class PodTracker:
 # ----------------------------------------------------------------------------- objects
 
 
-def make_deployment(name: str, *, replicas: int, image: str = "kyb/busybox:1", namespace: str = "default",
-                    command: Sequence[str] = (), host_network: bool = False, max_surge: int = 1,
-                    max_unavailable: int = 0, grace_seconds: int = 1) -> pb.Deployment:
-    """A Deployment of `replicas` single-container pods labelled app=<name>."""
-    d = pb.Deployment()
-    d.metadata.name = name
-    d.metadata.namespace = namespace
-    d.spec.replicas = replicas
-    d.spec.selector.match_labels["app"] = name
-    d.spec.template.metadata.labels["app"] = name
-    container = d.spec.template.spec.containers.add(name="main", image=image)
-    container.command.extend(command)
-    d.spec.template.spec.host_network = host_network
-    d.spec.template.spec.termination_grace_period_seconds = grace_seconds
-    d.spec.strategy.type = "RollingUpdate"
-    d.spec.strategy.rolling_update.max_surge.int_val = max_surge
-    d.spec.strategy.rolling_update.max_unavailable.int_val = max_unavailable
-    return d
-
-
 async def modify(client: Client, resource: str, name: str, change: Callable[[Any], None], *,
                  namespace: str = "default", attempts: int = 50) -> Any:
     """Read-modify-write with retries on conflicts."""

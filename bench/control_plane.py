@@ -28,7 +28,7 @@ from typing import Any
 
 import click
 
-from bench.cluster import ControlPlane, HollowGroup, PodTracker, make_deployment, wait_nodes_ready
+from bench.cluster import ControlPlane, HollowGroup, PodTracker, wait_nodes_ready
 from bench.common import (
     Profiler,
     Report,
@@ -42,6 +42,8 @@ from bench.common import (
     proc_sample,
 )
 from bench.probes import ProbeProcess
+from harness.builders import make_deployment
+from harness.kubelet import BUSYBOX
 from kybernetes.ctl.client import Client
 
 NAME = "control_plane"
@@ -153,7 +155,8 @@ async def load_phase(cp: ControlPlane, client: Client, *, pods: int, deployment_
     count = math.ceil(pods / deployment_size)
     sizes = [deployment_size] * (pods // deployment_size) + ([pods % deployment_size] if pods % deployment_size else [])
     began = time.monotonic()
-    await asyncio.gather(*(client.create(make_deployment(f"scale-{i}", replicas=size, command=["sleep", "3600"]))
+    await asyncio.gather(*(client.create(make_deployment(f"scale-{i}", replicas=size, image=BUSYBOX,
+                                                         command=["sleep", "3600"]))
                            for i, size in enumerate(sizes)))
     timed_out = False
     try:

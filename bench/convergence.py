@@ -37,7 +37,6 @@ from bench.cluster import (
     ControlPlane,
     PodTracker,
     delete,
-    make_deployment,
     modify,
     wait_nodes_ready,
     wait_rollout,
@@ -70,8 +69,9 @@ from bench.nodes import (
     task_pids,
 )
 from bench.pod_startup import _supernet
-from harness.builders import make_pod
+from harness.builders import make_deployment, make_pod
 from harness.containerd import ContainerdDaemon, cleanup_namespace
+from harness.kubelet import BUSYBOX
 from kybernetes.ctl.client import Client
 from kybernetes.proto import objects_pb2 as pb
 
@@ -93,7 +93,7 @@ async def converge(client: Client, tracker: PodTracker, *, mode: str, host_netwo
     name = f"conv-{mode.replace('_', '-')}"
     before, busy0 = {key: proc_sample(pid) for key, pid in pids.items()}, machine_busy_seconds()
     began = time.monotonic()
-    await client.create(make_deployment(name, replicas=replicas, command=sleeper(host_network),
+    await client.create(make_deployment(name, replicas=replicas, image=BUSYBOX, command=sleeper(host_network),
                                         host_network=host_network))
     created_s = await tracker.wait_running(replicas, timeout=timeout, selector=app(name)) - began
     after, busy1 = {key: proc_sample(pid) for key, pid in pids.items()}, machine_busy_seconds()
@@ -116,7 +116,7 @@ async def converge(client: Client, tracker: PodTracker, *, mode: str, host_netwo
 
     name2 = name + "-x2"
     began = time.monotonic()
-    await client.create(make_deployment(name2, replicas=2 * replicas, command=sleeper(host_network),
+    await client.create(make_deployment(name2, replicas=2 * replicas, image=BUSYBOX, command=sleeper(host_network),
                                         host_network=host_network))
     double_s = await tracker.wait_running(2 * replicas, timeout=timeout, selector=app(name2)) - began
     await delete_deployment(client, tracker, name2, timeout=timeout)
@@ -158,7 +158,7 @@ async def rolling(client: Client, *, mode: str, host_network: bool, replicas: in
 async def kubelet_rss(client: Client, tracker: PodTracker, node: RealNode, *, pods: int,
                       timeout: float) -> dict[str, Any]:
     idle = proc_sample(node.pid)
-    await client.create(make_deployment("rss", replicas=pods, command=SLEEPER))
+    await client.create(make_deployment("rss", replicas=pods, image=BUSYBOX, command=SLEEPER))
     await tracker.wait_running(pods, timeout=timeout, selector=app("rss"))
     await asyncio.sleep(3.0)  # a relist and the status reports run with all of them
     loaded = proc_sample(node.pid)

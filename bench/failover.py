@@ -21,10 +21,12 @@ from typing import Any
 
 import click
 
-from bench.cluster import ControlPlane, PodTracker, make_deployment, node_ready, wait_nodes_ready
+from bench.cluster import ControlPlane, PodTracker, node_ready, wait_nodes_ready
 from bench.common import Report, Target, Workdir, common_options, emit, require_root
 from bench.nodes import SLEEPER, PrivateContainerd, RealNode, build_images, host_guard, new_slice, pod_subnet
+from harness.builders import make_deployment
 from harness.containerd import ContainerdDaemon
+from harness.kubelet import BUSYBOX
 from kybernetes.ctl.client import Client
 
 NAME = "failover"
@@ -79,7 +81,7 @@ async def one_run(*, daemon: ContainerdDaemon, images: dict[str, Path], workdir:
                 await node_watch.start()
                 tracker = PodTracker(client, namespace="default", label_selector="app=web")
                 await tracker.start()
-                await client.create(make_deployment("web", replicas=REPLICAS, command=SLEEPER))
+                await client.create(make_deployment("web", replicas=REPLICAS, image=BUSYBOX, command=SLEEPER))
                 await tracker.wait_running(REPLICAS, ready=True, timeout=timeout)
                 await asyncio.sleep(1.0)  # steady state: status reports settled
                 placement = Counter(p.node for p in tracker.live())

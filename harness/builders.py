@@ -47,4 +47,41 @@ def make_pod(name: str, *, namespace: str = "default", labels: dict[str, str] | 
     return pod
 
 
-__all__ = ["make_pod"]
+__all__ = ["make_deployment", "make_pod"]
+
+
+def make_deployment(name: str, *, replicas: int = 3, image: str = "kyb/hello:v1", namespace: str = "default",
+                    command: Sequence[str] = (), host_network: bool = False, strategy: str = "RollingUpdate",
+                    max_surge: int | str = 1, max_unavailable: int | str = 0, min_ready_seconds: int = 0,
+                    progress_deadline: int | None = None, revision_history_limit: int | None = None,
+                    cpu: str = "", grace_seconds: int = 1) -> pb.Deployment:
+    """A Deployment of `replicas` single-container pods ("main") labelled and selected by app=<name>.
+
+    maxSurge and maxUnavailable take a number or a percentage ("25%"); they are set only for RollingUpdate.
+    """
+    d = pb.Deployment()
+    d.metadata.name = name
+    d.metadata.namespace = namespace
+    d.spec.replicas = replicas
+    d.spec.selector.match_labels["app"] = name
+    d.spec.template.metadata.labels["app"] = name
+    container = d.spec.template.spec.containers.add(name="main", image=image)
+    container.command.extend(command)
+    if cpu:
+        container.resources.requests["cpu"] = cpu
+    d.spec.template.spec.host_network = host_network
+    d.spec.template.spec.termination_grace_period_seconds = grace_seconds
+    d.spec.strategy.type = strategy
+    if strategy == "RollingUpdate":
+        for field, value in ((d.spec.strategy.rolling_update.max_surge, max_surge),
+                             (d.spec.strategy.rolling_update.max_unavailable, max_unavailable)):
+            if isinstance(value, int):
+                field.int_val = value
+            else:
+                field.str_val = value
+    d.spec.min_ready_seconds = min_ready_seconds
+    if progress_deadline is not None:
+        d.spec.progress_deadline_seconds = progress_deadline
+    if revision_history_limit is not None:
+        d.spec.revision_history_limit = revision_history_limit
+    return d

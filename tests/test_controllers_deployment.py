@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import pytest
 
+from harness.builders import make_deployment
 from harness.waiting import until
 from kybernetes.core.machinery.informer import object_key
 from kybernetes.ctl.client import ConflictError
@@ -19,7 +20,7 @@ from kybernetes.ctl.client.rollout import RollbackError, history, rollback_deplo
 from kybernetes.master.controllers.deployment import util
 from kybernetes.proto import objects_pb2 as pb
 from tests import test_controllers_support as support
-from tests.test_controllers_support import Cluster, is_ready, is_terminating, make_deployment
+from tests.test_controllers_support import Cluster, is_ready, is_terminating
 
 cluster = support.cluster
 

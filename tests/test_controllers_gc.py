@@ -6,11 +6,11 @@ through the API (`ApiKubelets`), since only the ownership logic is under test he
 
 from __future__ import annotations
 
-from harness.builders import make_pod
+from harness.builders import make_deployment, make_pod
 from harness.waiting import until
 from kybernetes.proto import objects_pb2 as pb
 from tests import test_controllers_support as support
-from tests.test_controllers_support import Cluster, is_ready, is_terminating, make_deployment
+from tests.test_controllers_support import Cluster, is_ready, is_terminating
 
 cluster = support.cluster
 

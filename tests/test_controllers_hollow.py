@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from harness.builders import make_deployment
 from harness.master import MasterProcess
 from harness.waiting import until
 from kybernetes.core.machinery.informer import object_key
@@ -27,7 +28,7 @@ from kybernetes.master.controllers.deployment import util
 from kybernetes.master.store.embedded import EtcdProcess
 from kybernetes.proto import objects_pb2 as pb
 from tests.fixtures import kubelet as kubelet_fixtures
-from tests.test_controllers_support import is_ready, is_terminating, make_deployment
+from tests.test_controllers_support import is_ready, is_terminating
 
 if TYPE_CHECKING:
     from harness.kubelet import KubeletProcess

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from harness.builders import make_pod
+from harness.builders import make_deployment, make_pod
 from harness.waiting import until
 from kybernetes.master.store.embedded import EtcdProcess
 from kybernetes.proto import objects_pb2 as pb
@@ -21,7 +21,6 @@ from tests.test_controllers_support import (
     Cluster,
     is_ready,
     is_terminating,
-    make_deployment,
     make_replicaset,
     start_cluster,
 )

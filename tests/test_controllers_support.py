@@ -48,36 +48,6 @@ def make_node(name: str, *, cpu: str = "4", memory: str = "8Gi", pods: str = "11
     return node
 
 
-def make_deployment(name: str, *, replicas: int = 3, image: str = "kyb/hello:v1", max_surge: int | str = 1,
-                    max_unavailable: int | str = 0, strategy: str = "RollingUpdate", min_ready_seconds: int = 0,
-                    progress_deadline: int | None = None, revision_history_limit: int | None = None,
-                    cpu: str = "") -> pb.Deployment:
-    d = pb.Deployment()
-    d.metadata.name = name
-    d.metadata.namespace = "default"
-    d.spec.replicas = replicas
-    d.spec.selector.match_labels["app"] = name
-    d.spec.template.metadata.labels["app"] = name
-    container = d.spec.template.spec.containers.add(name="main", image=image)
-    if cpu:
-        container.resources.requests["cpu"] = cpu
-    d.spec.template.spec.termination_grace_period_seconds = 1
-    d.spec.strategy.type = strategy
-    if strategy == "RollingUpdate":
-        for field_value, value in ((d.spec.strategy.rolling_update.max_surge, max_surge),
-                                   (d.spec.strategy.rolling_update.max_unavailable, max_unavailable)):
-            if isinstance(value, int):
-                field_value.int_val = value
-            else:
-                field_value.str_val = value
-    d.spec.min_ready_seconds = min_ready_seconds
-    if progress_deadline is not None:
-        d.spec.progress_deadline_seconds = progress_deadline
-    if revision_history_limit is not None:
-        d.spec.revision_history_limit = revision_history_limit
-    return d
-
-
 def make_replicaset(name: str, *, replicas: int = 3, labels: dict[str, str] | None = None) -> pb.ReplicaSet:
     rs = pb.ReplicaSet()
     rs.metadata.name = name

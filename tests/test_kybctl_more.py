@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import pytest
 import yaml
 
-from harness.builders import make_pod
+from harness.builders import make_deployment, make_pod
 from harness.master import REPO, MasterProcess
 from harness.waiting import until
 from kybernetes.ctl.cli.errors import CliError
@@ -38,7 +38,6 @@ from kybernetes.ctl.cli.rollout import restarted_at, status_message
 from kybernetes.ctl.client import Client, ConflictError, NotFoundError
 from kybernetes.master.store.embedded import EtcdProcess
 from kybernetes.proto import objects_pb2 as pb
-from tests.test_controllers_support import make_deployment
 from tests.test_kybctl import _command, fails, kyb, ok
 
 if TYPE_CHECKING:
