@@ -59,7 +59,12 @@ async def test_fits_nowhere_explains_why_then_schedules_when_a_node_joins(cluste
     await cluster.add_nodes("n4", memory="4Gi")
     pod = await until(lambda: _bound(cluster, "big"), message="big bound once n4 joined")
     assert pod.spec.node_name == "n4"
-    assert any(c.type == "PodScheduled" and c.status == "True" for c in pod.status.conditions)
+
+    async def scheduled() -> bool:  # the binding and the PodScheduled condition are two writes
+        pod = await cluster.client.get("pods", "big")
+        return any(c.type == "PodScheduled" and c.status == "True" for c in pod.status.conditions)
+
+    await until(scheduled, message="PodScheduled=True once bound")
 
 
 async def _bound(c: Cluster, name: str) -> pb.Pod | None:
