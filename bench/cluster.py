@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import REPO, http_get, prometheus_values
-from harness.master import MasterProcess
+from harness.master import JoinInfo, MasterProcess
+from harness.ports import free_port
 from kybernetes.ctl.client import ApiError, Client, ConflictError, ExpiredError, NotFoundError
 from kybernetes.master.store.embedded import EtcdProcess
 from kybernetes.proto import objects_pb2 as pb
@@ -45,7 +46,10 @@ class ControlPlane:
     def __init__(self, *, workdir: Path, master_args: Sequence[str] = (), log_level: str = "info",
                  split_controllers: bool = False) -> None:
         self.workdir = workdir
-        self.etcd = EtcdProcess(data_dir=workdir / "etcd", auto_compaction_retention="1h")
+        # Metrics on a plain loopback port of their own (the client port needs etcd's client certificate).
+        self.metrics_port = free_port()
+        self.etcd = EtcdProcess(data_dir=workdir / "etcd", auto_compaction_retention="1h",
+                                extra_args=[f"--listen-metrics-urls=http://127.0.0.1:{self.metrics_port}"])
         self.master_args = [*master_args, "--log-level", log_level]
         self.split_controllers = split_controllers
         self.master: MasterProcess | None = None
@@ -54,12 +58,14 @@ class ControlPlane:
     async def start(self) -> None:
         await self.etcd.start()
         extra = ["--controllers", API_SIDE_CONTROLLERS] if self.split_controllers else []
-        self.master = MasterProcess(etcd=[self.etcd.endpoint], log_path=self.workdir / "master.log",
+        self.master = MasterProcess(etcd=[self.etcd.endpoint], etcd_tls=self.etcd.client_tls,
+                                    log_path=self.workdir / "master.log",
                                     extra_args=[*self.master_args, *extra])
         await self.master.start(timeout=60)
         if self.split_controllers:
             self.controller_manager = MasterProcess(
-                etcd=[self.etcd.endpoint], log_path=self.workdir / "controller-manager.log",
+                etcd=[self.etcd.endpoint], etcd_tls=self.etcd.client_tls,
+                log_path=self.workdir / "controller-manager.log",
                 extra_args=[*self.master_args, "--controllers", MANAGER_SIDE_CONTROLLERS])
             await self.controller_manager.start(timeout=60)
 
@@ -80,6 +86,20 @@ class ControlPlane:
         return self.master.address
 
     @property
+    def kubeconfig(self) -> Path:
+        """The admin credentials file of the API-side master."""
+        assert self.master is not None
+        return self.master.kubeconfig
+
+    def client(self, *, timeout: float = 10.0) -> Client:
+        assert self.master is not None
+        return self.master.client(timeout=timeout)
+
+    async def join(self) -> JoinInfo:
+        assert self.master is not None
+        return await self.master.join()
+
+    @property
     def master_pid(self) -> int:
         assert self.master is not None and self.master.proc is not None
         return self.master.proc.pid
@@ -91,21 +111,22 @@ class ControlPlane:
 
     async def etcd_metrics(self) -> dict[str, float]:
         """etcd's write counters and current revision (from its /metrics)."""
-        body = await http_get("127.0.0.1", self.etcd.client_port, "/metrics")
+        body = await http_get("127.0.0.1", self.metrics_port, "/metrics")
         return prometheus_values(body.decode(), ETCD_WRITE_METRICS)
 
 
 class HollowGroup:
     """One kubelet process running `count` hollow Nodes named `<prefix>-<i>`."""
 
-    def __init__(self, *, master: str, prefix: str, count: int, workdir: Path, heartbeat_interval: float = 1.0,
+    def __init__(self, *, master: JoinInfo, prefix: str, count: int, workdir: Path, heartbeat_interval: float = 1.0,
                  start_delay: float = 0.5, log_level: str = "warning", max_pods: int = 110) -> None:
         self.master = master
         self.prefix = prefix
         self.count = count
         self.workdir = workdir
         self.log_path = workdir / f"{prefix}.log"
-        self.argv = [sys.executable, "-m", "kybernetes.kubelet.main", "--master", master, "--node-name", prefix,
+        self.argv = [sys.executable, "-m", "kybernetes.kubelet.main", "--master", master.address,
+                     "--bootstrap-master", master.bootstrap, "--node-name", prefix,
                      "--runtime", "hollow", "--hollow-count", str(count), "--root-dir", str(workdir / prefix),
                      "--heartbeat-interval", str(heartbeat_interval), "--hollow-start-delay", str(start_delay),
                      "--max-pods", str(max_pods), "--no-pod-routes", "--no-proxy", "--log-level", log_level]
@@ -118,7 +139,7 @@ class HollowGroup:
         with open(self.log_path, "ab") as log:
             self.proc = await asyncio.create_subprocess_exec(
                 *self.argv, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log, cwd=REPO,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                env={**os.environ, "PYTHONUNBUFFERED": "1", "KYB_JOIN_TOKEN": self.master.token})
 
     @property
     def pid(self) -> int:

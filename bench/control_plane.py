@@ -97,9 +97,10 @@ async def one_run(*, nodes: int, pods: int, deployment_size: int, per_process: i
     try:
         max_pods = min(110, 2 ** (32 - mask) - 3)
         sizes = [per_process] * (nodes // per_process) + ([nodes % per_process] if nodes % per_process else [])
-        groups = [HollowGroup(master=cp.address, prefix=f"hollow{i}", count=size, workdir=workdir, max_pods=max_pods)
+        join = await cp.join()
+        groups = [HollowGroup(master=join, prefix=f"hollow{i}", count=size, workdir=workdir, max_pods=max_pods)
                   for i, size in enumerate(sizes)]
-        async with Client(cp.address, timeout=30.0) as client:
+        async with cp.client(timeout=30.0) as client:
             profiler = Profiler(cp.master_pid, profile_dir / f"n{nodes}-register.txt") if profile_dir else None
             if profiler:
                 await profiler.start()
@@ -114,7 +115,7 @@ async def one_run(*, nodes: int, pods: int, deployment_size: int, per_process: i
             idle_sample = proc_sample(cp.master_pid)
             result["idle"]["master_rss_mib"] = mib(idle_sample.rss_bytes if idle_sample else None)
 
-            probe = ProbeProcess("api", server=cp.address, rate=api_rate, namespace="bench-api-idle")
+            probe = ProbeProcess("api", kubeconfig=cp.kubeconfig, rate=api_rate, namespace="bench-api-idle")
             await probe.start()
             await asyncio.sleep(idle_probe)
             idle_api = await probe.stop()
@@ -143,8 +144,8 @@ async def load_phase(cp: ControlPlane, client: Client, *, pods: int, deployment_
                      watch_rate: float, timeout: float, hollow_pids: list[int]) -> dict[str, Any]:
     tracker = PodTracker(client, namespace="default")
     await tracker.start()
-    api = ProbeProcess("api", server=cp.address, rate=api_rate)
-    watch = ProbeProcess("watch", server=cp.address, rate=watch_rate)
+    api = ProbeProcess("api", kubeconfig=cp.kubeconfig, rate=api_rate)
+    watch = ProbeProcess("watch", kubeconfig=cp.kubeconfig, rate=watch_rate)
     await asyncio.gather(api.start(), watch.start())
     await asyncio.sleep(2.0)  # the probes connect and the watch probe's pod starts before the clock runs
     master0, etcd0 = proc_sample(cp.master_pid), proc_sample(cp.etcd_pid)

@@ -224,11 +224,11 @@ async def one_run(*, daemon: ContainerdDaemon, images: dict[str, Path], workdir:
         node: RealNode | None = None
         await cp.start()
         try:
-            node = RealNode(master=cp.address, env=env, name="bench-node", log_dir=workdir,
+            node = RealNode(master=await cp.join(), env=env, name="bench-node", log_dir=workdir,
                             extra_args=["--backoff-base", str(backoff)])
             await node.start()
             floor = Floor(floor_env, pod_cidr=floor_cidr, workdir=workdir / "floor")
-            async with Client(cp.address) as client:
+            async with cp.client() as client:
                 await wait_nodes_ready(client, {node.name}, timeout=60)
                 tracker = PodTracker(client, namespace="default", keep_objects=True)
                 await tracker.start()

@@ -73,9 +73,9 @@ async def one_run(*, daemon: ContainerdDaemon, images: dict[str, Path], workdir:
             for i in range(3):
                 env = new_slice(daemon, workdir / f"node{i}", pod_cidr=cidr, images=images,
                                 import_images=("kyb/busybox:1",))
-                nodes.append(RealNode(master=cp.address, env=env, name=f"node-{i}", log_dir=workdir))
+                nodes.append(RealNode(master=await cp.join(), env=env, name=f"node-{i}", log_dir=workdir))
             await asyncio.gather(*(n.start() for n in nodes))
-            async with Client(cp.address) as client:
+            async with cp.client() as client:
                 await wait_nodes_ready(client, {n.name for n in nodes}, timeout=60)
                 node_watch = NodeWatch(client)
                 await node_watch.start()

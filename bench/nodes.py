@@ -42,6 +42,7 @@ from harness.containerd import (
 )
 from harness.host import guard_host_routes, odd_pod_subnet, release_pod_subnet, reserve_pod_subnet
 from harness.kubelet import KubeletProcess
+from harness.master import JoinInfo
 from harness.registry import build_test_images
 from kybernetes.kubelet.runtime import network
 
@@ -126,7 +127,7 @@ def new_slice(daemon: ContainerdDaemon, root: Path, *, pod_cidr: str, images: di
 class RealNode:
     """A real kubelet on a containerd slice."""
 
-    def __init__(self, *, master: str, env: ContainerdEnv, name: str, log_dir: Path,
+    def __init__(self, *, master: JoinInfo, env: ContainerdEnv, name: str, log_dir: Path,
                  extra_args: Sequence[str] = ()) -> None:
         self.env = env
         self.name = name
@@ -235,6 +236,8 @@ class Floor:
                                             mtu=network.DEFAULT_MTU)
         self.started: list[tuple[str, bool]] = []  # (id, has a netns)
         self._count = 0
+        # What the kubelet gives every container by default (docs/containerd.md §12): the floor runs it too.
+        self.security = ("--seccomp",)
 
     async def _ctr(self, *args: str) -> None:
         result = await network.run_command("ctr", "--connect-timeout", "2s", "--address", self.env.address,
@@ -248,13 +251,15 @@ class Floor:
         log = f"file://{self.logs / (cid + '.log')}"
         if host_network:
             self.started.append((cid, False))
-            await self._ctr("run", "-d", "--net-host", "--log-uri", log, self.image, cid, *HOST_SLEEPER)
+            await self._ctr("run", "-d", *self.security, "--net-host", "--log-uri", log, self.image, cid,
+                            *HOST_SLEEPER)
             return
         netns = f"{self.env.namespace}-{cid}"
         self.started.append((cid, True))
         path = await network.create_netns(netns)
         await network.cni_add(config=self.config, container_id=netns, netns=path)
-        await self._ctr("run", "-d", "--with-ns", f"network:{path}", "--log-uri", log, self.image, cid, *SLEEPER)
+        await self._ctr("run", "-d", *self.security, "--with-ns", f"network:{path}", "--log-uri", log, self.image,
+                        cid, *SLEEPER)
 
     async def batch(self, count: int, *, concurrency: int | None, host_network: bool) -> FloorBatch:
         """Start `count` containers at once (at most `concurrency` in flight when given)."""

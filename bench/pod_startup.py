@@ -86,7 +86,8 @@ async def floor_figures(floor: Floor, *, single: int, batch: int, host_network: 
 
 
 async def one_run(*, daemon: ContainerdDaemon, images: dict[str, Path], workdir: Path, single: int, batch: int,
-                  timeout: float, profile_dir: Path | None = None) -> dict[str, Any]:
+                  timeout: float, profile_dir: Path | None = None,
+                  kubelet_args: tuple[str, ...] = ()) -> dict[str, Any]:
     result: dict[str, Any] = {}
     with pod_subnet(odd=True) as cidr, pod_subnet() as floor_cidr:
         cp = ControlPlane(workdir=workdir, master_args=["--cluster-cidr", _supernet(cidr)])
@@ -95,9 +96,10 @@ async def one_run(*, daemon: ContainerdDaemon, images: dict[str, Path], workdir:
         node: RealNode | None = None
         await cp.start()
         try:
-            node = RealNode(master=cp.address, env=env, name="bench-node", log_dir=workdir)
+            node = RealNode(master=await cp.join(), env=env, name="bench-node", log_dir=workdir,
+                            extra_args=kubelet_args)
             await node.start()
-            async with Client(cp.address) as client:
+            async with cp.client() as client:
                 await wait_nodes_ready(client, {node.name}, timeout=60)
                 tracker = PodTracker(client, namespace="default")
                 await tracker.start()
@@ -208,13 +210,17 @@ TARGETS = [
 @click.option("--profile", "profile_dir", type=click.Path(path_type=Path), default=None,
               help="Sample the kubelet with py-spy while the batch starts (collapsed stacks here, top entries in "
                    "runs[i]._profile).")
+@click.option("--kubelet-arg", "kubelet_args", multiple=True, metavar="FLAG",
+              help="An extra kyb-kubelet flag (repeatable), e.g. --kubelet-arg=--no-seccomp-default to measure "
+                   "the seccomp profile's share.")
 @common_options
 def main(runs: int, single_samples: int, batch: int, timeout: float, profile_dir: Path | None,
-         json_path: Path | None, workdir: Path | None, keep_workdir: bool) -> None:
+         kubelet_args: tuple[str, ...], json_path: Path | None, workdir: Path | None, keep_workdir: bool) -> None:
     """Pod startup on one real Node vs. plain containerd + CNI."""
     require_root(NAME)
     work = Workdir(workdir, name=NAME, keep=keep_workdir)
     report = Report(NAME, {"runs": runs, "single_samples": single_samples, "batch": batch,
+                           "kubelet_args": list(kubelet_args),
                            "image": "kyb/busybox:1", "command": list(SLEEPER)})
     failed = True
     containerd = PrivateContainerd()
@@ -226,7 +232,8 @@ def main(runs: int, single_samples: int, batch: int, timeout: float, profile_dir
                 print(f"run {run + 1}/{runs} ...", flush=True)
                 report.runs.append(asyncio.run(one_run(daemon=daemon, images=images, workdir=work.sub(f"run{run}"),
                                                        single=single_samples, batch=batch, timeout=timeout,
-                                                       profile_dir=profile_dir / f"run{run}" if profile_dir else None)))
+                                                       profile_dir=profile_dir / f"run{run}" if profile_dir else None,
+                                                       kubelet_args=kubelet_args)))
         report.config["floor"] = "ip netns add + lo up + CNI bridge ADD + ctr run -d --with-ns (best of all-at-once "\
                                  "and one-per-core)"
         emit(report, rows=ROWS, json_path=json_path, targets=TARGETS)

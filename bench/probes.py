@@ -26,6 +26,7 @@ import signal
 import sys
 import time
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import click
@@ -177,9 +178,9 @@ class WatchProbe:
         return {"samples": {"watch": self.latencies}, "lost": len(self.sent), "errors": self.errors}
 
 
-async def _main(kind: str, server: str, namespace: str, rate: float) -> dict[str, object]:
+async def _main(kind: str, kubeconfig: str, namespace: str, rate: float) -> dict[str, object]:
     stop = await _until_stopped()
-    async with Client(server, timeout=30.0) as client:
+    async with Client(kubeconfig=kubeconfig, timeout=30.0) as client:
         probe: ApiProbe | WatchProbe = (ApiProbe if kind == "api" else WatchProbe)(
             client, namespace=namespace, rate=rate)
         await client.channel.channel_ready()
@@ -190,13 +191,14 @@ async def _main(kind: str, server: str, namespace: str, rate: float) -> dict[str
 
 @click.command()
 @click.argument("kind", type=click.Choice(["api", "watch"]))
-@click.option("--server", required=True, help="The master's address.")
+@click.option("--kubeconfig", required=True, help="The master's credentials file.")
 @click.option("--namespace", default="", help="[default: bench-<kind>]")
 @click.option("--rate", type=click.FloatRange(min=0.1), default=None, help="Cycles per second [api 5, watch 10].")
-def main(kind: str, server: str, namespace: str, rate: float | None) -> None:
+def main(kind: str, kubeconfig: str, namespace: str, rate: float | None) -> None:
     """Run a latency probe until SIGTERM, then print its samples as JSON (after a "ready" line)."""
     die_with_parent()
-    result = asyncio.run(_main(kind, server, namespace or f"bench-{kind}", rate or (5.0 if kind == "api" else 10.0)))
+    result = asyncio.run(_main(kind, kubeconfig, namespace or f"bench-{kind}",
+                               rate or (5.0 if kind == "api" else 10.0)))
     json.dump(result, sys.stdout)
     sys.stdout.flush()
 
@@ -212,8 +214,8 @@ def die_with_parent() -> None:
 class ProbeProcess:
     """A probe child of the benchmark driver: start(), then stop() returns its parsed JSON."""
 
-    def __init__(self, kind: str, *, server: str, rate: float | None = None, namespace: str = "") -> None:
-        self.argv = [sys.executable, "-m", "bench.probes", kind, "--server", server]
+    def __init__(self, kind: str, *, kubeconfig: Path, rate: float | None = None, namespace: str = "") -> None:
+        self.argv = [sys.executable, "-m", "bench.probes", kind, "--kubeconfig", str(kubeconfig)]
         if rate is not None:
             self.argv += ["--rate", str(rate)]
         if namespace:

@@ -54,6 +54,7 @@ for cgroup in /sys/fs/cgroup/*/"$CTR_NS" /sys/fs/cgroup/"$CTR_NS"; do
     if [[ -d $cgroup ]]; then find "$cgroup" -depth -type d -exec rmdir {} \; 2>/dev/null || true; fi
 done
 
+uninstall_kubeconfig
 if [[ -f $ENV_FILE ]]; then
     for component in master registry; do "$PROVISION" stop "$component" --env "$ENV_FILE" || true; done
     if [[ -e $DIR/started-containerd ]]; then

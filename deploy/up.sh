@@ -7,6 +7,8 @@
 #   3. builds the sample images offline and starts, through deploy/provision/provision.sh (the same path
 #      as the namespace lab and the Vagrant VMs): a registry with the images pushed, the master with its
 #      embedded etcd, and one kubelet on the local containerd (started by us if none is running);
+#      The master serves mutual TLS only; its admin credentials go to ~/.kyb/config (kybctl's default) unless
+#      that file holds something else, and the kubelet joins with a one-hour join token;
 #   4. deploys the sample app (kyb/hello:v1, 3 replicas), waits until they are Ready, and prints how to
 #      reach them and what to try next.
 #
@@ -19,6 +21,7 @@
 #   KYB_POD_BRIDGE (kyb0)  KYB_CLUSTER_CIDR (10.244.0.0/16)  KYB_SERVICE_CIDR (10.96.0.0/16)
 #   KYB_NODE_NAME (the hostname)  KYB_REPLICAS (3)  KYB_VENV (the repository's .venv)
 #   KYB_KUBELET_ARGS (extra kubelet flags, e.g. --no-proxy)
+#   KYB_KUBECONFIG (~/.kyb/config)   where kybctl's credentials go
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)
@@ -54,6 +57,10 @@ for component in registry master; do
     "$PROVISION" start "$component" --env "$ENV_FILE" --timeout 60
 done
 "$PROVISION" images --env "$ENV_FILE"
+install_kubeconfig
+if [[ ! -s $DIR/etc/join-token && ! -d $DIR/state/kubelet/pki/$NODE ]]; then
+    "$PROVISION" join-token --env "$ENV_FILE" --out "$DIR/etc/join-token" --ttl 1h
+fi
 if [[ -e $DIR/started-containerd ]]; then
     "$PROVISION" start containerd --env "$ENV_FILE" --timeout 30
 fi
@@ -82,22 +89,25 @@ spec:
           httpGet: {path: /healthz, port: 8080}
           periodSeconds: 1
 EOF
-if ! "$VENV/bin/python" "$REPO/deploy/lib/cluster.py" rollout --server "$SERVER" --name hello --timeout 180; then
+if ! "$VENV/bin/python" "$REPO/deploy/lib/cluster.py" rollout --kubeconfig "$ADMIN_CONFIG" --name hello \
+        --timeout 180; then
     kybctl get deployments,replicasets,pods -o wide >&2 || true
     die "the sample app did not become Ready (logs: $DIR/log)"
 fi
 
-pods=$("$VENV/bin/python" "$REPO/deploy/lib/cluster.py" pods --server "$SERVER" --selector app=hello)
+pods=$("$VENV/bin/python" "$REPO/deploy/lib/cluster.py" pods --kubeconfig "$ADMIN_CONFIG" --selector app=hello)
 first_ip=$(awk -F'\t' '$2 != "-" {print $2; exit}' <<< "$pods")
 answer=$(curl -fsS --max-time 5 "http://$first_ip:8080/" || echo "(no answer yet)")
 first_pod=$(awk -F'\t' '{print $1; exit}' <<< "$pods")
 indented=${pods//$'\n'/$'\n    '}
-server_flag=""
-[[ $MASTER_PORT == 6443 ]] || server_flag=" -s $SERVER"
+config_hint=""
+[[ $(cat "$DIR/installed-kubeconfig" 2>/dev/null) == "$USER_KUBECONFIG" ]] || config_hint=$ADMIN_CONFIG
 cat <<EOF
 
-Kybernetes is up: master $SERVER (etcd embedded, data in $DIR/state/master), registry 127.0.0.1:$REGISTRY_PORT,
-node $NODE on containerd $CONTAINERD (namespace $CTR_NS), pods on bridge $BRIDGE.
+Kybernetes is up: master $SERVER (mutual TLS; etcd embedded, data in $DIR/state/master),
+registry 127.0.0.1:$REGISTRY_PORT, node $NODE on containerd $CONTAINERD (namespace $CTR_NS), pods on bridge $BRIDGE.
+Admin credentials: $([[ -n $config_hint ]] && echo "$ADMIN_CONFIG ($USER_KUBECONFIG holds another cluster's)" \
+    || echo "$USER_KUBECONFIG (a copy of $ADMIN_CONFIG)").
 
 The sample app (deployment/hello):
     $indented
@@ -107,7 +117,7 @@ Reach a pod:
     -> $answer
 
 Try next:
-    . $VENV/bin/activate$([[ -z $server_flag ]] || printf '\n    export KYB_SERVER=%s' "$SERVER")
+    . $VENV/bin/activate$([[ -z $config_hint ]] || printf '\n    export KYBCONFIG=%s' "$config_hint")
     kybctl get nodes
     kybctl get deploy,rs,pods -o wide
     kybctl describe deployment hello
@@ -120,5 +130,6 @@ Try next:
     kybctl expose deployment/hello --type=NodePort --port 8080
     kybctl get svc hello                      # then: curl <this host's IP>:<the NodePort>
     kybctl get pods -w
+    kybctl token create --ttl 1h              # to join another machine: kyb-kubelet --master ... --token ...
 When done: $REPO/deploy/down.sh
 EOF

@@ -20,10 +20,8 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
-
 from harness.containerd import ContainerdEnv, RestartableContainerd
-from harness.master import REPO, ClusterMaster
+from harness.master import REPO, ClusterMaster, JoinInfo
 from harness.waiting import until
 from kybernetes.ctl.client import Client, NotFoundError
 from kybernetes.proto import node_pb2, node_pb2_grpc
@@ -35,7 +33,7 @@ REGISTERED = b'"registered with the master"'
 class KubeletProcess:
     """One kyb-kubelet child process."""
 
-    def __init__(self, *, master: str, node_name: str, root_dir: Path, log_path: Path,
+    def __init__(self, *, master: JoinInfo, node_name: str, root_dir: Path, log_path: Path,
                  containerd: ContainerdEnv | None = None, runtime: str = "containerd",
                  extra_args: Sequence[str] = ()) -> None:
         self.master = master
@@ -48,7 +46,8 @@ class KubeletProcess:
         self.proc: asyncio.subprocess.Process | None = None
 
     def argv(self) -> list[str]:
-        argv = [sys.executable, "-m", "kybernetes.kubelet.main", "--master", self.master, "--node-name", self.node_name,
+        argv = [sys.executable, "-m", "kybernetes.kubelet.main", "--master", self.master.address,
+                "--bootstrap-master", self.master.bootstrap, "--node-name", self.node_name,
                 "--root-dir", str(self.root_dir), "--runtime", self.runtime, "--log-level", "debug"]
         if self.containerd is not None:
             argv += ["--containerd-address", self.containerd.address,
@@ -67,7 +66,7 @@ class KubeletProcess:
         log = self.log_path.open("ab")
         self.proc = await asyncio.create_subprocess_exec(
             *self.argv(), stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log, cwd=REPO,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "KYB_JOIN_TOKEN": self.master.token})
         log.close()
         await self.wait_registered(before + 1, timeout=timeout)
 
@@ -171,7 +170,7 @@ class Node:
     # ------------------------------------------------------------- PodAPI (what kybctl logs/exec use)
 
     async def logs(self, pod: str, *, container: str = "", tail: int = -1, previous: bool = False) -> bytes:
-        async with grpc.aio.insecure_channel(self.master.address) as channel:
+        async with self.master.process.channel() as channel:
             stub = node_pb2_grpc.PodAPIStub(channel)
             data = b""
             async for chunk in stub.Logs(node_pb2.LogsRequest(namespace="default", pod=pod, container=container,
@@ -189,7 +188,7 @@ class Node:
                 yield node_pb2.ExecClientMessage(input=node_pb2.ExecInput(data=stdin, eof=True))
 
         out, err = b"", b""
-        async with grpc.aio.insecure_channel(self.master.address) as channel:
+        async with self.master.process.channel() as channel:
             stub = node_pb2_grpc.PodAPIStub(channel)
             async for message in stub.Exec(requests(), timeout=30):
                 if message.stream == 1:
@@ -203,7 +202,7 @@ class Node:
 
 async def start_node(*, master: ClusterMaster, containerd: ContainerdEnv, tmp_path: Path,
                      extra_args: Sequence[str] = (), name: str = "node-a") -> KubeletProcess:
-    kubelet = KubeletProcess(master=master.address, node_name=name, root_dir=containerd.root_dir,
+    kubelet = KubeletProcess(master=await master.process.join(), node_name=name, root_dir=containerd.root_dir,
                              log_path=tmp_path / f"kubelet-{name}.log", containerd=containerd,
                              extra_args=[*FAST_KUBELET_ARGS, *extra_args])
     await kubelet.start()

@@ -62,6 +62,14 @@ class Lab:
     def registry(self) -> str:
         return f"{self.subnet}.10:5000"
 
+    @property
+    def kubeconfig(self) -> Path:
+        """The lab master's admin credentials (what `lab.sh env` exports as KYBCONFIG)."""
+        return self.dir / "master" / "state" / "master" / "admin.conf"
+
+    def client(self) -> Client:
+        return Client(kubeconfig=self.kubeconfig)
+
     def sh(self, *args: str, check: bool = True, timeout: float = 240.0,
            stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         result = subprocess.run([str(LAB_SH), *args], input=stdin, capture_output=True, text=True,
@@ -209,7 +217,7 @@ async def none_left(lab: Lab, kyb: Client, app: str) -> bool:
 async def deployment(lab: Lab, *, name: str, replicas: int) -> AsyncIterator[Client]:
     """Apply a hello Deployment with kybctl, wait until all replicas are Ready; delete it afterwards."""
     lab.sh("kybctl", "apply", "-f", "-", stdin=hello_manifest(lab, name=name, replicas=replicas))
-    async with Client(lab.server) as kyb:
+    async with lab.client() as kyb:
         try:
             await until(lambda: count_is(ready_pods(kyb, name), replicas), timeout=90)
             yield kyb

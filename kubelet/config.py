@@ -41,6 +41,8 @@ class KubeletConfig:
     # Host-gw routes to the other Nodes' pod CIDRs (NodeSync) and the Service proxy (ServiceSync).
     pod_routes: bool = True
     proxy: bool = True
+    # Kubernetes' kubelet --seccomp-default: RuntimeDefault for pods that name no profile (ours is on by default).
+    seccomp_default: bool = True
 
     @property
     def hollow(self) -> bool:

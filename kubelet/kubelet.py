@@ -55,7 +55,8 @@ class Kubelet:
         ctx = WorkerContext(node_name=node_name, runtime=runtime, logs=self.logs, events=self.events,
                             reporter=self.reporter, send=self.link.send, node_ip=lambda: self.node_ip,
                             backoff_base=config.backoff_base, backoff_max=config.backoff_max,
-                            services=lambda: self._services)
+                            services=lambda: self._services,
+                            seccomp_default="RuntimeDefault" if config.seccomp_default else "Unconfined")
         self.pods = PodManager(ctx=ctx, relist_interval=config.relist_interval,
                                log_max_bytes=config.container_log_max_bytes)
         self.sessions = Sessions(manager=self.pods, logs=self.logs, send=self.link.send)

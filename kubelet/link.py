@@ -20,6 +20,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import grpc
 
@@ -60,6 +61,16 @@ class MasterLink:
         self._events: deque[node_pb2.NodeMessage] = deque(maxlen=EVENT_BUFFER)
         self.connected = asyncio.Event()
         self.connections = 0  # successful registrations so far (tests and logs)
+        self._call: Any = None
+        self._rotating = False
+
+    def replace_channel(self, channel: grpc.aio.Channel) -> None:
+        """Reconnect through `channel` now (a renewed certificate): the current stream is ended at once and
+        the next one opens on the new channel, without a back-off. The pods keep running throughout."""
+        self.stub = node_pb2_grpc.NodeLinkStub(channel)
+        if self._call is not None:
+            self._rotating = True
+            self._call.cancel()
 
     # --------------------------------------------------------------- sending
 
@@ -84,7 +95,13 @@ class MasterLink:
             try:
                 await self._connect_once()
             except asyncio.CancelledError:
-                raise
+                task = asyncio.current_task()
+                if not self._rotating or (task is not None and task.cancelling()):
+                    raise
+                self._rotating = False
+                self.log.info("reconnecting with a new certificate")
+                attempt = 0
+                continue
             except grpc.aio.AioRpcError as err:
                 self.log.warning("master link failed", code=err.code().name, error=err.details())
             except LinkClosed as err:
@@ -98,6 +115,7 @@ class MasterLink:
 
     async def _connect_once(self) -> None:
         call = self.stub.Connect()
+        self._call = call
         outbox: asyncio.Queue[node_pb2.NodeMessage] = asyncio.Queue()
         tasks: list[asyncio.Task[None]] = []
         try:
@@ -135,6 +153,8 @@ class MasterLink:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             call.cancel()
+            if self._call is call:
+                self._call = None
             if was_connected:
                 self._on_disconnected()
 

@@ -6,6 +6,7 @@ Stopping the kubelet never stops its pods: a restarted kubelet adopts them.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import signal
 import socket
 from pathlib import Path
@@ -15,6 +16,8 @@ import grpc
 
 from kybernetes.core.api.quantity import QuantityError, parse_memory
 from kybernetes.core.channel import CHANNEL_OPTIONS
+from kybernetes.core.identity.credentials import secure_channel
+from kybernetes.core.identity.tokens import TokenError, parse
 from kybernetes.core.log import configure, get_logger
 from kybernetes.kubelet.config import (
     DEFAULT_CONTAINERD_ADDRESS,
@@ -22,6 +25,14 @@ from kybernetes.kubelet.config import (
     DEFAULT_POD_BRIDGE,
     DEFAULT_ROOT_DIR,
     KubeletConfig,
+)
+from kybernetes.kubelet.credentials import (
+    HelperFailed,
+    JoinRefused,
+    NodeCredentials,
+    bootstrap_address,
+    obtain,
+    renew,
 )
 from kybernetes.kubelet.kubelet import Kubelet
 from kybernetes.kubelet.nodeinfo import read_machine
@@ -40,6 +51,12 @@ def _label(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--master", default="127.0.0.1:6443", show_default=True, help="The master's address, HOST:PORT.")
+@click.option("--token", default="", envvar="KYB_JOIN_TOKEN",
+              help="A join token (kybctl token create): needed once, to get this Node's certificate.")
+@click.option("--token-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Read the join token from this file (a missing file is fine once the Node has joined).")
+@click.option("--bootstrap-master", default="", help="The master's bootstrap port, HOST:PORT.  "
+                                                     "[default: --master's host, its port + 1]")
 @click.option("--node-name", default="", help="This Node's name.  [default: the hostname]")
 @click.option("--node-ip", default="", help="The Node's InternalIP.  [default: the source address of the "
                                              "default route]")
@@ -76,14 +93,18 @@ def _label(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]
               help="Keep host-gw routes to the other Nodes' pod CIDRs in this network namespace.")
 @click.option("--proxy/--no-proxy", default=True, show_default=True,
               help="Program Service rules (iptables) in this network namespace.")
+@click.option("--seccomp-default/--no-seccomp-default", default=True, show_default=True,
+              help="Run containers whose pod names no seccomp profile with containerd's default profile "
+                   "(Kubernetes' RuntimeDefault); off: Unconfined, as Kubernetes' kubelet does by default.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True)
-def main(master: str, node_name: str, node_ip: str, containerd_address: str, containerd_namespace: str,
+def main(master: str, token: str, token_file: Path | None, bootstrap_master: str, node_name: str, node_ip: str,
+         containerd_address: str, containerd_namespace: str,
          root_dir: Path, insecure_registries: tuple[str, ...], runtime: str, pod_bridge: str,
          heartbeat_interval: float, backoff_base: float, backoff_max: float, relist_interval: float,
          container_log_max_size: str, max_pods: int,
          node_labels: dict[str, str], hollow_start_delay: float, hollow_count: int, pod_routes: bool, proxy: bool,
-         log_level: str) -> None:
+         seccomp_default: bool, log_level: str) -> None:
     """Run the Kybernetes node agent: register this machine as a Node and run the pods bound to it."""
     configure(level=log_level)
     try:
@@ -92,6 +113,7 @@ def main(master: str, node_name: str, node_ip: str, containerd_address: str, con
         raise click.BadParameter(str(err), param_hint="--container-log-max-size") from err
     if hollow_count > 1 and runtime != "hollow":
         raise click.BadParameter("only with --runtime hollow", param_hint="--hollow-count")
+    join_token = _join_token(token, token_file)
     config = KubeletConfig(
         master=master, node_name=node_name or socket.gethostname(), node_ip=node_ip, root_dir=root_dir,
         runtime=runtime, containerd_address=containerd_address, containerd_namespace=containerd_namespace,
@@ -99,11 +121,33 @@ def main(master: str, node_name: str, node_ip: str, containerd_address: str, con
         heartbeat_interval=heartbeat_interval, backoff_base=backoff_base, backoff_max=max(backoff_max, backoff_base),
         relist_interval=relist_interval, container_log_max_bytes=log_max_bytes, max_pods=max_pods,
         hollow_start_delay=hollow_start_delay,
-        hollow_count=hollow_count, extra_labels=node_labels, pod_routes=pod_routes, proxy=proxy)
+        hollow_count=hollow_count, extra_labels=node_labels, pod_routes=pod_routes, proxy=proxy,
+        seccomp_default=seccomp_default)
     try:
-        asyncio.run(_serve(config))
+        asyncio.run(_serve(config, token=join_token, bootstrap=bootstrap_master or bootstrap_address(master)))
     except KeyboardInterrupt:
         pass
+    except JoinRefused as err:
+        raise click.ClickException(f"cannot join the cluster: {err}") from None
+
+
+def _join_token(token: str, token_file: Path | None) -> str:
+    """The join token's text, checked for form here (the helper process uses it); "" for none."""
+    if token_file is not None:
+        try:
+            token = token_file.read_text()
+        except FileNotFoundError:
+            # Fine once the Node has joined (its certificate is stored); without one, joining says so.
+            return ""
+        except OSError as err:
+            raise click.BadParameter(f"{token_file}: {err.strerror}", param_hint="--token-file") from None
+    token = token.strip()
+    if token:
+        try:
+            parse(token)
+        except TokenError as err:
+            raise click.BadParameter(str(err), param_hint="--token") from None
+    return token
 
 
 def _runtime(config: KubeletConfig) -> NodeRuntime:
@@ -124,21 +168,34 @@ def node_names(config: KubeletConfig) -> list[str]:
     return [config.node_name]
 
 
-async def _serve(config: KubeletConfig) -> None:
+async def _serve(config: KubeletConfig, *, token: str, bootstrap: str) -> None:
     log = get_logger("kubelet")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     machine = await asyncio.to_thread(read_machine)
-    channel = grpc.aio.insecure_channel(config.master, options=CHANNEL_OPTIONS)
     names = node_names(config)
+    # Credentials first (stored, or a join), in a helper process: until then nothing talks to the master.
+    joining = asyncio.create_task(obtain(nodes=names, root_dir=config.root_dir, bootstrap=bootstrap, token=token))
+    waiting = asyncio.create_task(stop.wait())
+    await asyncio.wait({joining, waiting}, return_when=asyncio.FIRST_COMPLETED)
+    if not joining.done():
+        joining.cancel()
+        await asyncio.gather(joining, return_exceptions=True)
+        return
+    waiting.cancel()
+    credentials = joining.result()
+    channels = [secure_channel(config.master, c.credentials, options=CHANNEL_OPTIONS) for c in credentials]
     try:
         kubelets = [Kubelet(config=config, node_name=name, runtime=_runtime(config), channel=channel,
-                            machine=machine) for name in names]
+                            machine=machine) for name, channel in zip(names, channels, strict=True)]
     except ValueError as err:
         raise click.ClickException(str(err)) from err
     tasks = [asyncio.create_task(k.run(), name=f"kubelet:{k.node_name}") for k in kubelets]
+    tasks += [asyncio.create_task(_keep_renewed(kubelet, creds, channels, i, config=config),
+                                  name=f"renew:{kubelet.node_name}")
+              for i, (kubelet, creds) in enumerate(zip(kubelets, credentials, strict=True))]
     log.info("kubelet started", nodes=len(names), master=config.master, runtime=config.runtime,
              root_dir=str(config.root_dir))
     try:
@@ -148,7 +205,33 @@ async def _serve(config: KubeletConfig) -> None:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await channel.close()
+        for channel in channels:
+            await channel.close()
+
+
+async def _keep_renewed(kubelet: Kubelet, current: NodeCredentials, channels: list[grpc.aio.Channel], index: int, *,
+                        config: KubeletConfig) -> None:
+    """Renew the Node's certificate once two thirds of its validity have passed, then reconnect with it."""
+    log = get_logger("kubelet", node=kubelet.node_name)
+    failures = 0
+    while True:
+        wait = (current.renew_at - dt.datetime.now(dt.UTC)).total_seconds()
+        if wait > 0:
+            await asyncio.sleep(min(wait, 3600.0))
+            continue
+        try:
+            current = await renew(node=kubelet.node_name, root_dir=config.root_dir, master=config.master)
+        except HelperFailed as err:
+            failures += 1
+            log.warning("certificate renewal failed, retrying", error=str(err))
+            await asyncio.sleep(min(60.0, 2.0 ** failures))
+            continue
+        failures = 0
+        old = channels[index]
+        channels[index] = secure_channel(config.master, current.credentials, options=CHANNEL_OPTIONS)
+        kubelet.link.replace_channel(channels[index])  # reconnects at once with the new certificate
+        log.info("certificate renewed", not_after=current.not_after.isoformat())
+        await old.close()
 
 
 if __name__ == "__main__":

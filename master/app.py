@@ -7,6 +7,7 @@ master is stateless; everything it knows it rebuilds from etcd when it starts.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,15 +16,24 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from kybernetes.core.api.errors import ApiError
+from kybernetes.core.identity.certs import MASTERS_GROUP, Identity
+from kybernetes.core.identity.credentials import Credentials
+from kybernetes.core.identity.kubeconfig import admin_config, save
 from kybernetes.core.log import get_logger
 from kybernetes.core.machinery.actors import Supervisor
 from kybernetes.core.machinery.informer import InformerFactory
 from kybernetes.master.api.grpc_service import ObjectAPIServicer
 from kybernetes.master.api.local_client import LocalClient
 from kybernetes.master.api.objects import ObjectService
+from kybernetes.master.auth.access import AccessControl
+from kybernetes.master.auth.authn import AuthenticationInterceptor
+from kybernetes.master.auth.service import AccessServicer
+from kybernetes.master.auth.sync import RbacSync, ensure_defaults
 from kybernetes.master.controllers.endpoints.controller import start_endpoints_controller
 from kybernetes.master.controllers.manager import ControllerManager, start_controllers
 from kybernetes.master.events import EventRecorder
+from kybernetes.master.join.service import BootstrapServicer, TokensServicer
+from kybernetes.master.join.tokens import TokenRegistry
 from kybernetes.master.nodelink.connections import Connections
 from kybernetes.master.nodelink.liveness import NodeLiveness
 from kybernetes.master.nodelink.podapi import PodAPIServicer
@@ -34,9 +44,14 @@ from kybernetes.master.nodelink.router import PodRouter
 from kybernetes.master.nodelink.service import NodeLinkServicer
 from kybernetes.master.nodelink.services import ServiceRouter
 from kybernetes.master.nodelink.status import PodStatusWriter
+from kybernetes.master.pki.authority import ClusterAuthority
+from kybernetes.master.pki.service import CertificatesServicer
+from kybernetes.master.pki.serving import ServingCredentials, serving_names
+from kybernetes.master.pki.stored import cluster_authority, server_token
 from kybernetes.master.store.embedded import EtcdSupervisor
 from kybernetes.master.store.etcd import Store
-from kybernetes.proto import api_pb2, api_pb2_grpc, node_pb2, node_pb2_grpc
+from kybernetes.master.store.etcdtls import EtcdClientTLS
+from kybernetes.proto import api_pb2, api_pb2_grpc, identity_pb2, identity_pb2_grpc, node_pb2, node_pb2_grpc
 
 log = get_logger("master")
 
@@ -64,6 +79,25 @@ def enabled_controllers(spec: str) -> frozenset[str]:
 
 API_SERVICE = api_pb2.DESCRIPTOR.services_by_name["ObjectAPI"].full_name
 NODE_SERVICES = [node_pb2.DESCRIPTOR.services_by_name[n].full_name for n in ("NodeLink", "PodAPI")]
+IDENTITY_SERVICES = [identity_pb2.DESCRIPTOR.services_by_name[n].full_name for n in ("Tokens", "Certificates",
+                                                                                     "Access")]
+ADMIN_CONFIG_NAME = "admin.conf"
+# The admin credentials file is written again at every start; its certificate is good for a year (kubeadm's).
+ADMIN_CERTIFICATE_VALIDITY = dt.timedelta(days=365)
+
+
+def default_bootstrap_listen(listen: str) -> str:
+    """The bootstrap port beside the API port: the same host, the next port (0 stays 0: any free port)."""
+    host, _, port = listen.rpartition(":")
+    return f"{host}:{int(port) + 1 if int(port) else 0}"
+
+
+def advertised(listen: str, port: int) -> str:
+    """The address clients on this machine use: the listen host, or loopback for a wildcard."""
+    host = listen.rpartition(":")[0]
+    if host in ("", "0.0.0.0", "[::]", "::"):
+        host = "127.0.0.1"
+    return f"{host}:{port}"
 
 
 @dataclass
@@ -72,6 +106,8 @@ class MasterConfig:
 
     listen: str = "127.0.0.1:6443"
     etcd: list[str] = field(default_factory=list)
+    # The etcd client certificate (--etcd-cafile/--etcd-certfile/--etcd-keyfile); the embedded etcd makes its own.
+    etcd_tls: EtcdClientTLS | None = None
     data_dir: Path = Path.home() / ".local/share/kybernetes"
     cluster_cidr: str = "10.244.0.0/16"
     service_cidr: str = "10.96.0.0/16"
@@ -83,6 +119,19 @@ class MasterConfig:
     node_cidr_mask_size: int = 24
     # Which control loops run, as kube-controller-manager's --controllers: "*" (all), names, "-name".
     controllers: str = "*"
+    # Identity (docs/identity.md). The server token seals the CA in etcd; empty: the data dir's, made once.
+    token: str = ""
+    # The port that serves Bootstrap.Join to token holders; empty: the API port + 1 on the same host.
+    bootstrap_listen: str = ""
+    # Extra names and addresses in the serving certificate (beyond the listen address, loopback, hostname).
+    tls_sans: list[str] = field(default_factory=list)
+    # Where the admin credentials file goes; None: <data dir>/admin.conf.
+    write_kubeconfig: Path | None = None
+    certificate_validity: dt.timedelta = dt.timedelta(days=365)
+
+    @property
+    def kubeconfig_path(self) -> Path:
+        return self.write_kubeconfig or self.data_dir / ADMIN_CONFIG_NAME
 
 
 class Master:
@@ -94,6 +143,11 @@ class Master:
         self.etcd_process: EtcdSupervisor | None = None
         self.store: Store | None = None
         self.server: grpc.aio.Server | None = None
+        self.bootstrap_server: grpc.aio.Server | None = None
+        self.bootstrap_port = 0
+        self.authority: ClusterAuthority | None = None
+        self.tls: ServingCredentials | None = None
+        self.access = AccessControl()
         self.health = health.aio.HealthServicer()
         self.port = 0
         self.liveness = NodeLiveness()
@@ -103,14 +157,19 @@ class Master:
 
     async def start(self) -> None:
         """Start etcd (embedded when no --etcd), the store, the gRPC server and the actors."""
-        endpoints = self.config.etcd
+        endpoints, etcd_tls = self.config.etcd, self.config.etcd_tls
         if not endpoints:
             sup = EtcdSupervisor(data_dir=self.config.data_dir / "etcd")
             await sup.start()
             self.etcd_process = sup
-            endpoints = [sup.endpoint]
-        self.store = Store(endpoints=endpoints)
+            endpoints, etcd_tls = [sup.endpoint], sup.client_tls
+        self.store = Store(endpoints=endpoints, tls=etcd_tls)
         await self.store.connect()
+        token = server_token(given=self.config.token, data_dir=self.config.data_dir)
+        self.authority = authority = await cluster_authority(self.store, token=token)
+        self.tls = ServingCredentials(authority, names=serving_names(listen=self.config.listen,
+                                                                     extra=self.config.tls_sans))
+        tokens = TokenRegistry(self.store, ca_hash=authority.hash)
         service = ObjectService(store=self.store, service_cidr=self.config.service_cidr)
         self.client = client = LocalClient(service)
         events = _event_recorder(client)
@@ -129,25 +188,45 @@ class Master:
                                 events=events, heartbeat_interval=self.config.heartbeat_interval,
                                 heartbeat_refresh=self.config.node_status_refresh)
 
-        self.server = grpc.aio.server(options=[
+        self.server = grpc.aio.server(interceptors=[AuthenticationInterceptor()], options=[
             ("grpc.max_receive_message_length", 64 * 1024 * 1024),
             ("grpc.max_send_message_length", 256 * 1024 * 1024),
             ("grpc.keepalive_time_ms", 20_000),
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
         ])
-        api_pb2_grpc.add_ObjectAPIServicer_to_server(ObjectAPIServicer(service=service), self.server)
+        access = self.access
+        api_pb2_grpc.add_ObjectAPIServicer_to_server(ObjectAPIServicer(service=service, access=access), self.server)
         node_pb2_grpc.add_NodeLinkServicer_to_server(link, self.server)
         node_pb2_grpc.add_PodAPIServicer_to_server(PodAPIServicer(client=client, connections=self.connections,
-                                                                  relay=relay), self.server)
+                                                                  relay=relay, access=access), self.server)
+        identity_pb2_grpc.add_TokensServicer_to_server(TokensServicer(tokens=tokens, access=access), self.server)
+        identity_pb2_grpc.add_CertificatesServicer_to_server(CertificatesServicer(
+            authority=authority, access=access, validity=self.config.certificate_validity), self.server)
+        identity_pb2_grpc.add_AccessServicer_to_server(AccessServicer(access=access), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        names = [API_SERVICE, *NODE_SERVICES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                 reflection.SERVICE_NAME]
+        names = [API_SERVICE, *NODE_SERVICES, *IDENTITY_SERVICES,
+                 health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME]
         reflection.enable_server_reflection(names, self.server)
-        self.port = self.server.add_insecure_port(self.config.listen)
+        self.port = self.server.add_secure_port(self.config.listen, self.tls.api_port())
         if self.port == 0:
             raise RuntimeError(f"cannot listen on {self.config.listen}")
+        # The bootstrap port: one method, for token holders (no client certificate yet).
+        self.bootstrap_server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 * 1024)])
+        identity_pb2_grpc.add_BootstrapServicer_to_server(BootstrapServicer(
+            authority=authority, tokens=tokens, validity=self.config.certificate_validity), self.bootstrap_server)
+        bootstrap_listen = self.config.bootstrap_listen or default_bootstrap_listen(self.config.listen)
+        self.bootstrap_port = self.bootstrap_server.add_secure_port(bootstrap_listen, self.tls.bootstrap_port())
+        if self.bootstrap_port == 0:
+            raise RuntimeError(f"cannot listen on {bootstrap_listen} (the bootstrap port)")
+        self._write_admin_config(authority)
+        # RBAC comes from the objects: the defaults exist, and the caches are full before the first call.
+        await ensure_defaults(client)
+        rbac = RbacSync(access=access, informers=informers)
+        informers.start(self.supervisor)
+        await rbac.wait_synced(timeout=30.0)
         await self.server.start()
+        await self.bootstrap_server.start()
         self.supervisor.start_fn("store-health", self._watch_store_health)
         self.supervisor.start_fn("node-router", router.run_nodes)
         self.supervisor.start_fn("pod-status-writer", status_writer.run)
@@ -159,7 +238,17 @@ class Master:
             start_endpoints_controller(supervisor=self.supervisor, client=client,
                                        services=informers.informer("services"), pods=informers.informer("pods"))
         informers.start(self.supervisor)
-        log.info("serving", listen=self.config.listen, port=self.port, etcd=",".join(endpoints))
+        log.info("serving", listen=self.config.listen, port=self.port, bootstrap_port=self.bootstrap_port,
+                 etcd=",".join(endpoints), ca_hash=authority.hash, kubeconfig=str(self.config.kubeconfig_path))
+
+    def _write_admin_config(self, authority: ClusterAuthority) -> None:
+        """A cluster-admin credentials file (0600): a fresh client certificate in system:masters."""
+        issued = authority.issue_client(Identity(user="admin", groups=(MASTERS_GROUP,)),
+                                        validity=ADMIN_CERTIFICATE_VALIDITY)
+        assert issued.key is not None
+        credentials = Credentials(ca=authority.certificate_pem, certificate=issued.certificate, key=issued.key)
+        save(self.config.kubeconfig_path, admin_config(server=advertised(self.config.listen, self.port),
+                                                       credentials=credentials))
 
     async def _watch_store_health(self) -> None:
         """Report the API NOT_SERVING while etcd is unreachable (the process itself stays up)."""
@@ -183,6 +272,8 @@ class Master:
     async def stop(self) -> None:
         """Graceful shutdown: stop accepting calls, finish in-flight ones briefly, stop actors and etcd."""
         log.info("shutting down")
+        if self.bootstrap_server is not None:
+            await self.bootstrap_server.stop(grace=0.5)
         if self.server is not None:
             await self.server.stop(grace=2.0)
         await self.supervisor.stop_all()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import re
 import signal
 from pathlib import Path
 
@@ -10,11 +12,18 @@ import click
 
 from kybernetes.core.log import configure, get_logger
 from kybernetes.master.app import Master, MasterConfig, enabled_controllers
+from kybernetes.master.store.etcdtls import EtcdClientTLS
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--listen", default="127.0.0.1:6443", show_default=True, help="Address of the gRPC API.")
 @click.option("--etcd", default="", help="Comma-separated etcd client URLs; without it an embedded etcd runs.")
+@click.option("--etcd-cafile", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
+              help="The CA of the etcd servers (https:// endpoints).")
+@click.option("--etcd-certfile", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
+              help="The client certificate the master presents to etcd.")
+@click.option("--etcd-keyfile", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
+              help="The key of --etcd-certfile.")
 @click.option("--data-dir", type=click.Path(path_type=Path), default=Path.home() / ".local/share/kybernetes",
               show_default=True, help="Where the embedded etcd keeps its data.")
 @click.option("--cluster-cidr", default="10.244.0.0/16", show_default=True, help="Pod range; a /24 per Node.")
@@ -28,18 +37,54 @@ from kybernetes.master.app import Master, MasterConfig, enabled_controllers
 @click.option("--controllers", default="*", show_default=True,
               help="Control loops to run: '*' for all, names to enable, '-name' to disable "
                    "(scheduler, replicaset, deployment, nodelifecycle, gc, endpoints).")
+@click.option("--token", "token", default="", envvar="KYB_SERVER_TOKEN",
+              help="The server token: seals the cluster CA in etcd; every master of a cluster needs the same one. "
+                   "[default: <data-dir>/server-token, made at the first start]")
+@click.option("--token-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Read the server token from this file.")
+@click.option("--bootstrap-listen", default="", help="Address of the bootstrap port, where a kubelet with a join "
+                                                     "token gets its certificate.  [default: the API port + 1]")
+@click.option("--tls-san", "tls_sans", multiple=True, metavar="NAME|IP",
+              help="An extra name or address in the serving certificate (repeatable).")
+@click.option("--write-kubeconfig", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Where to write the admin credentials file (0600).  [default: <data-dir>/admin.conf]")
+@click.option("--certificate-validity", default="8760h", show_default=True, metavar="DURATION",
+              help="Validity of the client certificates the master issues to Nodes and users, e.g. 720h; "
+                   "kubelets renew theirs after two thirds of it (the admin file's is a year).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True)
-def main(listen: str, etcd: str, data_dir: Path, cluster_cidr: str, service_cidr: str,
+def main(listen: str, etcd: str, etcd_cafile: Path | None, etcd_certfile: Path | None, etcd_keyfile: Path | None,
+         data_dir: Path, cluster_cidr: str, service_cidr: str,
          node_monitor_grace_period: float, pod_eviction_timeout: float, node_cidr_mask_size: int, controllers: str,
-         log_level: str) -> None:
+         token: str, token_file: Path | None, bootstrap_listen: str, tls_sans: tuple[str, ...],
+         write_kubeconfig: Path | None, certificate_validity: str, log_level: str) -> None:
     """Run the Kybernetes master: the API server, the node link and the control loops."""
     configure(level=log_level)
     config = MasterConfig(listen=listen, etcd=[e for e in etcd.split(",") if e], data_dir=data_dir,
                           cluster_cidr=cluster_cidr, service_cidr=service_cidr,
                           node_monitor_grace_period=node_monitor_grace_period,
                           pod_eviction_timeout=pod_eviction_timeout, node_cidr_mask_size=node_cidr_mask_size,
-                          controllers=controllers)
+                          controllers=controllers, token=token, bootstrap_listen=bootstrap_listen,
+                          tls_sans=list(tls_sans), write_kubeconfig=write_kubeconfig)
+    config.certificate_validity = _duration(certificate_validity, flag="--certificate-validity")
+    endpoints = config.etcd
+    files = (etcd_cafile, etcd_certfile, etcd_keyfile)
+    if any(files) and not all(files):
+        raise click.UsageError("--etcd-cafile, --etcd-certfile and --etcd-keyfile go together")
+    if endpoints and not all(files):
+        raise click.UsageError("--etcd: etcd is reached over mutual TLS only: give --etcd-cafile, --etcd-certfile "
+                               "and --etcd-keyfile (or no --etcd, for the embedded etcd)")
+    if any(e.startswith("http://") for e in endpoints):
+        raise click.UsageError("--etcd: must be https:// URLs (etcd is reached over mutual TLS only)")
+    if etcd_cafile and etcd_certfile and etcd_keyfile:
+        config.etcd_tls = EtcdClientTLS(ca=etcd_cafile, cert=etcd_certfile, key=etcd_keyfile)
+    if token_file is not None:
+        try:
+            config.token = token_file.read_text().strip()
+        except OSError as err:
+            raise click.BadParameter(f"{token_file}: {err.strerror}", param_hint="--token-file") from None
+        if not config.token:
+            raise click.BadParameter(f"{token_file}: empty", param_hint="--token-file")
     try:
         enabled_controllers(controllers)
     except ValueError as err:
@@ -48,6 +93,17 @@ def main(listen: str, etcd: str, data_dir: Path, cluster_cidr: str, service_cidr
         asyncio.run(_serve(config))
     except KeyboardInterrupt:
         pass
+
+
+def _duration(text: str, *, flag: str) -> dt.timedelta:
+    """`90s`, `30m`, `720h` or plain seconds; at least 10 seconds."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)(s|m|h)?", text.strip())
+    if not match:
+        raise click.BadParameter(f'"{text}": must be a duration such as 90s, 30m or 720h', param_hint=flag)
+    seconds = float(match[1]) * {"s": 1, "m": 60, "h": 3600, None: 1}[match[2]]
+    if seconds < 10:
+        raise click.BadParameter(f'"{text}": must be at least 10s', param_hint=flag)
+    return dt.timedelta(seconds=seconds)
 
 
 async def _serve(config: MasterConfig) -> None:

@@ -193,7 +193,7 @@ async def test_watch_resume_loses_nothing_and_repeats_nothing(client: Client, ma
     writing = asyncio.create_task(writer())
     rv = start
     reconnects = 0
-    async with Client(master.address) as watcher:
+    async with master.client() as watcher:
         while len(seen) < 1000:
             stream = watcher.watch_once("pods", resource_version=rv)
             taken = 0
@@ -219,7 +219,7 @@ async def test_compaction_gives_out_of_range_and_the_client_relists(client: Clie
     current = (await client.list("pods")).resource_version
     from kybernetes.master.store.etcd import Store
 
-    store = Store(endpoints=[etcd.endpoint])
+    store = Store(endpoints=[etcd.endpoint], tls=etcd.client_tls)
     await store.connect()
     await store.compact(int(current))
     await store.close()
@@ -266,11 +266,12 @@ async def test_etcd_down_is_unavailable_and_recovers_without_restarting_master(c
 
 
 async def test_three_member_etcd_survives_one_member_killed(etcd_cluster, tmp_path):
-    proc = MasterProcess(etcd=[m.endpoint for m in etcd_cluster], log_path=tmp_path / "master.log",
+    proc = MasterProcess(etcd=[m.endpoint for m in etcd_cluster], etcd_tls=etcd_cluster[0].client_tls,
+                         log_path=tmp_path / "master.log",
                          extra_args=["--controllers="])
     await proc.start()
     try:
-        async with Client(proc.address) as c:
+        async with proc.client() as c:
             await c.create(make_pod("x0"))
             await etcd_cluster[0].kill()
             # The channel fails over to a live member; give it a moment, then every call must work.
@@ -283,11 +284,9 @@ async def test_three_member_etcd_survives_one_member_killed(etcd_cluster, tmp_pa
 
 
 async def test_reflection_lists_the_services(master: MasterProcess):
-    async with grpc.aio.insecure_channel(master.address) as _:
-        pass
-    # The reflection database is synchronous; run it in a thread against a blocking channel.
+    # The reflection database is synchronous; run it in a thread against a blocking channel (mutual TLS too).
     def services() -> list[str]:
-        with grpc.insecure_channel(master.address) as channel:
+        with grpc.secure_channel(master.address, master.credentials().channel_credentials()) as channel:
             return list(ProtoReflectionDescriptorDatabase(channel).get_services())
 
     names = await asyncio.to_thread(services)
@@ -306,7 +305,7 @@ async def test_events_expire_through_a_lease_that_updates_keep(client: Client, e
     created = await client.create(ev)
     created.count = 2
     await client.update(created)
-    store = Store(endpoints=[etcd.endpoint])
+    store = Store(endpoints=[etcd.endpoint], tls=etcd.client_tls)
     await store.connect()
     try:
         resp = await store._kv.Range(rpc.RangeRequest(key=b"/registry/events/default/web.1"))
@@ -326,7 +325,7 @@ async def test_a_burst_of_events_is_written_in_few_transactions_and_a_taken_name
     from kybernetes.master.store.batch import CreateBatcher
     from kybernetes.master.store.etcd import Store
 
-    store = Store(endpoints=[etcd.endpoint])
+    store = Store(endpoints=[etcd.endpoint], tls=etcd.client_tls)
     await store.connect()
     try:
         lease = await store.grant_lease(60)

@@ -21,7 +21,7 @@ from tests.test_controllers_support import make_node
 
 @pytest.fixture
 async def client(etcd: EtcdProcess) -> AsyncIterator[LocalClient]:
-    store = Store(endpoints=[etcd.endpoint])
+    store = Store(endpoints=[etcd.endpoint], tls=etcd.client_tls)
     await store.connect()
     try:
         yield LocalClient(ObjectService(store=store))

@@ -40,19 +40,19 @@ HOLLOW_ARGS = ["--heartbeat-interval", "0.5", "--no-pod-routes", "--no-proxy"]
 
 @pytest.fixture
 async def master(etcd: EtcdProcess, tmp_path: Path) -> AsyncIterator[MasterProcess]:
-    async with MasterProcess(etcd=[etcd.endpoint], log_path=tmp_path / "master.log") as proc:
+    async with MasterProcess(etcd=[etcd.endpoint], etcd_tls=etcd.client_tls, log_path=tmp_path / "master.log") as proc:
         yield proc
 
 
 @pytest.fixture
 async def client(master: MasterProcess) -> AsyncIterator[Client]:
-    async with Client(master.address) as c:
+    async with master.client() as c:
         yield c
 
 
 async def start_nodes(master: MasterProcess, kubelets: Callable[..., KubeletProcess], names: list[str], *,
                       start_delay: float = 0.2) -> dict[str, KubeletProcess]:
-    procs = {name: kubelets(master=master.address, node_name=name, runtime="hollow",
+    procs = {name: kubelets(master=await master.join(), node_name=name, runtime="hollow",
                             extra_args=[*HOLLOW_ARGS, "--hollow-start-delay", str(start_delay)]) for name in names}
     await asyncio.gather(*(p.start() for p in procs.values()))
     return procs

@@ -235,7 +235,7 @@ class Cluster:
 async def start_cluster(etcd: EtcdProcess, *, grace: float = 5.0, eviction_timeout: float = 5.0,
                         wrap: Callable[[Any], Any] | None = None, **config: Any) -> Cluster:
     """The in-process control plane; `wrap` may wrap the controllers' client (to slow its watches, say)."""
-    store = Store(endpoints=[etcd.endpoint])
+    store = Store(endpoints=[etcd.endpoint], tls=etcd.client_tls)
     await store.connect()
     client: Any = LocalClient(ObjectService(store=store))
     controller_client = wrap(client) if wrap is not None else client

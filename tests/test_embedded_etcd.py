@@ -13,10 +13,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import aetcd
-import aetcd.exceptions
 import grpc
 import pytest
+from aetcd import rpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
@@ -36,20 +35,36 @@ def pid_gone(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[0] in ("Z", "X")
 
 
+class EtcdKV:
+    """aetcd's generated stubs on a mutual-TLS channel (etcd answers only holders of its client certificate)."""
+
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self.kv = rpc.KVStub(channel)
+        self.cluster = rpc.ClusterStub(channel)
+
+    async def get(self, key: bytes) -> bytes | None:
+        resp = await self.kv.Range(rpc.RangeRequest(key=key), timeout=10)
+        return bytes(resp.kvs[0].value) if resp.kvs else None
+
+    async def put(self, key: bytes, value: bytes) -> None:
+        await self.kv.Put(rpc.PutRequest(key=key, value=value), timeout=10)
+
+    async def members(self) -> list[object]:
+        return list((await self.cluster.MemberList(rpc.MemberListRequest(), timeout=10)).members)
+
+
 @asynccontextmanager
-async def client_for(proc: EtcdProcess) -> AsyncIterator[aetcd.Client]:
-    client = aetcd.Client(host="127.0.0.1", port=proc.client_port, timeout=10)
-    await client.connect()
-    try:
-        yield client
-    finally:
-        await client.close()
+async def client_for(proc: EtcdProcess, *, certificate: bool = True) -> AsyncIterator[EtcdKV]:
+    assert proc.client_tls is not None
+    ca, cert, key = proc.client_tls.read()
+    credentials = grpc.ssl_channel_credentials(ca, key, cert) if certificate else grpc.ssl_channel_credentials(ca)
+    async with grpc.aio.secure_channel(f"127.0.0.1:{proc.client_port}", credentials) as channel:
+        yield EtcdKV(channel)
 
 
 async def read(proc: EtcdProcess, key: bytes) -> bytes | None:
     async with client_for(proc) as client:
-        got = await client.get(key)
-        return got.value if got is not None else None
+        return await client.get(key)
 
 
 async def write(proc: EtcdProcess, key: bytes, value: bytes) -> None:
@@ -59,7 +74,7 @@ async def write(proc: EtcdProcess, key: bytes, value: bytes) -> None:
 
 async def test_start_serves_and_stop_reaps_by_pid(tmp_path: Path) -> None:
     proc = EtcdProcess(data_dir=tmp_path / "e")
-    assert proc.endpoint == f"http://127.0.0.1:{proc.client_port}"
+    assert proc.endpoint == f"https://127.0.0.1:{proc.client_port}"
     await proc.start()
     pid = proc.pid
     assert pid is not None and proc.running and not pid_gone(pid)
@@ -153,7 +168,7 @@ async def test_supervisor_reuses_remembered_ports(tmp_path: Path) -> None:
     assert json.loads((data_dir / "ports.json").read_text())["client"] == port
 
     second = EtcdSupervisor(data_dir=data_dir)
-    assert second.endpoint == f"http://127.0.0.1:{port}"
+    assert second.endpoint == f"https://127.0.0.1:{port}"
     assert second.process.peer_port == first.process.peer_port
     await second.start()
     try:
@@ -168,7 +183,7 @@ async def test_three_member_cluster_replicates_and_survives_one_loss(etcd_cluste
     for member in etcd_cluster:
         assert await member.healthy()
     async with client_for(m0) as client:
-        assert len([m async for m in client.members()]) == 3
+        assert len(await client.members()) == 3
         await client.put(b"/replicated", b"x")
     assert await read(m2, b"/replicated") == b"x"
 
@@ -180,7 +195,7 @@ async def test_three_member_cluster_replicates_and_survives_one_loss(etcd_cluste
         try:
             async with asyncio.timeout(2):
                 await write(m1, b"/after-loss", b"y")
-        except (TimeoutError, aetcd.exceptions.ClientError):
+        except (TimeoutError, grpc.aio.AioRpcError):
             return False
         return True
 
@@ -276,3 +291,18 @@ async def test_thirty_starts_beside_live_grpc_traffic(tmp_path: Path) -> None:
         await asyncio.to_thread(thread.join, 15)
         await server.stop(None)
 
+
+
+async def test_etcd_answers_only_holders_of_its_client_certificate(etcd: EtcdProcess) -> None:
+    await write(etcd, b"/secret", b"v")
+    assert await read(etcd, b"/secret") == b"v"
+    # TLS without a client certificate: the handshake fails, nothing is read.
+    async with client_for(etcd, certificate=False) as anonymous:
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await anonymous.get(b"/secret")
+        assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+    # Plaintext: refused as well (a hostNetwork pod on this machine gets nothing either).
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{etcd.client_port}") as channel:
+        with pytest.raises(grpc.aio.AioRpcError):
+            await rpc.KVStub(channel).Range(rpc.RangeRequest(key=b"/secret"), timeout=5)
+    assert etcd.client_tls is not None and etcd.client_tls.key.stat().st_mode & 0o777 == 0o600

@@ -22,8 +22,8 @@ from tests.test_services_api import make_service
 @pytest.fixture
 async def client(etcd, tmp_path: Path) -> AsyncIterator[Client]:
     """A master running only the endpoints controller (no scheduler or pod GC to race with the test)."""
-    async with MasterProcess(etcd=[etcd.endpoint], log_path=tmp_path / "master.log",
-                             extra_args=["--controllers=endpoints"]) as proc, Client(proc.address) as c:
+    async with MasterProcess(etcd=[etcd.endpoint], etcd_tls=etcd.client_tls, log_path=tmp_path / "master.log",
+                             extra_args=["--controllers=endpoints"]) as proc, proc.client() as c:
         yield c
 
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from harness.master import MasterProcess
 from harness.waiting import until
-from kybernetes.ctl.client import Client, NotFoundError
+from kybernetes.ctl.client import NotFoundError
 from kybernetes.proto import objects_pb2 as pb
 
 if TYPE_CHECKING:
@@ -31,10 +31,10 @@ def hollow_pod(name: str, node: str) -> pb.Pod:
 
 async def test_hollow_node_runs_pods_and_deletes_them(master: MasterProcess,
                                                       kubelets: Callable[..., KubeletProcess]):
-    kubelet = kubelets(master=master.address, node_name="hollow-a", runtime="hollow",
+    kubelet = kubelets(master=await master.join(), node_name="hollow-a", runtime="hollow",
                        extra_args=["--hollow-start-delay", "0.2"])
     await kubelet.start()
-    async with Client(master.address) as client:
+    async with master.client() as client:
         node = await client.get("nodes", "hollow-a")
         assert node.metadata.labels["kybernetes.io/hollow"] == "true"
         assert node.metadata.labels["kubernetes.io/hostname"] == "hollow-a"
@@ -71,11 +71,11 @@ async def test_hollow_node_runs_pods_and_deletes_them(master: MasterProcess,
 
 
 async def test_many_hollow_nodes_in_one_process(master: MasterProcess, kubelets: Callable[..., KubeletProcess]):
-    kubelet = kubelets(master=master.address, node_name="hollow", runtime="hollow",
+    kubelet = kubelets(master=await master.join(), node_name="hollow", runtime="hollow",
                        extra_args=["--hollow-count", "3", "--hollow-start-delay", "0.1"])
     await kubelet.start()
     await kubelet.wait_registered(3)
-    async with Client(master.address) as client:
+    async with master.client() as client:
         nodes = await client.list("nodes")
         assert sorted(n.metadata.name for n in nodes.items) == ["hollow-0", "hollow-1", "hollow-2"]
         assert all(n.metadata.labels["kybernetes.io/hollow"] == "true" for n in nodes.items)

@@ -152,7 +152,7 @@ async def test_logs_tail_follow_and_previous(node: Node):
     assert everything.splitlines()[1:6] == [f"line {i}".encode() for i in range(1, 6)]
 
     # -f: output keeps coming on one open stream.
-    async with grpc.aio.insecure_channel(node.master.address) as channel:
+    async with node.master.process.channel() as channel:
         stub = node_pb2_grpc.PodAPIStub(channel)
         call = stub.Logs(node_pb2.LogsRequest(namespace="default", pod="logger", follow=True, tail_lines=0))
         seen = b""

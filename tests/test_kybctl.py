@@ -72,8 +72,9 @@ class Result:
         return self.out.splitlines()
 
 
-def _command(server: str | None, args: tuple[str, ...]) -> list[str]:
-    return [sys.executable, "-m", "kybernetes.ctl.cli.main", *(["--server", server] if server else []), *args]
+def _command(server: str | None, args: tuple[str, ...], *, kubeconfig: Path | None = None) -> list[str]:
+    return [sys.executable, "-m", "kybernetes.ctl.cli.main", *(["--server", server] if server else []),
+            *(["--kubeconfig", str(kubeconfig)] if kubeconfig else []), *args]
 
 
 async def kyb(master: MasterProcess | None, *args: str, stdin: str | None = None, env: dict[str, str] | None = None,
@@ -81,7 +82,8 @@ async def kyb(master: MasterProcess | None, *args: str, stdin: str | None = None
     """Run kybctl as a child process and collect its exit code and output."""
     address = server if server is not None else (master.address if master else None)
     proc = await asyncio.create_subprocess_exec(
-        *_command(address, args), cwd=REPO, env={**os.environ, **(env or {})},
+        *_command(address, args), cwd=REPO,
+        env={**os.environ, **({"KYBCONFIG": str(master.kubeconfig)} if master else {}), **(env or {})},
         stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(stdin.encode() if stdin is not None else None), timeout)
@@ -132,7 +134,7 @@ def by_name(rows: list[dict[str, str]], key: str = "NAME") -> dict[str, dict[str
 @pytest.fixture
 async def master(etcd: EtcdProcess, tmp_path: Path) -> AsyncIterator[MasterProcess]:
     """A kyb-master with its controllers; Nodes made here have no kubelet, so they are never declared lost."""
-    async with MasterProcess(etcd=[etcd.endpoint], log_path=tmp_path / "master.log",
+    async with MasterProcess(etcd=[etcd.endpoint], etcd_tls=etcd.client_tls, log_path=tmp_path / "master.log",
                              extra_args=["--node-monitor-grace-period", "3600"]) as proc:
         yield proc
 
@@ -140,7 +142,7 @@ async def master(etcd: EtcdProcess, tmp_path: Path) -> AsyncIterator[MasterProce
 @pytest.fixture
 async def client(master: MasterProcess) -> AsyncIterator[Client]:
     """A client of the master, connected before the test starts."""
-    async with Client(master.address) as c:
+    async with master.client() as c:
         await wait_connected(c, timeout=10)
         yield c
 
@@ -366,15 +368,16 @@ async def test_not_found_and_unreachable_server(master: MasterProcess, client: C
     assert line == 'Error from server (AlreadyExists): pods "dup" already exists'
 
     dead = f"127.0.0.1:{free_port()}"
-    line = await fails(None, "get", "pods", server=dead)
+    creds = {"KYBCONFIG": str(master.kubeconfig)}
+    line = await fails(None, "get", "pods", server=dead, env=creds)
     assert line == f"Unable to connect to the server: dial tcp {dead}: connect: connection refused"
     # The refusal itself ends the command, not a timeout running out: with no request timeout at all
     # (0 = none) it still ends, with the same line.
-    assert await fails(None, "get", "pods", "--request-timeout=0", server=dead) == line
+    assert await fails(None, "get", "pods", "--request-timeout=0", server=dead, env=creds) == line
     # $KYB_SERVER is used when --server is not given; --server wins over it.
-    result = await kyb(None, "get", "po", "-o", "name", env={"KYB_SERVER": master.address})
+    result = await kyb(None, "get", "po", "-o", "name", env={"KYB_SERVER": master.address, **creds})
     assert (result.code, result.lines) == (0, ["pod/dup", "pod/here"])
-    line = await fails(None, "get", "po", server=dead, env={"KYB_SERVER": master.address})
+    line = await fails(None, "get", "po", server=dead, env={"KYB_SERVER": master.address, **creds})
     assert line.startswith("Unable to connect to the server")
 
 
@@ -531,7 +534,8 @@ async def test_get_watch_streams_changes_until_interrupted(master: MasterProcess
     # Bound to a (kubelet-less) node, so that no scheduler writes interleave with the test's own changes.
     await client.create(make_pod("first", node="n1"))
     proc = await asyncio.create_subprocess_exec(
-        *_command(master.address, ("get", "po", "-w")), cwd=REPO, stdin=asyncio.subprocess.DEVNULL,
+        *_command(master.address, ("get", "po", "-w"), kubeconfig=master.kubeconfig), cwd=REPO,
+        stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     assert proc.stdout is not None and proc.stderr is not None
 
@@ -562,7 +566,8 @@ async def test_get_watch_of_one_object_with_event_column(master: MasterProcess, 
     await client.create(make_pod("watched", node="n1"))
     await client.create(make_pod("ignored", node="n1"))
     proc = await asyncio.create_subprocess_exec(
-        *_command(master.address, ("get", "pod/watched", "-w", "--output-watch-events")), cwd=REPO,
+        *_command(master.address, ("get", "pod/watched", "-w", "--output-watch-events"),
+                 kubeconfig=master.kubeconfig), cwd=REPO,
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     assert proc.stdout is not None
 
@@ -683,7 +688,8 @@ async def test_delete_waits_for_graceful_termination(master: MasterProcess, clie
     # A pod bound to a node only goes when its kubelet confirms; delete --wait waits for that.
     await client.create(make_pod("bound", node="n1"))
     proc = await asyncio.create_subprocess_exec(
-        *_command(master.address, ("delete", "pod", "bound")), cwd=REPO, stdin=asyncio.subprocess.DEVNULL,
+        *_command(master.address, ("delete", "pod", "bound"), kubeconfig=master.kubeconfig), cwd=REPO,
+        stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     assert proc.stdout is not None
     try:
@@ -796,7 +802,7 @@ async def test_describe_shows_details_and_the_objects_events(master: MasterProce
 async def test_version_and_api_resources_through_the_console_script(master: MasterProcess):
     script = Path(sys.executable).with_name("kybctl")
     proc = await asyncio.create_subprocess_exec(
-        str(script), "version", env={**os.environ, "KYB_SERVER": master.address},
+        str(script), "version", env={**os.environ, "KYBCONFIG": str(master.kubeconfig)},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, err

@@ -53,20 +53,20 @@ ROLLED_OUT = 'deployment "hello" successfully rolled out'
 @pytest.fixture
 async def control_plane(etcd: EtcdProcess, tmp_path: Path) -> AsyncIterator[MasterProcess]:
     """A kyb-master with every controller; Nodes without a kubelet are not declared lost during a test."""
-    async with MasterProcess(etcd=[etcd.endpoint], log_path=tmp_path / "control-plane.log",
+    async with MasterProcess(etcd=[etcd.endpoint], etcd_tls=etcd.client_tls, log_path=tmp_path / "control-plane.log",
                              extra_args=["--node-monitor-grace-period", "3600"]) as proc:
         yield proc
 
 
 @pytest.fixture
 async def api(control_plane: MasterProcess) -> AsyncIterator[Client]:
-    async with Client(control_plane.address) as c:
+    async with control_plane.client() as c:
         yield c
 
 
 async def hollow_nodes(master: MasterProcess, kubelets: Callable[..., KubeletProcess], names: list[str], *,
                        start_delay: float = 0.2) -> None:
-    procs = [kubelets(master=master.address, node_name=name, runtime="hollow",
+    procs = [kubelets(master=await master.join(), node_name=name, runtime="hollow",
                       extra_args=[*HOLLOW_ARGS, "--hollow-start-delay", str(start_delay)]) for name in names]
     await asyncio.gather(*(p.start() for p in procs))
 
@@ -134,7 +134,8 @@ async def test_logs_tail_follow_and_errors(node: Node):
     # -f keeps the stream open and prints new lines as they come, until interrupted.
     for extra in ((), ("--tail=0",)):
         proc = await asyncio.create_subprocess_exec(
-            *_command(node.master.address, ("logs", "-f", "logger", "--tail", "1", *extra)), cwd=REPO,
+            *_command(node.master.address, ("logs", "-f", "logger", "--tail", "1", *extra),
+                     kubeconfig=node.master.process.kubeconfig), cwd=REPO,
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         assert proc.stdout is not None and proc.stderr is not None
         try:
@@ -422,7 +423,7 @@ async def test_drain_honours_grace_periods_and_its_timeout(control_plane: Master
 
     # Without a timeout drain waits until the pod is gone: the kubelet's confirmation, played here.
     proc = await asyncio.create_subprocess_exec(
-        *_command(control_plane.address, ("drain", "ghost", "--force")), cwd=REPO,
+        *_command(control_plane.address, ("drain", "ghost", "--force"), kubeconfig=control_plane.kubeconfig), cwd=REPO,
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     assert proc.stdout is not None
     try:
@@ -508,7 +509,8 @@ async def test_logs_and_exec_targets_without_kubelets(master: MasterProcess, cli
     # first, outlives a wait of a second, which gives up; then a pod appears and the long wait takes it.
     # (Were the flag ignored, both would wait the 20 s default and the first started would end first.)
     patient = await asyncio.create_subprocess_exec(
-        *_command(master.address, ("logs", "deployment/web", "--pod-running-timeout=1h")), cwd=REPO,
+        *_command(master.address, ("logs", "deployment/web", "--pod-running-timeout=1h"),
+                 kubeconfig=master.kubeconfig), cwd=REPO,
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
         assert await fails(master, "logs", "deployment/web", "--pod-running-timeout=1s") == \

@@ -34,7 +34,8 @@ from harness.lab import (
     used_routes,
 )
 from harness.waiting import until
-from kybernetes.ctl.client import ApiError, Client
+from kybernetes.core.identity.kubeconfig import resolve
+from kybernetes.ctl.client import ApiError
 from kybernetes.kubelet.routes import DEFAULT_PROTO, route_proto, sync_pod_routes
 from kybernetes.proto import objects_pb2 as pb
 
@@ -173,7 +174,8 @@ def test_lab_topology(lab: Lab):
     assert f"-i {lab.prefix}br0 -j DROP" in chain and f"-o {lab.prefix}br0 -j DROP" in chain
     assert f"-j {lab.prefix.upper()}-FWD" in run("iptables", "-S", "FORWARD").stdout
     # The host's kybctl talks to the lab's master; the workers are Ready Nodes.
-    assert lab.sh("env").stdout.strip() == f"export KYB_SERVER={lab.server}"
+    assert lab.sh("env").stdout.strip() == f"export KYBCONFIG={lab.kubeconfig}"
+    assert resolve(lab.kubeconfig).server == lab.server
     nodes = lab.sh("kybctl", "get", "nodes").stdout.splitlines()
     assert [line.split()[:2] for line in nodes[1:]] == [[f"node{n}", "Ready"] for n in range(1, WORKERS + 1)]
     # The registry on the master node serves the sample images to the nodes.
@@ -361,7 +363,7 @@ async def _up_and_down_again(lab: Lab, base: Path) -> None:
     try:
         small.sh("up", "--workers", "2")
         small.sh("kybctl", "apply", "-f", "-", stdin=hello_manifest(small, name="bye", replicas=4))
-        async with Client(small.server) as kyb:
+        async with small.client() as kyb:
             await until(lambda: count_is(ready_pods(kyb, "bye"), 4), timeout=90)
         during = lab_traces(small)
         assert during["netns"] and during["links"] and during["iptables"] and during["processes"]

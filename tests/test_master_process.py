@@ -37,7 +37,12 @@ async def test_no_flags_serves_on_6443_with_embedded_etcd_and_stops_cleanly(tmp_
     proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "kybernetes.master.main", env=env, stdout=log,
                                                 stderr=log, stdin=asyncio.subprocess.DEVNULL)
     try:
-        async with Client("127.0.0.1:6443", timeout=2) as client:
+        # With no flags the admin credentials file goes to the data dir's default, beside the etcd data.
+        admin = tmp_path / ".local/share/kybernetes/admin.conf"
+        await until(admin.exists, timeout=30, message="admin.conf written")
+        assert admin.stat().st_mode & 0o777 == 0o600
+        async with Client(kubeconfig=admin, timeout=2) as client:
+            assert client.server == "127.0.0.1:6443"
             await until(lambda: client.list("pods"), timeout=30)
             created = await client.create(make_pod("p"))
             assert created.metadata.uid

@@ -9,78 +9,17 @@ from __future__ import annotations
 
 import asyncio
 
-import grpc
-
 from harness.builders import make_pod
 from harness.master import MasterProcess
+from harness.nodelink import ScriptedNode
 from harness.waiting import until
 from kybernetes.ctl.client import Client, NotFoundError
 from kybernetes.proto import node_pb2, node_pb2_grpc
 from kybernetes.proto import objects_pb2 as pb
 
 
-class ScriptedNode:
-    """One NodeLink stream under the test's control."""
-
-    def __init__(self, address: str, name: str) -> None:
-        self.channel = grpc.aio.insecure_channel(address)
-        self.stub = node_pb2_grpc.NodeLinkStub(self.channel)
-        self.name = name
-        self.outbox: asyncio.Queue[node_pb2.NodeMessage | None] = asyncio.Queue()
-        self.inbox: asyncio.Queue[node_pb2.MasterMessage] = asyncio.Queue()
-        self.call = None
-        self.reader: asyncio.Task | None = None
-
-    async def connect(self, *, watch_nodes: bool = False, watch_services: bool = False) -> node_pb2.Registered:
-        node = pb.Node()
-        node.metadata.name = self.name
-        node.metadata.labels["kubernetes.io/hostname"] = self.name
-        node.status.capacity.update({"cpu": "2", "memory": "4Gi", "pods": "110"})
-        node.status.allocatable.update({"cpu": "2", "memory": "4Gi", "pods": "110"})
-        node.status.addresses.add(type="InternalIP", address="127.0.0.1")
-        self.outbox.put_nowait(node_pb2.NodeMessage(register=node_pb2.Register(
-            node=node, watch_nodes=watch_nodes, watch_services=watch_services)))
-
-        async def requests():
-            while True:
-                msg = await self.outbox.get()
-                if msg is None:
-                    return
-                yield msg
-
-        self.call = self.stub.Connect(requests())
-
-        async def read():
-            async for msg in self.call:
-                self.inbox.put_nowait(msg)
-
-        self.reader = asyncio.create_task(read())
-        first = await self.expect("registered")
-        return first.registered
-
-    def send(self, **kwargs) -> None:
-        self.outbox.put_nowait(node_pb2.NodeMessage(**kwargs))
-
-    async def expect(self, kind: str, timeout: float = 10.0, where=lambda msg: True) -> node_pb2.MasterMessage:
-        """The next message of a kind (and matching `where`), skipping others."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            remaining = deadline - asyncio.get_running_loop().time()
-            msg = await asyncio.wait_for(self.inbox.get(), max(remaining, 0.01))
-            if msg.WhichOneof("message") == kind and where(msg):
-                return msg
-
-    async def close(self) -> None:
-        self.outbox.put_nowait(None)
-        if self.call is not None:
-            self.call.cancel()
-        if self.reader is not None:
-            self.reader.cancel()
-        await self.channel.close()
-
-
 async def test_registration_assigns_pod_cidrs_and_marks_ready(client: Client, master: MasterProcess):
-    a, b = ScriptedNode(master.address, "node-a"), ScriptedNode(master.address, "node-b")
+    a, b = ScriptedNode(master, "node-a"), ScriptedNode(master, "node-b")
     try:
         ra = await a.connect()
         rb = await b.connect()
@@ -93,7 +32,7 @@ async def test_registration_assigns_pod_cidrs_and_marks_ready(client: Client, ma
         assert node.metadata.labels["kubernetes.io/hostname"] == "node-a"
         # Re-registering keeps the range.
         await a.close()
-        a = ScriptedNode(master.address, "node-a")
+        a = ScriptedNode(master, "node-a")
         again = await a.connect()
         assert again.node.spec.pod_cidr == "10.244.1.0/24"
     finally:
@@ -102,7 +41,7 @@ async def test_registration_assigns_pod_cidrs_and_marks_ready(client: Client, ma
 
 
 async def test_heartbeats_cost_no_etcd_writes(client: Client, master: MasterProcess):
-    node = ScriptedNode(master.address, "quiet")
+    node = ScriptedNode(master, "quiet")
     try:
         await node.connect()
         await asyncio.sleep(0)  # let registration's writes settle before reading the revision
@@ -128,7 +67,7 @@ async def _drained(node: ScriptedNode) -> bool:
 
 
 async def test_pods_flow_to_their_node_and_status_flows_back(client: Client, master: MasterProcess):
-    node = ScriptedNode(master.address, "worker")
+    node = ScriptedNode(master, "worker")
     try:
         await node.connect()
         sync = await node.expect("pod_sync")
@@ -158,7 +97,7 @@ async def test_pods_flow_to_their_node_and_status_flows_back(client: Client, mas
         # A reconnecting node gets its full set again.
         await client.create(make_pod("web2", node="worker"))
         await node.close()
-        node = ScriptedNode(master.address, "worker")
+        node = ScriptedNode(master, "worker")
         await node.connect()
         sync = await node.expect("pod_sync")
         assert [p.metadata.name for p in sync.pod_sync.pods] == ["web2"]
@@ -180,7 +119,7 @@ async def _gone(client: Client, name: str) -> bool:
 
 
 async def test_logs_and_exec_are_relayed_through_the_node_stream(client: Client, master: MasterProcess):
-    node = ScriptedNode(master.address, "relay")
+    node = ScriptedNode(master, "relay")
     try:
         await node.connect()
         await client.create(make_pod("talker", node="relay"))
@@ -221,7 +160,7 @@ async def test_logs_and_exec_are_relayed_through_the_node_stream(client: Client,
 async def test_services_and_nodes_reach_nodes_that_ask(client: Client, master: MasterProcess):
     from tests.test_services_api import make_service
 
-    node = ScriptedNode(master.address, "proxy-node")
+    node = ScriptedNode(master, "proxy-node")
     try:
         await node.connect(watch_nodes=True, watch_services=True)
         first = await node.expect("node_sync")
@@ -230,7 +169,7 @@ async def test_services_and_nodes_reach_nodes_that_ask(client: Client, master: M
         await client.create(make_service("web"))
         sync = await node.expect("service_sync", where=lambda m: len(m.service_sync.services) == 1)
         assert sync.service_sync.services[0].spec.cluster_ip
-        other = ScriptedNode(master.address, "second")
+        other = ScriptedNode(master, "second")
         try:
             await other.connect()
             both = await node.expect("node_sync", where=lambda m: len(m.node_sync.nodes) == 2)

@@ -416,7 +416,7 @@ async def _targets_are(lab: Lab, node: int, service: str, want: set[str]) -> boo
 async def test_an_endpoints_change_reaches_the_rules(lab: Lab):
     # A Service without a selector: its Endpoints are ours to write, so each change has a known start.
     lab.sh("kybctl", "apply", "-f", "-", stdin=service_manifest("manual", type_="ClusterIP", selector=False))
-    async with Client(lab.server) as kyb:
+    async with lab.client() as kyb:
         try:
             latencies = []
             for i in range(5):

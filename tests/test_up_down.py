@@ -55,6 +55,8 @@ def local_settings() -> Iterator[dict[str, str]]:
             "KYB_NODE_NAME": f"kybu-{token}",
             # The host's root netns is shared with other tests: no KYB-* proxy chains, no proto-77 routes.
             "KYB_KUBELET_ARGS": "--no-proxy --no-pod-routes",
+            # kybctl's credentials go here (not the developer's ~/.kyb/config); the folder does not exist yet.
+            "KYB_KUBECONFIG": str(base / "home" / ".kyb" / "config"),
         }
     finally:
         shutil.rmtree(base, ignore_errors=True)
@@ -120,6 +122,7 @@ async def test_up_serves_the_sample_app_reuses_it_and_down_leaves_nothing():
         assert before == {key: [] for key in before}
         ip_forward = IP_FORWARD.read_text()
         server = f"127.0.0.1:{settings['KYB_MASTER_PORT']}"
+        kubeconfig = Path(settings["KYB_KUBECONFIG"])
         try:
             first = script(UP, settings)
             assert first.returncode == 0, first.stdout + first.stderr
@@ -127,8 +130,11 @@ async def test_up_serves_the_sample_app_reuses_it_and_down_leaves_nothing():
             match = re.search(r"curl http://([0-9.]+):8080/", first.stdout)
             assert match, first.stdout
             assert re.fullmatch(r"hello from hello-[a-z0-9]+-[a-z0-9]+ version v1", await http_get(match[1]))
-            assert "kybctl get nodes" in first.stdout and f"export KYB_SERVER={server}" in first.stdout
-            async with Client(server) as kyb:
+            assert "kybctl get nodes" in first.stdout and "export KYBCONFIG" not in first.stdout
+            # kybctl's credentials file: the admin's, readable by root only, naming this master.
+            assert kubeconfig.stat().st_mode & 0o777 == 0o600
+            async with Client(kubeconfig=kubeconfig) as kyb:
+                assert kyb.server == server
                 pods = (await kyb.list("pods", namespace="default", label_selector="app=hello")).items
                 assert len(pods) == 3 and all(p.status.phase == "Running" for p in pods)
                 for pod in pods:
@@ -147,7 +153,7 @@ async def test_up_serves_the_sample_app_reuses_it_and_down_leaves_nothing():
             for component in started:
                 assert f"{component} already running (pid {started[component]})" in second.stderr
             assert pids(settings) == started
-            async with Client(server) as kyb:
+            async with Client(kubeconfig=kubeconfig) as kyb:
                 async def same_pods() -> bool:
                     again = (await kyb.list("pods", namespace="default", label_selector="app=hello")).items
                     return sorted(p.metadata.name for p in again) == sorted(p.metadata.name for p in pods)
@@ -158,6 +164,7 @@ async def test_up_serves_the_sample_app_reuses_it_and_down_leaves_nothing():
         assert down.returncode == 0, down.stdout + down.stderr
         after = traces(settings)
         assert after == {key: [] for key in after}
+        assert not kubeconfig.parent.exists(), "down.sh removes the credentials (and the folder) up.sh made"
         assert IP_FORWARD.read_text() == ip_forward
         # A second down finds nothing to do.
         assert script(DOWN, settings, timeout=60).returncode == 0

@@ -52,10 +52,22 @@ class ExpiredError(ApiError):
     reason, code = "Expired", grpc.StatusCode.OUT_OF_RANGE
 
 
+class ForbiddenError(ApiError):
+    """The caller's identity is not allowed this (RBAC, the Node authorizer)."""
+
+    reason, code = "Forbidden", grpc.StatusCode.PERMISSION_DENIED
+
+
+class UnauthorizedError(ApiError):
+    """No verified identity: no valid client certificate, or a join token that is refused."""
+
+    reason, code = "Unauthorized", grpc.StatusCode.UNAUTHENTICATED
+
+
 # The table: status code <-> error class. DEADLINE_EXCEEDED reads as the API being unavailable.
 _BY_CODE: dict[grpc.StatusCode, type[ApiError]] = {
     c.code: c for c in (NotFoundError, AlreadyExistsError, ConflictError, InvalidError, UnavailableError,
-                        ExpiredError)
+                        ExpiredError, ForbiddenError, UnauthorizedError)
 }
 _BY_CODE[grpc.StatusCode.DEADLINE_EXCEEDED] = UnavailableError
 

@@ -62,6 +62,13 @@ KINDS: tuple[Kind, ...] = (
     Kind("Event", "events", "v1", True, "event", pb.Event, ("ev",), "event"),
     Kind("Service", "services", "v1", True, "service", pb.Service, ("svc",), "service"),
     Kind("Endpoints", "endpoints", "v1", True, "endpoints", pb.Endpoints, ("ep",), "endpoints"),
+    Kind("Role", "roles", "rbac.authorization.k8s.io/v1", True, "role", pb.Role, (), "role"),
+    Kind("ClusterRole", "clusterroles", "rbac.authorization.k8s.io/v1", False, "cluster_role", pb.ClusterRole, (),
+         "clusterrole"),
+    Kind("RoleBinding", "rolebindings", "rbac.authorization.k8s.io/v1", True, "role_binding", pb.RoleBinding, (),
+         "rolebinding"),
+    Kind("ClusterRoleBinding", "clusterrolebindings", "rbac.authorization.k8s.io/v1", False,
+         "cluster_role_binding", pb.ClusterRoleBinding, (), "clusterrolebinding"),
 )
 
 BY_RESOURCE: dict[str, Kind] = {k.resource: k for k in KINDS}

@@ -42,6 +42,10 @@ COMMANDS: dict[str, str] = {
     "drain": "kybernetes.ctl.cli.nodes:drain",
     "expose": "kybernetes.ctl.cli.expose:expose",
     "version": "kybernetes.ctl.cli.misc:version",
+    "config": "kybernetes.ctl.cli.config_cmds:config_group",
+    "token": "kybernetes.ctl.cli.identity_cmds:token_group",
+    "certificate": "kybernetes.ctl.cli.identity_cmds:certificate_group",
+    "auth": "kybernetes.ctl.cli.identity_cmds:auth_group",
     "api-resources": "kybernetes.ctl.cli.misc:api_resources",
 }
 
@@ -123,9 +127,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     except Exception as err:  # noqa: BLE001 - the CLI's contract is one line, never a traceback
         if os.environ.get("KYB_DEBUG"):
             raise
-        from kybernetes.ctl.client import ApiError
+        from kybernetes.ctl.client import ApiError, KubeConfigError
 
-        if isinstance(err, ApiError):
+        if isinstance(err, KubeConfigError):
+            click.echo(one_line(f"error: {err}"), err=True)
+        elif isinstance(err, ApiError):
             click.echo(error_line(err, server=settings.server), err=True)
         else:  # a bug or an unexpected environment problem: still one line, naming the exception
             click.echo(one_line(f"error: {type(err).__name__}: {err}"), err=True)

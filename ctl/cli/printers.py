@@ -359,7 +359,25 @@ TABLES: dict[str, list[Column]] = {
         Column("ENDPOINTS", lambda e, _n: endpoints_string(e)),
         AGE,
     ],
+    "RoleBinding": [
+        NAME,
+        Column("ROLE", lambda b, _n: f"{b.role_ref.kind}/{b.role_ref.name}"),
+        AGE,
+        Column("USERS", lambda b, _n: _subjects(b, "User"), wide=True),
+        Column("GROUPS", lambda b, _n: _subjects(b, "Group"), wide=True),
+    ],
+    "ClusterRoleBinding": [
+        NAME,
+        Column("ROLE", lambda b, _n: f"{b.role_ref.kind}/{b.role_ref.name}"),
+        AGE,
+        Column("USERS", lambda b, _n: _subjects(b, "User"), wide=True),
+        Column("GROUPS", lambda b, _n: _subjects(b, "Group"), wide=True),
+    ],
 }
+
+
+def _subjects(binding: Any, kind: str) -> str:
+    return ", ".join(s.name for s in binding.subjects if s.kind == kind)
 
 DEFAULT_TABLE: list[Column] = [NAME, AGE]
 

@@ -25,7 +25,9 @@ def run(settings: Settings, body: Callable[[Client], Awaitable[T]]) -> T:
     from kybernetes.ctl.client import Client
 
     async def main() -> T:
-        async with Client(settings.server, timeout=settings.request_timeout) as client:
+        target = settings.target()
+        async with Client(settings.server, credentials=target.credentials,
+                          timeout=settings.request_timeout) as client:
             await wait_connected(client, timeout=min(settings.request_timeout, CONNECT_TIMEOUT))
             return await body(client)
 

@@ -1,5 +1,5 @@
-"""kybctl's global flags and command declaration: `Settings` (`--server`, `-n/--namespace`,
-`--request-timeout`, wherever on the command line they are given, as in kubectl), `pass_settings`,
+"""kybctl's global flags and command declaration: `Settings` (`--kubeconfig`, `--context`, `--server`,
+`-n/--namespace`, `--request-timeout`, wherever on the command line they are given, as in kubectl), `pass_settings`,
 `@command()` / `@group()` that add those flags to every command, and duration parsing for flags like `--timeout`.
 """
 
@@ -8,7 +8,8 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -17,7 +18,7 @@ from kybernetes.core.api.kinds import Kind
 from kybernetes.ctl.cli.errors import usage_error
 
 if TYPE_CHECKING:
-    pass
+    from kybernetes.core.identity.kubeconfig import Target
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -35,14 +36,56 @@ class Settings:
     """Flags shared by every command, wherever on the command line they were given."""
 
     server_flag: str | None = None
-    namespace: str = DEFAULT_NAMESPACE
-    namespace_explicit: bool = False
+    namespace_flag: str | None = None
     request_timeout: float = 10.0
+    kubeconfig_flag: str | None = None
+    context_flag: str | None = None
+    _target: Target | None = field(default=None, repr=False)
+
+    @property
+    def kubeconfig(self) -> Path:
+        """`--kubeconfig`, else $KYBCONFIG, else ~/.kyb/config."""
+        from kybernetes.core.identity.kubeconfig import default_path
+
+        return Path(self.kubeconfig_flag).expanduser() if self.kubeconfig_flag else default_path()
+
+    def target(self) -> Target:
+        """The context in use (`--context`, else the current one): server, credentials, namespace.
+        KubeConfigError when the file can't give one."""
+        if self._target is None:
+            from kybernetes.core.identity.kubeconfig import resolve
+
+            self._target = resolve(self.kubeconfig, context=self.context_flag or "")
+        return self._target
 
     @property
     def server(self) -> str:
-        """`--server`, else $KYB_SERVER, else 127.0.0.1:6443."""
-        return self.server_flag or os.environ.get(SERVER_ENV) or DEFAULT_SERVER
+        """`--server`, else $KYB_SERVER, else the context's server (127.0.0.1:6443 when there is none)."""
+        from kybernetes.core.identity.kubeconfig import KubeConfigError
+
+        given = self.server_flag or os.environ.get(SERVER_ENV)
+        if given:
+            return given
+        try:
+            return self.target().server
+        except KubeConfigError:
+            return DEFAULT_SERVER
+
+    @property
+    def namespace_explicit(self) -> bool:
+        return self.namespace_flag is not None
+
+    @property
+    def namespace(self) -> str:
+        """`-n`, else the context's namespace, else "default"."""
+        if self.namespace_flag is not None:
+            return self.namespace_flag
+        from kybernetes.core.identity.kubeconfig import KubeConfigError
+
+        try:
+            return self.target().namespace or DEFAULT_NAMESPACE
+        except KubeConfigError:
+            return DEFAULT_NAMESPACE
 
     def namespace_for(self, kind: Kind, namespace: str = "") -> str:
         """The namespace an object of `kind` lives in: its own, else -n; "" for cluster-scoped kinds."""
@@ -74,8 +117,17 @@ def _set_namespace(ctx: click.Context, _param: click.Parameter, value: str | Non
     if value is not None:
         if not value:
             raise usage_error("namespace must not be empty")
-        settings = ctx.ensure_object(Settings)
-        settings.namespace, settings.namespace_explicit = value, True
+        ctx.ensure_object(Settings).namespace_flag = value
+
+
+def _set_kubeconfig(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.ensure_object(Settings).kubeconfig_flag = value
+
+
+def _set_context(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.ensure_object(Settings).context_flag = value
 
 
 def _set_timeout(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
@@ -91,7 +143,11 @@ def global_options(f: F) -> F:
     f = click.option("-n", "--namespace", metavar="NAMESPACE", expose_value=False, callback=_set_namespace,
                      help='The namespace of the request (default "default").')(f)
     f = click.option("-s", "--server", metavar="ADDRESS", expose_value=False, callback=_set_server,
-                     help=f"The master's address (default ${SERVER_ENV}, else {DEFAULT_SERVER}).")(f)
+                     help=f"The master's address (default ${SERVER_ENV}, else the context's server).")(f)
+    f = click.option("--context", metavar="NAME", expose_value=False, callback=_set_context,
+                     help="The kubeconfig context to use (default: its current-context).")(f)
+    f = click.option("--kubeconfig", metavar="PATH", expose_value=False, callback=_set_kubeconfig,
+                     help="The credentials file (default $KYBCONFIG, else ~/.kyb/config).")(f)
     return f
 
 

@@ -1,9 +1,15 @@
 """The Kybernetes Python client: typed asyncio calls to the master's object API.
 
-    async with Client("127.0.0.1:6443") as kyb:
+    async with Client() as kyb:                      # the current context of $KYBCONFIG or ~/.kyb/config
         pods = await kyb.list("pods", namespace="default", label_selector="app=web")
+
+    async with Client(kubeconfig="/var/lib/kybernetes/admin.conf") as kyb: ...
+    async with Client("10.0.0.5:6443", credentials=Credentials(ca=..., certificate=..., key=...)) as kyb:
         async for event in kyb.watch("pods", resource_version=pods.resource_version):
             print(event.type, event.object.metadata.name)
+
+Every connection is mutual TLS with the credentials of a kubeconfig context (core.identity.kubeconfig) or
+given directly; `server` overrides the context's address.
 
 Errors are `ApiError` subclasses named after Kubernetes' reasons (NotFound,
 AlreadyExists, Conflict, Invalid, ServiceUnavailable, Expired). `watch()`
@@ -16,6 +22,7 @@ its final state and never the same revision twice.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -26,16 +33,29 @@ from kybernetes.core.api.client import DeleteResult, ListResult, WatchEvent, res
 from kybernetes.core.api.errors import error_from_rpc
 from kybernetes.core.api.kinds import ApiObject
 from kybernetes.core.channel import CHANNEL_OPTIONS
+from kybernetes.core.identity.credentials import Credentials, secure_channel
+from kybernetes.core.identity.kubeconfig import default_path, resolve
 from kybernetes.proto import api_pb2, api_pb2_grpc
 
 
 class Client:
     """An asyncio client of one master."""
 
-    def __init__(self, server: str = "127.0.0.1:6443", *, timeout: float = 10.0) -> None:
+    def __init__(self, server: str | None = None, *, credentials: Credentials | None = None,
+                 kubeconfig: str | Path | None = None, context: str = "", timeout: float = 10.0) -> None:
+        """Without `credentials`, read them (and the server, unless given) from a kubeconfig context:
+        `kubeconfig`, else $KYBCONFIG, else ~/.kyb/config (KubeConfigError when it can't be read)."""
+        self.namespace = ""
+        if credentials is None:
+            target = resolve(Path(kubeconfig).expanduser() if kubeconfig else default_path(), context=context)
+            credentials, server = target.credentials, server or target.server
+            self.namespace = target.namespace
+        if not server:
+            raise ValueError("server: Required value (with credentials given directly)")
         self.server = server
+        self.credentials = credentials
         self.timeout = timeout
-        self.channel = grpc.aio.insecure_channel(server, options=CHANNEL_OPTIONS)
+        self.channel = secure_channel(server, credentials, options=CHANNEL_OPTIONS)
         self._stub = api_pb2_grpc.ObjectAPIStub(self.channel)
 
     async def __aenter__(self) -> Client:

@@ -5,7 +5,8 @@
 #   lab.sh up [--workers N] [--no-kubelet]   bring the lab up (3 workers by default); reuses what exists
 #   lab.sh down                               stop everything and remove all the lab created
 #   lab.sh status                             nodes, links, processes, and `kybctl get nodes`
-#   lab.sh env                                prints `export KYB_SERVER=…` (eval "$(lab.sh env)")
+#   lab.sh env                                prints `export KYBCONFIG=…` (eval "$(lab.sh env)"): the master's
+#                                             admin credentials (every link is mutual TLS)
 #   lab.sh kybctl ARGS…                       kybctl against the lab's master
 #   lab.sh kill-node N | start-node N         power cut (every process of the node, containers included,
 #                                             and its link) / power on (containerd, then the kubelet)
@@ -219,10 +220,14 @@ configure_master() {
         --master-args "$MASTER_ARGS" 2>/dev/null
 }
 
+admin_config() { echo "$LAB/master/state/master/admin.conf"; }
+
 configure_node() {
     local n=$1 d
     d=$(node_dir "$n")
+    # Every node joins with the token the master made at `up` (docs/identity.md).
     provision configure --role node --name "node$n" --ip "$(node_ip "$n")" --master "$SERVER" \
+        --join-token-file "$LAB/join-token" \
         --registry "$MASTER_IP:5000" --containerd own --containerd-namespace "$(ctr_namespace "$n")" \
         --pod-bridge "${P}cni0" --etc "$d/etc" --state "$d/state" --run "$d/run" --logs "$d/log" \
         --venv "$VENV" --kubelet-args "$KUBELET_ARGS" 2>/dev/null
@@ -253,7 +258,7 @@ host_routes_pid() {
 start_host_routes() {
     [[ -n $(host_routes_pid) ]] && return 0
     # The host reaches every node's pods through that node (host-gw), like the kubelets do.
-    nohup setsid "$PY" "$CLUSTER" host-routes --server "$SERVER" --tag "$TAG" \
+    nohup setsid "$PY" "$CLUSTER" host-routes --kubeconfig "$(admin_config)" --tag "$TAG" \
         >>"$LAB/host-routes.log" 2>&1 </dev/null &
     echo $! > "$LAB/host-routes.pid"
 }
@@ -299,10 +304,15 @@ cmd_up() {
     provision start registry --env "$menv" --netns "$P-master" --timeout 30
     provision start master --env "$menv" --netns "$P-master" --timeout 60
     provision images --env "$menv" --netns "$P-master"
+    # A 24-hour token, made again when the one on disk is older than 12 hours (nodes that joined keep their
+    # certificates; a node whose state dir is new needs a live token).
+    if [[ -z $(find "$LAB/join-token" -mmin -720 2>/dev/null) ]]; then
+        provision join-token --env "$menv" --netns "$P-master" --out "$LAB/join-token" --ttl 24h
+    fi
     start_host_routes
     for ((n = 1; n <= WORKERS; n++)); do start_node "$n" no; done
     if [[ $kubelet == yes ]]; then
-        "$PY" "$CLUSTER" nodes-ready --server "$SERVER" --count "$WORKERS" --timeout 90
+        "$PY" "$CLUSTER" nodes-ready --kubeconfig "$(admin_config)" --count "$WORKERS" --timeout 90
     fi
     say "lab up in $((SECONDS - started))s: master $MASTER_IP, $WORKERS workers; try:"
     # shellcheck disable=SC2016  # the $( ) is for the reader's shell
@@ -379,7 +389,7 @@ cmd_status() {
     done
     echo "host-routes: pid $(host_routes_pid || true)"
     ip -4 route show proto "$(route_proto "$TAG")" | grep -v blackhole || true
-    KYB_SERVER=$SERVER "$VENV/bin/kybctl" --request-timeout 3s get nodes 2>&1 || true
+    KYBCONFIG=$(admin_config) "$VENV/bin/kybctl" --request-timeout 3s get nodes 2>&1 || true
 }
 
 # ----------------------------------------------------------------------------- teardown
@@ -470,8 +480,8 @@ main() {
         up) cmd_up "$@" ;;
         down) cmd_down ;;
         status) require_lab; cmd_status ;;
-        env) require_lab; echo "export KYB_SERVER=$SERVER" ;;
-        kybctl) require_lab; KYB_SERVER=$SERVER exec "$VENV/bin/kybctl" "$@" ;;
+        env) require_lab; echo "export KYBCONFIG=$(admin_config)" ;;
+        kybctl) require_lab; KYBCONFIG=$(admin_config) exec "$VENV/bin/kybctl" "$@" ;;
         kill-node) require_lab; cmd_kill_node "${1:?kill-node N}" ;;
         start-node)
             require_lab; check_worker "${1:?start-node N}" start-node

@@ -7,11 +7,16 @@ table in step with the Nodes: the namespace lab runs it in the host's network na
 reaches every node's pods (host-gw, the same `kubelet.routes.sync_pod_routes` the kubelets use, under a tag
 of its own so that it never touches a kubelet's routes). Run with the project's virtualenv python:
 
-    python deploy/lib/cluster.py serving --server 10.99.0.10:6443 --timeout 60
-    python deploy/lib/cluster.py nodes-ready --server … --count 3
-    python deploy/lib/cluster.py rollout --server … --name hello --timeout 120
-    python deploy/lib/cluster.py pods --server … --selector app=hello
-    python deploy/lib/cluster.py host-routes --server … --tag kyb-lab-kl [--once]
+    python deploy/lib/cluster.py serving --kubeconfig /var/lib/kybernetes/master/admin.conf --timeout 60
+    python deploy/lib/cluster.py nodes-ready --kubeconfig … --count 3
+    python deploy/lib/cluster.py nodes-ready --pki /var/lib/kybernetes/kubelet/pki/node1 --server … --names node1
+    python deploy/lib/cluster.py rollout --kubeconfig … --name hello --timeout 120
+    python deploy/lib/cluster.py pods --kubeconfig … --selector app=hello
+    python deploy/lib/cluster.py host-routes --kubeconfig … --tag kyb-lab-kl [--once]
+
+Credentials (every link is mutual TLS): `--kubeconfig FILE` (an admin's), or `--pki DIR` (a kubelet's own
+ca.crt, kubelet.crt and kubelet.key: a Node may read Nodes, enough for nodes-ready on a Node machine);
+`--server` overrides the address.
 """
 
 from __future__ import annotations
@@ -21,12 +26,13 @@ import contextlib
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import click
-import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from kybernetes.core.identity.credentials import Credentials
 from kybernetes.core.log import configure, get_logger
 from kybernetes.ctl.client import Client
 from kybernetes.kubelet.routes import RouteError, sync_pod_routes
@@ -54,30 +60,47 @@ def _ready(conditions: Any) -> bool:
     return any(c.type == "Ready" and c.status == "True" for c in conditions)
 
 
-async def _serving(server: str, timeout: float) -> None:
-    async with grpc.aio.insecure_channel(server) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
+class Access:
+    """How to reach the master: a kubeconfig or a kubelet's pki folder, and maybe another address."""
 
-        async def check() -> tuple[bool, str]:
+    def __init__(self, *, kubeconfig: str, pki: str, server: str) -> None:
+        self.kubeconfig, self.pki, self.server = kubeconfig, pki, server
+
+    def client(self) -> Client:
+        """A new client (the files are read now: they may appear while a component starts)."""
+        if self.pki:
+            credentials = Credentials.read(Path(self.pki), name="kubelet")
+            return Client(self.server, credentials=credentials, timeout=5.0)
+        return Client(self.server or None, kubeconfig=self.kubeconfig or None, timeout=5.0)
+
+    @property
+    def where(self) -> str:
+        return self.server or self.kubeconfig
+
+
+async def _serving(access: Access, timeout: float) -> None:
+    async def check() -> tuple[bool, str]:
+        async with access.client() as kyb:
+            stub = health_pb2_grpc.HealthStub(kyb.channel)
             resp = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=2.0)
             return resp.status == health_pb2.HealthCheckResponse.SERVING, str(resp.status)
 
-        await _until(check, timeout=timeout, what=f"master {server} serving", interval=0.1)
+    await _until(check, timeout=timeout, what=f"master {access.where} serving", interval=0.2)
 
 
-async def _nodes_ready(server: str, count: int, names: list[str], timeout: float) -> None:
-    async with Client(server, timeout=5.0) as kyb:
-        async def check() -> tuple[bool, str]:
+async def _nodes_ready(access: Access, count: int, names: list[str], timeout: float) -> None:
+    async def check() -> tuple[bool, str]:
+        async with access.client() as kyb:
             nodes = (await kyb.list("nodes")).items
-            ready = sorted(n.metadata.name for n in nodes if _ready(n.status.conditions))
-            wanted = set(names) <= set(ready) if names else len(ready) >= count
-            return wanted, f"Ready: {', '.join(ready) or 'none'} (of {len(nodes)} Nodes)"
+        ready = sorted(n.metadata.name for n in nodes if _ready(n.status.conditions))
+        wanted = set(names) <= set(ready) if names else len(ready) >= count
+        return wanted, f"Ready: {', '.join(ready) or 'none'} (of {len(nodes)} Nodes)"
 
-        await _until(check, timeout=timeout, what=f"{', '.join(names) if names else count} Node(s) Ready")
+    await _until(check, timeout=timeout, what=f"{', '.join(names) if names else count} Node(s) Ready")
 
 
-async def _rollout(server: str, namespace: str, name: str, timeout: float) -> None:
-    async with Client(server, timeout=5.0) as kyb:
+async def _rollout(access: Access, namespace: str, name: str, timeout: float) -> None:
+    async with access.client() as kyb:
         async def check() -> tuple[bool, str]:
             deploy = await kyb.get("deployments", name, namespace=namespace)
             spec = deploy.spec.replicas if deploy.spec.HasField("replicas") else 1
@@ -90,8 +113,8 @@ async def _rollout(server: str, namespace: str, name: str, timeout: float) -> No
         await _until(check, timeout=timeout, what=f"rollout of deployment/{name}")
 
 
-async def _pods(server: str, namespace: str, selector: str) -> None:
-    async with Client(server, timeout=5.0) as kyb:
+async def _pods(access: Access, namespace: str, selector: str) -> None:
+    async with access.client() as kyb:
         pods = (await kyb.list("pods", namespace=namespace, label_selector=selector)).items
         for pod in sorted(pods, key=lambda p: p.metadata.name):
             ready = "Ready" if _ready(pod.status.conditions) else "NotReady"
@@ -99,13 +122,13 @@ async def _pods(server: str, namespace: str, selector: str) -> None:
                        f"{pod.status.phase or 'Pending'}\t{ready}")
 
 
-async def _host_routes(server: str, tag: str, once: bool, interval: float) -> None:
+async def _host_routes(access: Access, tag: str, once: bool, interval: float) -> None:
     log = get_logger("host-routes")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with Client(server, timeout=5.0) as kyb:
+    async with access.client() as kyb:
         while True:
             try:
                 nodes = (await kyb.list("nodes")).items
@@ -116,7 +139,7 @@ async def _host_routes(server: str, tag: str, once: bool, interval: float) -> No
             except Exception as err:  # master down or restarting: keep the routes we have, retry
                 log.warning("node list failed; routes kept", error=str(err))
                 if once:
-                    raise click.ClickException(f"cannot list Nodes from {server}: {err}") from err
+                    raise click.ClickException(f"cannot list Nodes from {access.where}: {err}") from err
             if once:
                 return
             with contextlib.suppress(TimeoutError):
@@ -131,55 +154,74 @@ def main() -> None:
     configure(level="info")
 
 
-server_option = click.option("--server", required=True, help="The master's address, HOST:PORT.")
+def access_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--kubeconfig / --pki / --server, folded into one `access` argument."""
+    def fold(ctx: click.Context, _param: click.Parameter, value: str) -> str:
+        ctx.meta[_param.name] = value
+        return value
+
+    f = click.option("--server", default="", expose_value=False, callback=fold,
+                     help="The master's address, HOST:PORT (default: the kubeconfig's).")(f)
+    f = click.option("--pki", default="", expose_value=False, callback=fold,
+                     help="A kubelet's credentials folder (ca.crt, kubelet.crt, kubelet.key).")(f)
+    f = click.option("--kubeconfig", default="", expose_value=False, callback=fold,
+                     help="An admin credentials file (default $KYBCONFIG, else ~/.kyb/config).")(f)
+    return f
+
+
+def _access() -> Access:
+    meta = click.get_current_context().meta
+    if meta.get("pki") and not meta.get("server"):
+        raise click.UsageError("--pki needs --server")
+    return Access(kubeconfig=meta.get("kubeconfig", ""), pki=meta.get("pki", ""), server=meta.get("server", ""))
 timeout_option = click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds.")
 
 
 @main.command()
-@server_option
+@access_options
 @timeout_option
-def serving(server: str, timeout: float) -> None:
+def serving(timeout: float) -> None:
     """Wait until the master answers its health check with SERVING."""
-    asyncio.run(_serving(server, timeout))
+    asyncio.run(_serving(_access(), timeout))
 
 
 @main.command("nodes-ready")
-@server_option
+@access_options
 @click.option("--count", type=int, default=1, show_default=True, help="How many Nodes must be Ready.")
 @click.option("--names", default="", help="Comma-separated Node names that must all be Ready (instead of --count).")
 @timeout_option
-def nodes_ready(server: str, count: int, names: str, timeout: float) -> None:
+def nodes_ready(count: int, names: str, timeout: float) -> None:
     """Wait until Nodes report Ready=True."""
-    asyncio.run(_nodes_ready(server, count, [n for n in names.split(",") if n], timeout))
+    asyncio.run(_nodes_ready(_access(), count, [n for n in names.split(",") if n], timeout))
 
 
 @main.command()
-@server_option
+@access_options
 @click.option("--namespace", default="default", show_default=True)
 @click.option("--name", required=True, help="The Deployment.")
 @timeout_option
-def rollout(server: str, namespace: str, name: str, timeout: float) -> None:
+def rollout(namespace: str, name: str, timeout: float) -> None:
     """Wait until a Deployment has all its replicas updated and available."""
-    asyncio.run(_rollout(server, namespace, name, timeout))
+    asyncio.run(_rollout(_access(), namespace, name, timeout))
 
 
 @main.command()
-@server_option
+@access_options
 @click.option("--namespace", default="default", show_default=True)
 @click.option("--selector", default="", help="Label selector.")
-def pods(server: str, namespace: str, selector: str) -> None:
+def pods(namespace: str, selector: str) -> None:
     """Print NAME, IP, NODE, PHASE, READY of the selected pods, tab-separated."""
-    asyncio.run(_pods(server, namespace, selector))
+    asyncio.run(_pods(_access(), namespace, selector))
 
 
 @main.command("host-routes")
-@server_option
+@access_options
 @click.option("--tag", required=True, help="Owner tag of the routes (kubelet.routes.route_proto).")
 @click.option("--once", is_flag=True, help="Sync once and exit instead of following the Nodes.")
 @click.option("--interval", type=float, default=1.0, show_default=True, help="Seconds between syncs.")
-def host_routes(server: str, tag: str, once: bool, interval: float) -> None:
+def host_routes(tag: str, once: bool, interval: float) -> None:
     """Route every Node's podCIDR via its InternalIP in this network namespace (host-gw for the host)."""
-    asyncio.run(_host_routes(server, tag, once, interval))
+    asyncio.run(_host_routes(_access(), tag, once, interval))
 
 
 if __name__ == "__main__":

@@ -24,15 +24,19 @@ else
     REPLICAS=${KYB_REPLICAS:-3}
     VENV=${KYB_VENV:-$REPO/.venv}
     KUBELET_ARGS=${KYB_KUBELET_ARGS:-}
+    # Where up.sh puts the admin credentials for kybctl (only when that file is free or was ours).
+    USER_KUBECONFIG=${KYB_KUBECONFIG:-${KYBCONFIG:-$HOME/.kyb/config}}
 fi
 PROVISION=$REPO/deploy/provision/provision.sh
 ENV_FILE=$DIR/etc/kybernetes.env
 SERVER=127.0.0.1:$MASTER_PORT
+# The master writes its admin credentials here (0600): a client certificate in system:masters.
+ADMIN_CONFIG=$DIR/state/master/admin.conf
 CHAIN=${BRIDGE^^}-FWD
 TAG=kyb-local-$BRIDGE
 BLACKHOLE_METRIC_BASE=4000
 
-kybctl() { "$VENV/bin/kybctl" -s "$SERVER" "$@"; }
+kybctl() { "$VENV/bin/kybctl" --kubeconfig "$ADMIN_CONFIG" "$@"; }
 
 save_settings() {
     [[ -f $DIR/local.env ]] && return 0
@@ -49,6 +53,7 @@ NODE=$NODE
 REPLICAS=$REPLICAS
 VENV=$VENV
 KUBELET_ARGS="$KUBELET_ARGS"
+USER_KUBECONFIG=$USER_KUBECONFIG
 EOF
 }
 
@@ -134,3 +139,27 @@ guard_down() {
 }
 
 containerd_answers() { ctr --connect-timeout 1s -a "$CONTAINERD" version >/dev/null 2>&1; }
+
+# kybctl's default credentials file gets the admin config when it is free (or was put there by us before);
+# a file holding another cluster's credentials is left alone (up.sh then says `export KYBCONFIG=...`).
+install_kubeconfig() {
+    local mine=""
+    mine=$(cat "$DIR/installed-kubeconfig" 2>/dev/null || true)
+    if [[ -e $USER_KUBECONFIG && $mine != "$USER_KUBECONFIG" ]]; then
+        say "leaving $USER_KUBECONFIG alone (it is not ours); credentials: $ADMIN_CONFIG"
+        return 0
+    fi
+    [[ -d $(dirname "$USER_KUBECONFIG") ]] || { mkdir -p -m 700 "$(dirname "$USER_KUBECONFIG")"; \
+        echo "$(dirname "$USER_KUBECONFIG")" > "$DIR/installed-kubeconfig-dir"; }
+    install -m 600 "$ADMIN_CONFIG" "$USER_KUBECONFIG"
+    echo "$USER_KUBECONFIG" > "$DIR/installed-kubeconfig"
+}
+
+uninstall_kubeconfig() {
+    local mine dir
+    mine=$(cat "$DIR/installed-kubeconfig" 2>/dev/null || true)
+    [[ -n $mine ]] && rm -f "$mine"
+    dir=$(cat "$DIR/installed-kubeconfig-dir" 2>/dev/null || true)
+    [[ -z $dir ]] || rmdir "$dir" 2>/dev/null || true
+    rm -f "$DIR/installed-kubeconfig" "$DIR/installed-kubeconfig-dir"
+}

@@ -13,6 +13,11 @@
 #   provision.sh units [--dir DIR]              systemd units (Restart=on-failure), enabled and started
 #                                               (with --dir: only written there, for review and tests)
 #   provision.sh images [--netns NS]            build the sample images offline and push them to the registry
+#   provision.sh join-token --out FILE [--ttl D] (on a master) make a join token for kubelets, written 0600
+#
+# Identity (docs/identity.md): the master serves mutual TLS only and writes its admin credentials to
+# STATE/master/admin.conf (0600). A kubelet joins with the token in KYB_JOIN_TOKEN_FILE (default
+# ETC/join-token, copied there from the master) and keeps its own certificate under STATE/kubelet/pki/.
 #
 # Every command but install/configure takes --env FILE (default /etc/kybernetes/kybernetes.env).
 #
@@ -54,7 +59,7 @@ cmd_configure() {
     local role="" name="" ip="" master="" master_listen="" registry="" registry_listen="" etcd=separate
     local cluster_cidr=10.244.0.0/16 service_cidr=10.96.0.0/16 etc=/etc/kybernetes state=/var/lib/kybernetes
     local run=/run/kybernetes logs=/var/log/kybernetes containerd=own ctr_ns=kyb bridge=kyb0
-    local venv=${KYB_VENV:-$REPO/.venv} master_args="" kubelet_args=""
+    local venv=${KYB_VENV:-$REPO/.venv} master_args="" kubelet_args="" join_token_file=""
     while [[ $# -gt 0 ]]; do
         case $1 in
             --role) role=$2 ;;
@@ -77,6 +82,7 @@ cmd_configure() {
             --venv) venv=$2 ;;
             --master-args) master_args=$2 ;;
             --kubelet-args) kubelet_args=$2 ;;
+            --join-token-file) join_token_file=$2 ;;
             *) die "configure: unknown option $1 (see provision.sh --help)" ;;
         esac
         shift 2 || die "configure: $1 needs a value"
@@ -88,6 +94,7 @@ cmd_configure() {
     [[ -n $master_listen ]] || master_listen=$master
     [[ -n $registry ]] || registry=$ip:5000
     [[ -n $registry_listen ]] || registry_listen=$registry
+    [[ -n $join_token_file ]] || join_token_file=$etc/join-token
     # --containerd own | own=ADDRESS (we run it: our config, root and state) | ADDRESS (a running one's socket)
     local address=$containerd mode=external
     case $containerd in
@@ -107,7 +114,7 @@ cmd_configure() {
         [KYB_REGISTRY_LISTEN]=$registry_listen [KYB_ETCD]=$etcd [KYB_CLUSTER_CIDR]=$cluster_cidr
         [KYB_SERVICE_CIDR]=$service_cidr [KYB_CONTAINERD_MODE]=$mode [KYB_CONTAINERD_ADDRESS]=$address
         [KYB_CONTAINERD_NAMESPACE]=$ctr_ns [KYB_POD_BRIDGE]=$bridge [KYB_MASTER_ARGS]=$master_args
-        [KYB_KUBELET_ARGS]=$kubelet_args
+        [KYB_KUBELET_ARGS]=$kubelet_args [KYB_JOIN_TOKEN_FILE]=$join_token_file
     )
     {
         echo "# Written by deploy/provision/provision.sh configure; read by its run/start/units commands."
@@ -190,28 +197,40 @@ component_argv() {  # fills the global array ARGV with the component's command l
     local py=$KYB_VENV/bin/python
     case $c in
         etcd)
+            # Mutual TLS (its own CA, made by `run etcd`: master.store.etcdtls) and hourly compaction.
+            local pki=$KYB_STATE_DIR/etcd-pki
             ARGV=(etcd --name "$KYB_NODE_NAME" --data-dir "$KYB_STATE_DIR/etcd"
-                  --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379
-                  --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380
-                  --initial-cluster "$KYB_NODE_NAME=http://127.0.0.1:2380" --logger zap --log-outputs stderr) ;;
+                  --listen-client-urls https://127.0.0.1:2379 --advertise-client-urls https://127.0.0.1:2379
+                  --listen-peer-urls https://127.0.0.1:2380 --initial-advertise-peer-urls https://127.0.0.1:2380
+                  --initial-cluster "$KYB_NODE_NAME=https://127.0.0.1:2380"
+                  --cert-file "$pki/server.crt" --key-file "$pki/server.key" --client-cert-auth
+                  --trusted-ca-file "$pki/ca.crt" --peer-cert-file "$pki/server.crt" --peer-key-file "$pki/server.key"
+                  --peer-client-cert-auth --peer-trusted-ca-file "$pki/ca.crt"
+                  --auto-compaction-mode periodic --auto-compaction-retention 1h
+                  --logger zap --log-outputs stderr) ;;
         registry)
             ARGV=(docker-registry serve "$KYB_ETC/registry.yml") ;;
         master)
             local etcd_flags=()
             case $KYB_ETCD in
                 embedded) ;;
-                separate) etcd_flags=(--etcd http://127.0.0.1:2379) ;;
+                separate) etcd_flags=(--etcd https://127.0.0.1:2379) ;;
                 *) etcd_flags=(--etcd "$KYB_ETCD") ;;
             esac
+            [[ $KYB_ETCD == embedded ]] || etcd_flags+=(--etcd-cafile "$KYB_STATE_DIR/etcd-pki/ca.crt"
+                --etcd-certfile "$KYB_STATE_DIR/etcd-pki/client.crt" --etcd-keyfile "$KYB_STATE_DIR/etcd-pki/client.key")
             # shellcheck disable=SC2206  # extra flags are words by design
+            # The serving certificate names every address the master is reached by.
             ARGV=("$py" -m kybernetes.master.main --listen "$KYB_MASTER_LISTEN" "${etcd_flags[@]}"
                   --data-dir "$KYB_STATE_DIR/master" --cluster-cidr "$KYB_CLUSTER_CIDR"
-                  --service-cidr "$KYB_SERVICE_CIDR" $KYB_MASTER_ARGS) ;;
+                  --service-cidr "$KYB_SERVICE_CIDR" --tls-san "${KYB_MASTER%:*}" --tls-san "$KYB_NODE_IP"
+                  $KYB_MASTER_ARGS) ;;
         containerd)
             ARGV=(containerd --config "$KYB_ETC/containerd.toml") ;;
         kubelet)
             # shellcheck disable=SC2206
             ARGV=("$py" -m kybernetes.kubelet.main --master "$KYB_MASTER" --node-name "$KYB_NODE_NAME"
+                  --token-file "$KYB_JOIN_TOKEN_FILE"
                   --containerd-address "$KYB_CONTAINERD_ADDRESS" --containerd-namespace "$KYB_CONTAINERD_NAMESPACE"
                   --root-dir "$KYB_STATE_DIR/kubelet" --insecure-registry "$KYB_REGISTRY"
                   --node-ip "$KYB_NODE_IP" --pod-bridge "$KYB_POD_BRIDGE" $KYB_KUBELET_ARGS) ;;
@@ -234,6 +253,7 @@ cmd_run() {
     case $c in
         containerd) mkdir -p "$(dirname "$KYB_CONTAINERD_ADDRESS")" ;;
         kubelet) mkdir -p "$KYB_STATE_DIR/kubelet" ;;
+        etcd) "$KYB_VENV/bin/python" -m kybernetes.master.store.etcdtls "$KYB_STATE_DIR/etcd-pki" ;;
     esac
     component_argv "$c"
     # `start` asks for the pid here: nsenter and setsid exec, so this shell's pid is the component's.
@@ -266,7 +286,9 @@ in_netns() {  # run a command in the given netns (nsenter --net keeps our mount 
 ready_once() {
     local c=$1 netns=$2
     case $c in
-        etcd) in_netns "$netns" curl -fsS --max-time 2 http://127.0.0.1:2379/health 2>/dev/null | grep -q '"true"' ;;
+        etcd) local pki=$KYB_STATE_DIR/etcd-pki
+              in_netns "$netns" curl -fsS --max-time 2 --cacert "$pki/ca.crt" --cert "$pki/client.crt" \
+                  --key "$pki/client.key" https://127.0.0.1:2379/health 2>/dev/null | grep -q '"true"' ;;
         registry) in_netns "$netns" curl -fsS --max-time 2 -o /dev/null "http://$KYB_REGISTRY/v2/" 2>/dev/null ;;
         containerd) ctr --connect-timeout 200ms -a "$KYB_CONTAINERD_ADDRESS" version >/dev/null 2>&1 ;;
     esac
@@ -278,10 +300,12 @@ cmd_wait() {
     case $c in
         master)
             in_netns "$netns" "$KYB_VENV/bin/python" "$REPO/deploy/lib/cluster.py" serving \
-                --server "$KYB_MASTER" --timeout "$timeout" ;;
+                --kubeconfig "$(admin_config)" --server "$KYB_MASTER" --timeout "$timeout" ;;
         kubelet)
+            # With the kubelet's own certificate (a Node may read Nodes): a Node VM has no admin config.
             in_netns "$netns" "$KYB_VENV/bin/python" "$REPO/deploy/lib/cluster.py" nodes-ready \
-                --server "$KYB_MASTER" --names "$KYB_NODE_NAME" --timeout "$timeout" ;;
+                --pki "$KYB_STATE_DIR/kubelet/pki/$KYB_NODE_NAME" --server "$KYB_MASTER" --names "$KYB_NODE_NAME" \
+                --timeout "$timeout" ;;
         *)
             until ready_once "$c" "$netns"; do
                 pid=$(pid_of "$c")
@@ -293,6 +317,20 @@ cmd_wait() {
                 sleep 0.1
             done ;;
     esac
+}
+
+admin_config() { echo "$KYB_STATE_DIR/master/admin.conf"; }
+
+cmd_join_token() {  # a join token from this master, written to a file only root reads
+    local out=$1 ttl=$2 netns=$3
+    [[ -n $out ]] || die "join-token: --out FILE is required"
+    [[ $KYB_ROLE != node ]] || die "join-token: run it on a master (this machine's role is node)"
+    local token
+    token=$(in_netns "$netns" "$KYB_VENV/bin/kybctl" --kubeconfig "$(admin_config)" -s "$KYB_MASTER" \
+        token create --ttl "$ttl" --description "provision.sh join-token")
+    mkdir -p "$(dirname "$out")"
+    (umask 077 && printf '%s\n' "$token" > "$out.tmp") && mv "$out.tmp" "$out"
+    say "join token ${token##*::} written to $out"
 }
 
 cmd_start() {
@@ -422,7 +460,7 @@ main() {
             return 0 ;;
         configure) cmd_configure "$@"; return 0 ;;
     esac
-    local component="" netns="" kill=no timeout=60 wait=yes dir=""
+    local component="" netns="" kill=no timeout=60 wait=yes dir="" out="" ttl=24h
     ENV_FILE=$DEFAULT_ENV
     case $command in run|start|stop|wait) [[ $# -gt 0 ]] || die "$command needs a component"; component=$1; shift ;; esac
     while [[ $# -gt 0 ]]; do
@@ -433,6 +471,8 @@ main() {
             --kill) kill=yes; shift ;;
             --no-wait) wait=no; shift ;;
             --dir) dir=$2; shift 2 ;;
+            --out) out=$2; shift 2 ;;
+            --ttl) ttl=$2; shift 2 ;;
             *) die "$command: unknown option $1" ;;
         esac
     done
@@ -447,6 +487,7 @@ main() {
         status) cmd_status ;;
         units) cmd_units "$dir" ;;
         images) cmd_images "$netns" ;;
+        join-token) cmd_join_token "$out" "$ttl" "$netns" ;;
         *) die "unknown command '$command' (see provision.sh --help)" ;;
     esac
 }

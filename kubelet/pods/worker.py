@@ -97,6 +97,12 @@ class NodeRuntime(Runtime, Protocol):
     def set_pod_cidr(self, cidr: str | None) -> None: ...
 
 
+def seccomp_profile(pod: pb.PodSpec, container: pb.Container, *, default: str = "RuntimeDefault") -> str:
+    """The container's seccomp profile type: its own, else the pod's, else the kubelet's default."""
+    return (container.security_context.seccomp_profile.type or pod.security_context.seccomp_profile.type
+            or default)
+
+
 @dataclass
 class WorkerContext:
     """What every pod worker of one kubelet shares."""
@@ -114,6 +120,8 @@ class WorkerContext:
     claim_exit: Callable[[str], ContainerExit | None] = lambda _container_id: None
     # The Services known now (from the master's ServiceSync), for the service environment variables.
     services: Callable[[], Sequence[pb.Service]] = lambda: ()
+    # The profile of a pod that names none (kubelet --seccomp-default, on by default).
+    seccomp_default: str = "RuntimeDefault"
 
 
 def should_restart(policy: str, exit_code: int | None) -> bool:
@@ -460,7 +468,8 @@ class PodWorker(AdoptionMixin, ProbingMixin, TerminationMixin):
             env={**service_environment(self.ctx.services(), meta.namespace), **{e.name: e.value for e in spec.env}},
             working_dir=spec.working_dir, cpu_millis=cpu,
             memory_bytes=memory,
-            labels={LABEL_RESTART_COUNT: str(number), LABEL_SPEC_HASH: spec_hash(spec)})
+            labels={LABEL_RESTART_COUNT: str(number), LABEL_SPEC_HASH: spec_hash(spec)},
+            seccomp=seccomp_profile(self.pod.spec, spec, default=self.ctx.seccomp_default) != "Unconfined")
         try:
             container_id = await self.ctx.runtime.start_container(self.sandbox, config)
         except ContainerStartError as err:

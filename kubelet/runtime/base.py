@@ -48,6 +48,8 @@ class ContainerConfig:
     cpu_millis: int | None = None
     memory_bytes: int | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
+    # containerd's default seccomp profile (Kubernetes' RuntimeDefault); False only for Unconfined.
+    seccomp: bool = True
 
 
 @dataclass(frozen=True)

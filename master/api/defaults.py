@@ -171,7 +171,17 @@ def _default_endpoints(endpoints: pb.Endpoints) -> None:
                 port.protocol = "TCP"
 
 
+def _default_binding(binding: pb.RoleBinding | pb.ClusterRoleBinding) -> None:
+    if not binding.role_ref.api_group:
+        binding.role_ref.api_group = "rbac.authorization.k8s.io"
+    for subject in binding.subjects:
+        if not subject.api_group and subject.kind in ("User", "Group"):
+            subject.api_group = "rbac.authorization.k8s.io"
+
+
 _DEFAULTERS: dict[type, Callable[[Any], None]] = {
+    pb.RoleBinding: _default_binding,
+    pb.ClusterRoleBinding: _default_binding,
     pb.Pod: _default_pod,
     pb.ReplicaSet: _default_replica_set,
     pb.Deployment: _default_deployment,

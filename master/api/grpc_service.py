@@ -18,6 +18,7 @@ from kybernetes.core.api import kinds
 from kybernetes.core.api.errors import ApiError, code_of
 from kybernetes.core.log import get_logger
 from kybernetes.master.api.objects import InvalidRequest, ObjectService
+from kybernetes.master.auth.access import AccessControl
 from kybernetes.proto import api_pb2, api_pb2_grpc
 from kybernetes.proto import objects_pb2 as pb
 
@@ -37,9 +38,10 @@ async def _abort(context: grpc.aio.ServicerContext, err: Exception, method: str)
     await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(err).__name__}")
 
 
-def _unary(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+def unary_rpc(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    """A unary method of any servicer: ApiErrors answered with their code, anything else INTERNAL (logged)."""
     @functools.wraps(fn)
-    async def wrapper(self: ObjectAPIServicer, request: Any, context: grpc.aio.ServicerContext) -> T:
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> T:
         try:
             return await fn(self, request, context)
         except grpc.aio.AbortError:
@@ -51,6 +53,18 @@ def _unary(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
     return wrapper
 
 
+def _unconfined(obj: Any) -> bool:
+    """Whether a pod, or the pod template of a workload, asks for no seccomp filter anywhere."""
+    if isinstance(obj, pb.Pod):
+        spec = obj.spec
+    elif isinstance(obj, (pb.ReplicaSet, pb.Deployment)):
+        spec = obj.spec.template.spec
+    else:
+        return False
+    return spec.security_context.seccomp_profile.type == "Unconfined" or any(
+        c.security_context.seccomp_profile.type == "Unconfined" for c in spec.containers)
+
+
 def _unwrap(envelope: pb.Object) -> Any:
     if envelope.WhichOneof("kind") is None:
         raise InvalidRequest("object: Required value: one of " + ", ".join(k.field for k in kinds.KINDS))
@@ -60,36 +74,56 @@ def _unwrap(envelope: pb.Object) -> Any:
 class ObjectAPIServicer(api_pb2_grpc.ObjectAPIServicer):
     """gRPC front of the object service."""
 
-    def __init__(self, *, service: ObjectService) -> None:
+    def __init__(self, *, service: ObjectService, access: AccessControl) -> None:
         self.service = service
+        self.access = access
 
-    @_unary
+    def _allow_object(self, verb: str, obj: Any, *, subresource: str = "") -> None:
+        kind = kinds.kind_of(obj)
+        namespace = (obj.metadata.namespace or "default") if kind.namespaced else ""
+        resource = f"{kind.resource}/{subresource}" if subresource else kind.resource
+        self.access.require(verb=verb, resource=resource, namespace=namespace, name=obj.metadata.name)
+        if not subresource and _unconfined(obj):
+            # Opting out of the default seccomp profile is a privilege of its own (PodSecurity's "privileged").
+            self.access.require(verb="use", resource="seccompprofiles", namespace=namespace, name="unconfined")
+
+    @unary_rpc
     async def Create(self, request: api_pb2.CreateRequest, context: grpc.aio.ServicerContext) -> pb.Object:  # noqa: N802
-        return kinds.wrap(await self.service.create(_unwrap(request.object)))
+        obj = _unwrap(request.object)
+        self._allow_object("create", obj)
+        return kinds.wrap(await self.service.create(obj))
 
-    @_unary
+    @unary_rpc
     async def Get(self, request: api_pb2.GetRequest, context: grpc.aio.ServicerContext) -> pb.Object:  # noqa: N802
+        self.access.require(verb="get", resource=request.resource, namespace=request.namespace, name=request.name)
         return kinds.wrap(await self.service.get(request.resource, request.name, request.namespace))
 
-    @_unary
+    @unary_rpc
     async def List(self, request: api_pb2.ListRequest, context: grpc.aio.ServicerContext) -> api_pb2.ObjectList:  # noqa: N802
+        self.access.require(verb="list", resource=request.resource, namespace=request.namespace)
         items, rv = await self.service.list(request.resource, request.namespace,
                                             label_selector=request.label_selector,
                                             field_selector=request.field_selector)
         return api_pb2.ObjectList(items=[kinds.wrap(o) for o in items], resource_version=rv)
 
-    @_unary
+    @unary_rpc
     async def Update(self, request: api_pb2.UpdateRequest, context: grpc.aio.ServicerContext) -> pb.Object:  # noqa: N802
-        return kinds.wrap(await self.service.update(_unwrap(request.object)))
+        obj = _unwrap(request.object)
+        self._allow_object("update", obj)
+        return kinds.wrap(await self.service.update(obj))
 
-    @_unary
+    @unary_rpc
     async def UpdateStatus(self, request: api_pb2.UpdateRequest,  # noqa: N802
                            context: grpc.aio.ServicerContext) -> pb.Object:
-        return kinds.wrap(await self.service.update_status(_unwrap(request.object)))
+        obj = _unwrap(request.object)
+        self._allow_object("update", obj, subresource="status")
+        return kinds.wrap(await self.service.update_status(obj))
 
-    @_unary
+    @unary_rpc
     async def Delete(self, request: api_pb2.DeleteRequest,  # noqa: N802
                      context: grpc.aio.ServicerContext) -> api_pb2.DeleteResponse:
+        self.access.require(verb="delete", resource=request.resource, namespace=request.namespace,
+                            name=request.name)
         grace = request.grace_period_seconds if request.HasField("grace_period_seconds") else None
         obj, deleted = await self.service.delete(
             request.resource, request.name, request.namespace, resource_version=request.resource_version,
@@ -100,6 +134,7 @@ class ObjectAPIServicer(api_pb2_grpc.ObjectAPIServicer):
     async def Watch(self, request: api_pb2.WatchRequest,  # noqa: N802
                     context: grpc.aio.ServicerContext) -> AsyncIterator[api_pb2.WatchEvent]:
         try:
+            self.access.require(verb="watch", resource=request.resource, namespace=request.namespace)
             async for ev in self.service.watch(request.resource, request.namespace,
                                                label_selector=request.label_selector,
                                                field_selector=request.field_selector,

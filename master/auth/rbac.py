@@ -104,6 +104,14 @@ DEFAULT_CLUSTER_ROLES = (
 )
 
 
+# What every kubelet identity may read through the object API (its pods and stream come over the node link):
+# the Nodes, so that a Node machine can check its own readiness (Kubernetes' system:node role reads them too).
+SYSTEM_NODE_ROLE = Role("system:node", (PolicyRule(verbs=READ_VERBS, resources=("nodes",)),))
+DEFAULT_BINDINGS = (
+    Binding("system:node", "ClusterRole", "system:node", (Subject("Group", "system:nodes"),)),
+)
+
+
 @dataclass
 class Authorizer:
     """RBAC over a set of roles and bindings (the master keeps them from its informers)."""
@@ -113,10 +121,10 @@ class Authorizer:
     _roles: dict[tuple[str, str, str], Role] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
-        for role in (*DEFAULT_CLUSTER_ROLES, *self.roles):
+        for role in (*DEFAULT_CLUSTER_ROLES, SYSTEM_NODE_ROLE, *self.roles):
             kind = "Role" if role.namespace else "ClusterRole"
             self._roles[(kind, role.namespace, role.name)] = role
-        self.bindings = tuple(self.bindings)
+        self.bindings = (*DEFAULT_BINDINGS, *self.bindings)
 
     def authorize(self, request: Request) -> Decision:
         if MASTERS_GROUP in request.identity.groups:

@@ -14,6 +14,7 @@ import grpc
 
 from kybernetes.core.api.client import ObjectClient
 from kybernetes.core.api.errors import ApiError
+from kybernetes.master.auth.access import AccessControl
 from kybernetes.master.nodelink.connections import Connections, NodeConnection
 from kybernetes.master.nodelink.relay import Relay
 from kybernetes.proto import node_pb2, node_pb2_grpc
@@ -24,16 +25,22 @@ async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, messa
     await context.abort(code, message)
     raise AssertionError("context.abort returned")
 
+
 class PodAPIServicer(node_pb2_grpc.PodAPIServicer):
     """Logs and exec through the master."""
 
-    def __init__(self, *, client: ObjectClient, connections: Connections, relay: Relay) -> None:
+    def __init__(self, *, client: ObjectClient, connections: Connections, relay: Relay,
+                 access: AccessControl) -> None:
         self.client = client
+        self.access = access
         self.connections = connections
         self.relay = relay
 
-    async def _node_of(self, namespace: str, pod_name: str, context: grpc.aio.ServicerContext) -> NodeConnection:
+    async def _node_of(self, namespace: str, pod_name: str, context: grpc.aio.ServicerContext, *,
+                       verb: str, subresource: str) -> NodeConnection:
         try:
+            self.access.require(verb=verb, resource=f"pods/{subresource}", namespace=namespace or "default",
+                                name=pod_name)
             pod = await self.client.get("pods", pod_name, namespace=namespace or "default")
         except ApiError as err:
             await _abort(context, err.code, err.message)
@@ -47,7 +54,7 @@ class PodAPIServicer(node_pb2_grpc.PodAPIServicer):
 
     async def Logs(self, request: node_pb2.LogsRequest,  # noqa: N802
                    context: grpc.aio.ServicerContext) -> AsyncIterator[node_pb2.LogChunk]:
-        conn = await self._node_of(request.namespace, request.pod, context)
+        conn = await self._node_of(request.namespace, request.pod, context, verb="get", subresource="log")
         session = self.relay.open(conn.node)
         ask = node_pb2.LogRequest(request_id=session.request_id, namespace=request.namespace or "default",
                                   pod=request.pod, container=request.container, follow=request.follow,
@@ -79,7 +86,7 @@ class PodAPIServicer(node_pb2_grpc.PodAPIServicer):
         if first.WhichOneof("message") != "start" or not first.start.command:
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "command: Required value")
         start = first.start
-        conn = await self._node_of(start.namespace, start.pod, context)
+        conn = await self._node_of(start.namespace, start.pod, context, verb="create", subresource="exec")
         session = self.relay.open(conn.node)
         sent = node_pb2.ExecStart()
         sent.CopyFrom(start)

@@ -19,7 +19,10 @@ import grpc
 
 from kybernetes.core.api.client import ObjectClient
 from kybernetes.core.api.errors import ApiError, NotFoundError
+from kybernetes.core.identity.certs import node_identity
 from kybernetes.core.log import get_logger, obj_ref
+from kybernetes.master.auth.authn import caller
+from kybernetes.master.auth.node import may_register, may_report_pod
 from kybernetes.master.nodelink.connections import Connections, NodeConnection
 from kybernetes.master.nodelink.liveness import NodeLiveness
 from kybernetes.master.nodelink.registration import Registrar
@@ -61,6 +64,13 @@ class NodeLinkServicer(node_pb2_grpc.NodeLinkServicer):
                                                                   "must be Register with node.metadata.name")
         reg = first.register
         name = reg.node.metadata.name
+        identity = caller()
+        decision = may_register(identity, name)
+        if not decision.allowed:
+            # Refused before anything is touched: the real node's stream, liveness and object stay as they are.
+            log.warning("registration refused", object=obj_ref("nodes", name), user=identity.user,
+                        reason=decision.reason)
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, decision.reason)
         self.liveness.registering(name)
         try:
             node = await self.registrar.register(reg.node)
@@ -114,10 +124,12 @@ class NodeLinkServicer(node_pb2_grpc.NodeLinkServicer):
                 if kind == "heartbeat":
                     pass
                 elif kind == "pod_status":
-                    self.status_writer.submit(msg.pod_status)
+                    self.status_writer.submit(msg.pod_status, node=name)
                 elif kind == "pod_terminated":
-                    asyncio.create_task(self._finish_deletion(msg.pod_terminated))
+                    asyncio.create_task(self._finish_deletion(msg.pod_terminated, node=name))
                 elif kind == "event":
+                    # NodeRestriction: what a kubelet reports comes from its own Node, whatever it claims.
+                    msg.event.event.source.host = name
                     asyncio.create_task(self.events.record_event(msg.event.event))
                 elif kind == "log_chunk":
                     self.relay.deliver(name, msg.log_chunk)
@@ -130,11 +142,16 @@ class NodeLinkServicer(node_pb2_grpc.NodeLinkServicer):
         except Exception:
             log.exception("node stream read failed", object=obj_ref("nodes", name))
 
-    async def _finish_deletion(self, done: node_pb2.PodTerminated) -> None:
-        """The kubelet confirms a terminating pod's containers are gone: remove the object."""
+    async def _finish_deletion(self, done: node_pb2.PodTerminated, *, node: str) -> None:
+        """The kubelet confirms a terminating pod's containers are gone: remove the object (its own pods only)."""
         try:
             pod = await self.client.get("pods", done.name, namespace=done.namespace)
             if pod.metadata.uid != done.uid or not pod.metadata.HasField("deletion_timestamp"):
+                return
+            decision = may_report_pod(node_identity(node), pod=done.name, pod_node_name=pod.spec.node_name)
+            if not decision.allowed:
+                log.warning("termination report refused", object=obj_ref("pods", done.name, done.namespace),
+                            node=node, reason=decision.reason)
                 return
             await self.client.delete("pods", done.name, namespace=done.namespace,
                                      resource_version=pod.metadata.resource_version, grace_period_seconds=0)

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 from kybernetes.core.api.client import ObjectClient
 from kybernetes.core.api.errors import ConflictError, NotFoundError, UnavailableError
+from kybernetes.core.identity.certs import node_identity
 from kybernetes.core.log import get_logger, obj_ref
 from kybernetes.core.machinery.workqueue import WorkQueue, run_workers
+from kybernetes.master.auth.node import may_report_pod
 from kybernetes.master.nodelink.router import PodRouter
 from kybernetes.proto import node_pb2
 from kybernetes.proto import objects_pb2 as pb
@@ -30,11 +32,13 @@ class PodStatusWriter:
         self.router = router
         self.workers = workers
         self._pending: dict[str, node_pb2.PodStatusReport] = {}
+        self._reporters: dict[str, str] = {}
         self._queue: WorkQueue[str] = WorkQueue(name="pod-status")
 
-    def submit(self, report: node_pb2.PodStatusReport) -> None:
-        """Queue a report; a newer report for the same pod replaces an unwritten older one."""
+    def submit(self, report: node_pb2.PodStatusReport, *, node: str) -> None:
+        """Queue a report from `node`'s kubelet; a newer report for the same pod replaces an unwritten one."""
         self._pending[report.uid] = report
+        self._reporters[report.uid] = node
         self._queue.add(report.uid)
 
     async def run(self) -> None:
@@ -44,15 +48,17 @@ class PodStatusWriter:
 
     async def _sync(self, uid: str) -> None:
         report = self._pending.pop(uid, None)
+        node = self._reporters.pop(uid, "")
         if report is None:
             return
         try:
-            await self._write(report)
+            await self._write(report, node=node)
         except Exception:
-            self._pending.setdefault(uid, report)  # a newer report, if any, wins the retry
+            if self._pending.setdefault(uid, report) is report:  # a newer report, if any, wins the retry
+                self._reporters[uid] = node
             raise
 
-    async def _write(self, report: node_pb2.PodStatusReport) -> None:
+    async def _write(self, report: node_pb2.PodStatusReport, *, node: str) -> None:
         pod = self.router.pod_of(report.uid)
         for attempt in range(5):
             if pod is None or attempt > 0:
@@ -61,6 +67,11 @@ class PodStatusWriter:
                 except NotFoundError:
                     return
             if pod.metadata.uid != report.uid:
+                return
+            decision = may_report_pod(node_identity(node), pod=report.name, pod_node_name=pod.spec.node_name)
+            if not decision.allowed:
+                log.warning("pod status report refused", object=obj_ref("pods", report.name, report.namespace),
+                            node=node, reason=decision.reason)
                 return
             if pod.status == report.status:
                 return

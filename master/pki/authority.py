@@ -97,8 +97,9 @@ class ClusterAuthority:
         return ca_hash(self.certificate)
 
     def issue_server(self, *, names: Iterable[str], now: dt.datetime | None = None,
-                     validity: dt.timedelta = LEAF_VALIDITY) -> Issued:
-        """A serving certificate (and a new key) for every address and DNS name in `names`."""
+                     validity: dt.timedelta = LEAF_VALIDITY, peer: bool = False) -> Issued:
+        """A serving certificate (and a new key) for every address and DNS name in `names`; with `peer`, also
+        good as a client certificate (etcd members present theirs to each other)."""
         sans: list[x509.GeneralName] = []
         for name in dict.fromkeys(names):  # keep order, drop repeats
             try:
@@ -110,7 +111,8 @@ class ClusterAuthority:
         key = new_key()
         certificate = self._sign(subject=x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kyb-master")]),
                                  public_key=key.public_key(), usage=ExtendedKeyUsageOID.SERVER_AUTH,
-                                 sans=sans, now=now, validity=validity)
+                                 sans=sans, now=now, validity=validity,
+                                 also=(ExtendedKeyUsageOID.CLIENT_AUTH,) if peer else ())
         return Issued(certificate=certificate_pem(certificate), key=key_pem(key))
 
     def issue_client(self, identity: Identity, *, now: dt.datetime | None = None,
@@ -137,20 +139,22 @@ class ClusterAuthority:
 
     def _sign(self, *, subject: x509.Name, public_key: ec.EllipticCurvePublicKey, usage: x509.ObjectIdentifier,
               now: dt.datetime | None, validity: dt.timedelta,
-              sans: list[x509.GeneralName] | None = None) -> x509.Certificate:
+              sans: list[x509.GeneralName] | None = None,
+              also: tuple[x509.ObjectIdentifier, ...] = ()) -> x509.Certificate:
         now = now or dt.datetime.now(dt.UTC)
+        backdate = min(_BACKDATE, validity / 10)  # a short-lived certificate is not mostly past
         builder = (
             x509.CertificateBuilder()
             .subject_name(subject).issuer_name(self.certificate.subject)
             .public_key(public_key)
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now - _BACKDATE).not_valid_after(now + validity)
+            .not_valid_before(now - backdate).not_valid_after(now + validity)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=False, key_cert_sign=False,
                                          crl_sign=False, content_commitment=False, data_encipherment=False,
                                          key_agreement=False, encipher_only=False, decipher_only=False),
                            critical=True)
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([usage, *also]), critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
                            critical=False)
         )

@@ -31,12 +31,15 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import structlog
+
+from kybernetes.master.store.etcdtls import EtcdClientTLS, EtcdServerTLS, ensure_pki
 
 DEFAULT_CLIENT_PORT = 2379
 DEFAULT_PEER_PORT = 2380
@@ -94,16 +97,24 @@ def _child_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("ETCD_", "ETCDCTL_"))}
 
 
-async def _http_health(port: int, *, timeout: float) -> bool:
-    """GET http://127.0.0.1:port/health and report whether etcd says it is healthy."""
+def client_ssl_context(tls: EtcdClientTLS) -> ssl.SSLContext:
+    """What a health check presents to an etcd with --client-cert-auth."""
+    context = ssl.create_default_context(cafile=str(tls.ca))
+    context.load_cert_chain(certfile=str(tls.cert), keyfile=str(tls.key))
+    return context
+
+
+async def _http_health(port: int, *, timeout: float, tls: ssl.SSLContext | None = None) -> bool:
+    """GET /health (https with a client certificate when `tls`) and report whether etcd says it is healthy."""
     writer: asyncio.StreamWriter | None = None
     try:
         async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(HOST, port)
+            reader, writer = await asyncio.open_connection(HOST, port, ssl=tls,
+                                                           server_hostname=HOST if tls is not None else None)
             writer.write(f"GET /health HTTP/1.0\r\nHost: {HOST}:{port}\r\n\r\n".encode())
             await writer.drain()
             response = await reader.read()
-    except (OSError, TimeoutError):
+    except (OSError, TimeoutError, ssl.SSLError):
         return False
     finally:
         if writer is not None:
@@ -136,6 +147,8 @@ class EtcdProcess:
         extra_args: Sequence[str] = (),
         binary: str = "etcd",
         start_timeout: float = 30.0,
+        pki_dir: Path | None = None,
+        tls: bool = True,
     ) -> None:
         if initial_cluster_state not in ("new", "existing"):
             raise ValueError(
@@ -159,6 +172,14 @@ class EtcdProcess:
         self.client_port, self.peer_port = client_port, peer_port
         self._pick_missing_ports()
         self._process: asyncio.subprocess.Process | None = None
+        # Mutual TLS unless asked otherwise: etcd answers only holders of a client certificate of its CA
+        # (master.store.etcdtls); members of one cluster share a pki_dir.
+        self.server_tls: EtcdServerTLS | None = None
+        self.client_tls: EtcdClientTLS | None = None
+        self._health_ssl: ssl.SSLContext | None = None
+        if tls:
+            self.server_tls, self.client_tls = ensure_pki(pki_dir or self.data_dir / "pki")
+            self._health_ssl = client_ssl_context(self.client_tls)
 
     def _pick_missing_ports(self) -> None:
         picked = iter(free_ports(2))
@@ -169,12 +190,14 @@ class EtcdProcess:
 
     @property
     def endpoint(self) -> str:
-        """The client URL, e.g. http://127.0.0.1:2379."""
-        return f"http://{HOST}:{self.client_port}"
+        """The client URL, e.g. https://127.0.0.1:2379 (http:// only for a member made with tls=False)."""
+        scheme = "https" if self.server_tls is not None else "http"
+        return f"{scheme}://{HOST}:{self.client_port}"
 
     @property
     def peer_url(self) -> str:
-        return f"http://{HOST}:{self.peer_port}"
+        scheme = "https" if self.server_tls is not None else "http"
+        return f"{scheme}://{HOST}:{self.peer_port}"
 
     @property
     def initial_cluster(self) -> str:
@@ -225,12 +248,14 @@ class EtcdProcess:
         ]
         if self.auto_compaction_retention is not None:
             args.append(f"--auto-compaction-retention={self.auto_compaction_retention}")
+        if self.server_tls is not None:
+            args.extend(self.server_tls.args())
         args.extend(self.extra_args)
         return args
 
     async def healthy(self, *, timeout: float = 1.0) -> bool:
         """Whether the member answers GET /health with health=true right now."""
-        return self.running and await _http_health(self.client_port, timeout=timeout)
+        return self.running and await _http_health(self.client_port, timeout=timeout, tls=self._health_ssl)
 
     async def start(self) -> None:
         """Spawn etcd and return once it is healthy; else raise EtcdStartError (the child already reaped)."""
@@ -277,7 +302,7 @@ class EtcdProcess:
                     f"etcd {self.name} exited with code {self._process.returncode} during start; "
                     f"log {self.log_path}:\n{self._log_tail(offset=log_offset)}"
                 )
-            if await _http_health(self.client_port, timeout=1.0):
+            if await _http_health(self.client_port, timeout=1.0, tls=self._health_ssl):
                 return
             if loop.time() >= deadline:
                 raise EtcdStartError(
@@ -351,7 +376,8 @@ async def start_cluster(
         raise ValueError(f"members: must be at least 1, got {members}")
     ports = free_ports(2 * members)
     names = [f"m{i}" for i in range(members)]
-    initial_cluster = ",".join(f"{n}=http://{HOST}:{ports[2 * i + 1]}" for i, n in enumerate(names))
+    scheme = "https" if member_options.get("tls", True) else "http"
+    initial_cluster = ",".join(f"{n}={scheme}://{HOST}:{ports[2 * i + 1]}" for i, n in enumerate(names))
     token = f"kybernetes-{uuid.uuid4().hex[:12]}"
     procs = [
         EtcdProcess(
@@ -362,6 +388,7 @@ async def start_cluster(
             initial_cluster=initial_cluster,
             initial_cluster_token=token,
             start_timeout=start_timeout,
+            pki_dir=Path(base_dir) / "pki",  # one etcd CA for the whole cluster
             **member_options,
         )
         for i, name in enumerate(names)
@@ -427,6 +454,10 @@ class EtcdSupervisor:
     @property
     def endpoint(self) -> str:
         return self.process.endpoint
+
+    @property
+    def client_tls(self) -> EtcdClientTLS | None:
+        return self.process.client_tls
 
     async def start(self) -> None:
         """Start etcd, wait until healthy, then watch it in the background."""

@@ -6,7 +6,8 @@ store never writes it; it is filled in on every read. Writes that must not
 lose an update are etcd transactions comparing mod_revision, which makes
 optimistic concurrency exact.
 
-We talk to etcd through aetcd's client and its generated etcd stubs, and use the
+We talk to etcd through aetcd's generated etcd stubs on a channel of our own (mutual TLS with the etcd
+client certificate, master.store.etcdtls; aetcd's client has no TLS), and use the
 raw KV/Watch RPCs for transactions and watches because we need the response
 headers (revisions) and the compaction signal. Several endpoints go into one
 gRPC channel with pick_first, so the channel fails over when a member dies.
@@ -22,7 +23,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-import aetcd
 import grpc
 from aetcd import rpc
 
@@ -36,6 +36,7 @@ from kybernetes.core.api.errors import (
 )
 from kybernetes.core.api.kinds import ApiObject, Kind, kind_of
 from kybernetes.core.log import get_logger
+from kybernetes.master.store.etcdtls import EtcdClientTLS
 
 log = get_logger("store")
 
@@ -104,10 +105,11 @@ def _unavailable(err: grpc.RpcError) -> bool:
 class Store:
     """Typed CRUD and watch of Kybernetes objects in etcd."""
 
-    def __init__(self, *, endpoints: Sequence[str], timeout: float = 5.0) -> None:
+    def __init__(self, *, endpoints: Sequence[str], tls: EtcdClientTLS | None = None, timeout: float = 5.0) -> None:
         self._endpoints = list(endpoints)
+        self._tls = tls
         self._timeout = timeout
-        self._client: aetcd.Client | None = None
+        self._channel: grpc.aio.Channel | None = None
         self._kv: Any = None
         self._watch: Any = None
         self._maint: Any = None
@@ -116,19 +118,27 @@ class Store:
     async def connect(self) -> None:
         """Open the channel (lazy: etcd may still be down; calls then fail UNAVAILABLE)."""
         target = await _grpc_target(self._endpoints)
-        host, _, port = target.rpartition(":")
-        self._client = aetcd.Client(host=host, port=int(port), timeout=self._timeout, options=_CHANNEL_OPTIONS)
-        await self._client.connect()
-        self._kv = rpc.KVStub(self._client.channel)
-        self._watch = rpc.WatchStub(self._client.channel)
-        self._maint = rpc.MaintenanceStub(self._client.channel)
-        self._lease = rpc.LeaseStub(self._client.channel)
+        options: list[tuple[str, int | str]] = list(_CHANNEL_OPTIONS.items())
+        if self._tls is None:
+            if any(ep.startswith("https://") for ep in self._endpoints):
+                raise UnavailableError("etcd: an https:// endpoint needs the etcd client certificate files")
+            self._channel = grpc.aio.insecure_channel(target, options=options)
+        else:
+            ca, cert, key = self._tls.read()
+            # The members' serving certificates name the address the first endpoint gives.
+            options.append(("grpc.ssl_target_name_override", urlsplit(self._endpoints[0]).hostname or "127.0.0.1"))
+            self._channel = grpc.aio.secure_channel(target, grpc.ssl_channel_credentials(ca, key, cert),
+                                                    options=options)
+        self._kv = rpc.KVStub(self._channel)
+        self._watch = rpc.WatchStub(self._channel)
+        self._maint = rpc.MaintenanceStub(self._channel)
+        self._lease = rpc.LeaseStub(self._channel)
 
     async def close(self) -> None:
         """Close the channel."""
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = None
 
     async def _call(self, method: Any, request: Any) -> Any:
         try:
@@ -391,3 +401,39 @@ class Allocations:
             success=[rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=key))],
         )
         await self.store._call(self.store._kv.Txn, txn)
+
+
+class RawKeys:
+    """Values under one etcd prefix that are not API objects (the sealed CA, join tokens): bytes by name.
+
+    Keys are `/kybernetes/<area>/<name>`, outside `/registry/`, so no list or watch of objects ever sees them.
+    """
+
+    def __init__(self, store: Store, area: str) -> None:
+        self.store = store
+        self.prefix = f"/kybernetes/{area}/".encode()
+
+    async def get(self, name: str) -> bytes | None:
+        resp = await self.store._call(self.store._kv.Range, rpc.RangeRequest(key=self.prefix + name.encode()))
+        return bytes(resp.kvs[0].value) if resp.kvs else None
+
+    async def create(self, name: str, value: bytes) -> bool:
+        """Write `value` unless the key exists; True when this call wrote it."""
+        key = self.prefix + name.encode()
+        txn = rpc.TxnRequest(
+            compare=[rpc.Compare(key=key, result=rpc.Compare.EQUAL, target=rpc.Compare.CREATE, create_revision=0)],
+            success=[rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=value))],
+        )
+        resp = await self.store._call(self.store._kv.Txn, txn)
+        return bool(resp.succeeded)
+
+    async def delete(self, name: str) -> bool:
+        """True when the key existed."""
+        resp = await self.store._call(self.store._kv.DeleteRange,
+                                      rpc.DeleteRangeRequest(key=self.prefix + name.encode()))
+        return bool(resp.deleted)
+
+    async def items(self) -> dict[str, bytes]:
+        resp = await self.store._call(self.store._kv.Range,
+                                      rpc.RangeRequest(key=self.prefix, range_end=_prefix_end(self.prefix)))
+        return {kv.key[len(self.prefix):].decode(): bytes(kv.value) for kv in resp.kvs}

@@ -1,7 +1,8 @@
 """One error hierarchy, one table: every API error is answered with its own status code, and anything else
 is our bug, answered INTERNAL and logged with its traceback, never INVALID_ARGUMENT.
 
-The real ObjectAPI servicer runs in-process on loopback over a stand-in object service whose calls raise.
+The real ObjectAPI servicer runs in-process on loopback over a stand-in object service whose calls raise,
+behind the master's real mutual TLS and authentication interceptor (an admin certificate from a fresh CA).
 """
 
 from __future__ import annotations
@@ -12,8 +13,13 @@ import structlog
 
 from kybernetes.core.api import errors
 from kybernetes.core.api.labels import SelectorError
-from kybernetes.ctl.client import Client
+from kybernetes.core.identity.certs import MASTERS_GROUP, Identity
+from kybernetes.ctl.client import Client, Credentials
 from kybernetes.master.api.grpc_service import ObjectAPIServicer
+from kybernetes.master.auth.access import AccessControl
+from kybernetes.master.auth.authn import AuthenticationInterceptor
+from kybernetes.master.pki.authority import ClusterAuthority
+from kybernetes.master.pki.serving import ServingCredentials
 from kybernetes.proto import api_pb2_grpc
 
 
@@ -30,12 +36,17 @@ class RaisingService:
 @pytest.fixture
 async def served() -> object:
     service = RaisingService()
-    server = grpc.aio.server()
-    api_pb2_grpc.add_ObjectAPIServicer_to_server(ObjectAPIServicer(service=service), server)  # type: ignore[arg-type]
-    port = server.add_insecure_port("127.0.0.1:0")
+    authority = ClusterAuthority.create()
+    server = grpc.aio.server(interceptors=[AuthenticationInterceptor()])
+    api_pb2_grpc.add_ObjectAPIServicer_to_server(
+        ObjectAPIServicer(service=service, access=AccessControl()), server)  # type: ignore[arg-type]
+    port = server.add_secure_port("127.0.0.1:0", ServingCredentials(authority, names=["127.0.0.1"]).api_port())
     await server.start()
+    admin = authority.issue_client(Identity(user="admin", groups=(MASTERS_GROUP,)))
+    assert admin.key is not None
+    credentials = Credentials(ca=authority.certificate_pem, certificate=admin.certificate, key=admin.key)
     try:
-        async with Client(f"127.0.0.1:{port}") as client:
+        async with Client(f"127.0.0.1:{port}", credentials=credentials) as client:
             yield service, client
     finally:
         await server.stop(None)
@@ -49,6 +60,8 @@ async def served() -> object:
     (SelectorError("unable to parse requirement"), grpc.StatusCode.INVALID_ARGUMENT),
     (errors.UnavailableError("etcd unavailable"), grpc.StatusCode.UNAVAILABLE),
     (errors.ExpiredError("too old resource version"), grpc.StatusCode.OUT_OF_RANGE),
+    (errors.ForbiddenError('pods "x" is forbidden'), grpc.StatusCode.PERMISSION_DENIED),
+    (errors.UnauthorizedError("Unauthorized"), grpc.StatusCode.UNAUTHENTICATED),
 ])
 async def test_api_errors_keep_their_code_and_message(served, error: errors.ApiError, code: grpc.StatusCode):
     service, client = served

@@ -194,6 +194,10 @@ class ContainersMixin(CtrCalls):
             flags += ["--env", f"{key}={value}"]
         if config.working_dir:
             flags += ["--cwd", config.working_dir]
+        if config.seccomp:
+            # containerd's default profile; ctr's default spec already keeps only the runtime's default
+            # capabilities (no --privileged, no --cap-add ever): docs/containerd.md §12.
+            flags.append("--seccomp")
         if config.memory_bytes is not None:
             flags += ["--memory-limit", str(config.memory_bytes)]
         if config.cpu_millis is not None:

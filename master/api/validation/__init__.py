@@ -40,13 +40,22 @@ from kybernetes.master.api.validation.events import validate_event
 from kybernetes.master.api.validation.meta import validate_object_meta, validate_object_meta_update, validate_type_meta
 from kybernetes.master.api.validation.nodes import validate_node
 from kybernetes.master.api.validation.pods import validate_pod
+from kybernetes.master.api.validation.rbac import (
+    path_segment_name,
+    validate_cluster_role_binding,
+    validate_role,
+    validate_role_binding,
+)
 from kybernetes.master.api.validation.services import validate_endpoints, validate_service
 from kybernetes.proto import objects_pb2 as pb
 
 __all__ = ["FieldError", "ValidationError", "validate"]
 
 # The rule for metadata.name: a DNS-1123 subdomain unless the kind says otherwise.
-_NAME_RULES: dict[type, Callable[[str], list[str]]] = {pb.Service: formats.dns1035_label}
+_NAME_RULES: dict[type, Callable[[str], list[str]]] = {
+    pb.Service: formats.dns1035_label,
+    **dict.fromkeys((pb.Role, pb.ClusterRole, pb.RoleBinding, pb.ClusterRoleBinding), path_segment_name),
+}
 
 _VALIDATORS: dict[type, Callable[[Errors, Any, Any], None]] = {
     pb.Pod: validate_pod,
@@ -56,6 +65,10 @@ _VALIDATORS: dict[type, Callable[[Errors, Any, Any], None]] = {
     pb.Endpoints: validate_endpoints,
     pb.Node: validate_node,
     pb.Event: validate_event,
+    pb.Role: validate_role,
+    pb.ClusterRole: validate_role,
+    pb.RoleBinding: validate_role_binding,
+    pb.ClusterRoleBinding: validate_cluster_role_binding,
 }
 
 

@@ -99,6 +99,10 @@ _CAMEL = {
 }
 
 
+# Localhost profiles (files on the Node) are not supported: RuntimeDefault is containerd's profile.
+SECCOMP_TYPES = ("RuntimeDefault", "Unconfined")
+
+
 def _container(errors: Errors, path: str, container: pb.Container, port_names: set[str]) -> None:
     if not container.name:
         errors.required(f"{path}.name")
@@ -106,6 +110,8 @@ def _container(errors: Errors, path: str, container: pb.Container, port_names: s
         errors.check(f"{path}.name", container.name, formats.dns1123_label)
     _image(errors, f"{path}.image", container.image)
     errors.enum(f"{path}.imagePullPolicy", container.image_pull_policy, _PULL_POLICIES)
+    errors.enum(f"{path}.securityContext.seccompProfile.type", container.security_context.seccomp_profile.type,
+                SECCOMP_TYPES)
     for i, port in enumerate(container.ports):
         port_path = f"{path}.ports[{i}]"
         if port.name:
@@ -170,6 +176,8 @@ def validate_pod_spec(errors: Errors, path: str, spec: pb.PodSpec) -> None:
             container_names.add(container.name)
         _container(errors, container_path, container, port_names)
     errors.enum(f"{path}.restartPolicy", spec.restart_policy, _RESTART_POLICIES)
+    errors.enum(f"{path}.securityContext.seccompProfile.type", spec.security_context.seccomp_profile.type,
+                SECCOMP_TYPES)
     errors.non_negative(f"{path}.terminationGracePeriodSeconds", spec.termination_grace_period_seconds)
     for i, toleration in enumerate(spec.tolerations):
         _toleration(errors, f"{path}.tolerations[{i}]", toleration)
