@@ -18,11 +18,12 @@ import click
 
 from bench.common import REPO, RESULTS_DIR
 
-BENCHMARKS = ("control_plane", "pod_startup", "failover", "convergence")
+BENCHMARKS = ("control_plane", "pod_startup", "failover", "leader_failover", "convergence")
 QUICK_ARGS = {
     "control_plane": ["--nodes", "100", "--runs", "1", "--idle-window", "20", "--idle-probe", "5"],
     "pod_startup": ["--runs", "1", "--single-samples", "5"],
     "failover": ["--runs", "2"],
+    "leader_failover": ["--runs", "3"],
     "convergence": ["--runs", "1"],
 }
 

@@ -42,8 +42,8 @@ def pki_dir(root_dir: Path, node_name: str) -> Path:
 
 
 def bootstrap_address(master: str) -> str:
-    """The bootstrap port's default address: the master's host, the API port + 1."""
-    host, _, port = master.rpartition(":")
+    """The bootstrap port's default address: the (first) master's host, the API port + 1."""
+    host, _, port = master.split(",")[0].strip().rpartition(":")
     return f"{host}:{int(port) + 1}"
 
 

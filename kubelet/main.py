@@ -50,7 +50,9 @@ def _label(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--master", default="127.0.0.1:6443", show_default=True, help="The master's address, HOST:PORT.")
+@click.option("--master", default="127.0.0.1:6443", show_default=True,
+              help="The master's address, HOST:PORT; several, comma-separated: the kubelet moves to another "
+                   "when its master dies.")
 @click.option("--token", default="", envvar="KYB_JOIN_TOKEN",
               help="A join token (kybctl token create): needed once, to get this Node's certificate.")
 @click.option("--token-file", type=click.Path(path_type=Path, dir_okay=False), default=None,

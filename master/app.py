@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from kybernetes.core.api.errors import ApiError
+from kybernetes.core.channel import SERVER_KEEPALIVE_OPTIONS
 from kybernetes.core.identity.certs import MASTERS_GROUP, Identity
 from kybernetes.core.identity.credentials import Credentials
 from kybernetes.core.identity.kubeconfig import admin_config, save
@@ -34,10 +37,13 @@ from kybernetes.master.controllers.manager import ControllerManager, start_contr
 from kybernetes.master.events import EventRecorder
 from kybernetes.master.join.service import BootstrapServicer, TokensServicer
 from kybernetes.master.join.tokens import TokenRegistry
+from kybernetes.master.leader.client import FencedClient
+from kybernetes.master.leader.election import LeaderElector, Stop, lease_name
 from kybernetes.master.nodelink.connections import Connections
 from kybernetes.master.nodelink.liveness import NodeLiveness
 from kybernetes.master.nodelink.podapi import PodAPIServicer
 from kybernetes.master.nodelink.podcidr import PodCIDRAllocator
+from kybernetes.master.nodelink.presence import Presence, PresenceView
 from kybernetes.master.nodelink.registration import Registrar
 from kybernetes.master.nodelink.relay import Relay
 from kybernetes.master.nodelink.router import PodRouter
@@ -51,6 +57,7 @@ from kybernetes.master.pki.stored import cluster_authority, server_token
 from kybernetes.master.store.embedded import EtcdSupervisor
 from kybernetes.master.store.etcd import Store
 from kybernetes.master.store.etcdtls import EtcdClientTLS
+from kybernetes.master.store.fencing import Fence
 from kybernetes.proto import api_pb2, api_pb2_grpc, identity_pb2, identity_pb2_grpc, node_pb2, node_pb2_grpc
 
 log = get_logger("master")
@@ -82,6 +89,8 @@ NODE_SERVICES = [node_pb2.DESCRIPTOR.services_by_name[n].full_name for n in ("No
 IDENTITY_SERVICES = [identity_pb2.DESCRIPTOR.services_by_name[n].full_name for n in ("Tokens", "Certificates",
                                                                                      "Access")]
 ADMIN_CONFIG_NAME = "admin.conf"
+# The health service name that says whether this master runs the control loops (SERVING) or stands by.
+LEADER_HEALTH = "kyb.leader"
 # The admin credentials file is written again at every start; its certificate is good for a year (kubeadm's).
 ADMIN_CERTIFICATE_VALIDITY = dt.timedelta(days=365)
 
@@ -128,6 +137,10 @@ class MasterConfig:
     # Where the admin credentials file goes; None: <data dir>/admin.conf.
     write_kubeconfig: Path | None = None
     certificate_validity: dt.timedelta = dt.timedelta(days=365)
+    # Leader election of the control loops (master.leader.election): the claim's etcd lease, and how often a
+    # standby master checks whether the claim is free.
+    leader_lease_seconds: int = 1
+    leader_retry_period: float = 0.2
 
     @property
     def kubeconfig_path(self) -> Path:
@@ -154,6 +167,10 @@ class Master:
         self.connections = Connections()
         self.client: LocalClient | None = None
         self.controllers: ControllerManager | None = None
+        self.elector: LeaderElector | None = None
+        self.presence: Presence | None = None
+        # Who this master is in the leadership record (kybctl get leases): host, listen address, process.
+        self.identity = f"{socket.gethostname()}_{config.listen}_{os.getpid()}"
 
     async def start(self) -> None:
         """Start etcd (embedded when no --etcd), the store, the gRPC server and the actors."""
@@ -191,9 +208,7 @@ class Master:
         self.server = grpc.aio.server(interceptors=[AuthenticationInterceptor()], options=[
             ("grpc.max_receive_message_length", 64 * 1024 * 1024),
             ("grpc.max_send_message_length", 256 * 1024 * 1024),
-            ("grpc.keepalive_time_ms", 20_000),
-            ("grpc.keepalive_permit_without_calls", 1),
-            ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+            *SERVER_KEEPALIVE_OPTIONS,
         ])
         access = self.access
         api_pb2_grpc.add_ObjectAPIServicer_to_server(ObjectAPIServicer(service=service, access=access), self.server)
@@ -227,19 +242,57 @@ class Master:
         await rbac.wait_synced(timeout=30.0)
         await self.server.start()
         await self.bootstrap_server.start()
+        # Which Nodes hold a stream to which master, shared through etcd (written on change only).
+        view = PresenceView(identity=self.identity, clock=self.liveness.now)
+        self.liveness.elsewhere = view
+        self.presence = Presence(store=self.store, identity=self.identity,
+                                 connected=lambda: set(self.liveness.connected_nodes()),
+                                 silent=lambda: self.liveness.silent_connected(self.config.node_monitor_grace_period),
+                                 view=view)
+        self.supervisor.start_fn("presence", self.presence.run)
         self.supervisor.start_fn("store-health", self._watch_store_health)
         self.supervisor.start_fn("node-router", router.run_nodes)
         self.supervisor.start_fn("pod-status-writer", status_writer.run)
         self.supervisor.start_fn("service-router", service_router.run)
         enabled = enabled_controllers(self.config.controllers)
-        if enabled & MANAGED_CONTROLLERS:
-            self.controllers = _start_controllers(self, informers, enabled & MANAGED_CONTROLLERS)
-        if "endpoints" in enabled:
-            start_endpoints_controller(supervisor=self.supervisor, client=client,
-                                       services=informers.informer("services"), pods=informers.informer("pods"))
+        if enabled:
+            await self.health.set(LEADER_HEALTH, health_pb2.HealthCheckResponse.NOT_SERVING)
+            # Every master serves the API; the elected one runs the control loops (master.leader).
+            self.elector = LeaderElector(store=self.store, identity=self.identity,
+                                         name=lease_name(enabled, every=ALL_CONTROLLERS),
+                                         on_elected=lambda fence: self._lead(fence, informers, enabled),
+                                         lease_seconds=self.config.leader_lease_seconds,
+                                         retry_period=self.config.leader_retry_period)
+            self.supervisor.start_fn("leader-election", self.elector.run)
         informers.start(self.supervisor)
         log.info("serving", listen=self.config.listen, port=self.port, bootstrap_port=self.bootstrap_port,
                  etcd=",".join(endpoints), ca_hash=authority.hash, kubeconfig=str(self.config.kubeconfig_path))
+
+    async def _lead(self, fence: Fence, informers: InformerFactory, enabled: frozenset[str]) -> Stop:
+        """Start the control loops on the shared caches, every write fenced; returns what stops them."""
+        assert self.client is not None
+        self.liveness.fresh_grace()
+        loops = Supervisor(name="control-loops")
+        scope = informers.scoped()
+        scope.keep_under = self.supervisor  # the caches outlive a term of leadership
+        client = FencedClient(self.client, fence)
+        if enabled & MANAGED_CONTROLLERS:
+            self.controllers = start_controllers(supervisor=loops, client=client, liveness=self.liveness,
+                                                 config=self.config, enabled=enabled & MANAGED_CONTROLLERS,
+                                                 informers=scope)
+        if "endpoints" in enabled:
+            start_endpoints_controller(supervisor=loops, client=client, services=scope.informer("services"),
+                                       pods=scope.informer("pods"))
+        scope.start(self.supervisor)  # the caches the loops asked for that nobody had started yet
+        await self.health.set(LEADER_HEALTH, health_pb2.HealthCheckResponse.SERVING)
+
+        async def stop() -> None:
+            await self.health.set(LEADER_HEALTH, health_pb2.HealthCheckResponse.NOT_SERVING)
+            await loops.stop_all()
+            scope.close()
+            self.controllers = None
+
+        return stop
 
     def _write_admin_config(self, authority: ClusterAuthority) -> None:
         """A cluster-admin credentials file (0600): a fresh client certificate in system:masters."""
@@ -288,8 +341,3 @@ def _event_recorder(client: LocalClient) -> EventRecorder:
     return EventRecorder(client=client, component="kubelet")
 
 
-def _start_controllers(master: Master, informers: InformerFactory, enabled: frozenset[str]) -> ControllerManager:
-    if master.client is None:
-        raise RuntimeError("controllers started before the API service")
-    return start_controllers(supervisor=master.supervisor, client=master.client, liveness=master.liveness,
-                             config=master.config, enabled=enabled, informers=informers)

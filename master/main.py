@@ -51,13 +51,19 @@ from kybernetes.master.store.etcdtls import EtcdClientTLS
 @click.option("--certificate-validity", default="8760h", show_default=True, metavar="DURATION",
               help="Validity of the client certificates the master issues to Nodes and users, e.g. 720h; "
                    "kubelets renew theirs after two thirds of it (the admin file's is a year).")
+@click.option("--leader-lease-duration", type=click.IntRange(min=1, max=60), default=1, show_default=True,
+              help="Seconds of the control loops' leadership lease: a dead leader is replaced after about this "
+                   "(etcd grants at least 1.5 × its election timeout, rounded up: 1 s for ours).")
+@click.option("--leader-retry-period", type=click.FloatRange(min=0.05, max=10), default=0.2, show_default=True,
+              help="Seconds between a standby master's checks of the leadership.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True)
 def main(listen: str, etcd: str, etcd_cafile: Path | None, etcd_certfile: Path | None, etcd_keyfile: Path | None,
          data_dir: Path, cluster_cidr: str, service_cidr: str,
          node_monitor_grace_period: float, pod_eviction_timeout: float, node_cidr_mask_size: int, controllers: str,
          token: str, token_file: Path | None, bootstrap_listen: str, tls_sans: tuple[str, ...],
-         write_kubeconfig: Path | None, certificate_validity: str, log_level: str) -> None:
+         write_kubeconfig: Path | None, certificate_validity: str, leader_lease_duration: int,
+         leader_retry_period: float, log_level: str) -> None:
     """Run the Kybernetes master: the API server, the node link and the control loops."""
     configure(level=log_level)
     config = MasterConfig(listen=listen, etcd=[e for e in etcd.split(",") if e], data_dir=data_dir,
@@ -67,6 +73,7 @@ def main(listen: str, etcd: str, etcd_cafile: Path | None, etcd_certfile: Path |
                           controllers=controllers, token=token, bootstrap_listen=bootstrap_listen,
                           tls_sans=list(tls_sans), write_kubeconfig=write_kubeconfig)
     config.certificate_validity = _duration(certificate_validity, flag="--certificate-validity")
+    config.leader_lease_seconds, config.leader_retry_period = leader_lease_duration, leader_retry_period
     endpoints = config.etcd
     files = (etcd_cafile, etcd_certfile, etcd_keyfile)
     if any(files) and not all(files):

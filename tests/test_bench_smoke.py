@@ -24,6 +24,7 @@ COMMANDS: dict[str, list[str]] = {
     "pod_startup": ["--runs", "1", "--single-samples", "1", "--batch", "2", "--timeout", "60"],
     "failover": ["--runs", "1", "--timeout", "60", "--master-arg=--node-monitor-grace-period=3",
                  "--master-arg=--pod-eviction-timeout=1"],
+    "leader_failover": ["--runs", "1"],
     "convergence": ["--runs", "1", "--replicas", "2", "--rollout-replicas", "2", "--rss-pods", "2", "--backoff", "0.5",
                     "--timeout", "60"],
 }
@@ -39,6 +40,7 @@ EXPECTED: dict[str, list[str]] = {
     "pod_startup": ["single_s.p50", "single_s.p99", "batch.makespan_s", "batch.startup_s.p99", "floor.makespan_s",
                     "floor.single_s.p50", "batch_vs_floor", "kubelet_rss_mib_with_batch"],
     "failover": ["recovered_s", "node_not_ready_s", "pods_moved", "healthy_node_flaps"],
+    "leader_failover": ["handover_s", "first_election_s"],
     "convergence": [f"{mode}.{key}" for mode in ("pod_network", "host_network")
                     for key in ("create_s", "scale_s", "create_double_s", "floor.create_s", "create_vs_floor",
                                 "scale_vs_floor", "rollout.surge1_s", "rollout.surge10_s")]

@@ -69,6 +69,7 @@ KINDS: tuple[Kind, ...] = (
          "rolebinding"),
     Kind("ClusterRoleBinding", "clusterrolebindings", "rbac.authorization.k8s.io/v1", False,
          "cluster_role_binding", pb.ClusterRoleBinding, (), "clusterrolebinding"),
+    Kind("Lease", "leases", "coordination.k8s.io/v1", True, "lease", pb.Lease, (), "lease"),
 )
 
 BY_RESOURCE: dict[str, Kind] = {k.resource: k for k in KINDS}

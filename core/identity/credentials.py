@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 
 import grpc
 
+from kybernetes.core.channel import channel_target
+
 if TYPE_CHECKING:
     from kybernetes.core.identity.certs import Identity
 
@@ -93,5 +95,7 @@ def write_private(path: Path, data: bytes, *, mode: int = 0o600) -> None:
 
 def secure_channel(address: str, credentials: Credentials, *,
                    options: Sequence[tuple[str, object]] = ()) -> grpc.aio.Channel:
-    """A grpc.aio channel to a master, mutual TLS with `credentials`."""
-    return grpc.aio.secure_channel(address, credentials.channel_credentials(), options=list(options))
+    """A grpc.aio channel to a master (or to the first answering of several comma-separated addresses,
+    core.channel.channel_target), mutual TLS with `credentials`."""
+    target, extra = channel_target(address)
+    return grpc.aio.secure_channel(target, credentials.channel_credentials(), options=[*options, *extra])

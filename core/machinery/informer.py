@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, TypeVar, overload
+from typing import Any, Generic, Literal, TypeVar, cast, overload
 
 from kybernetes.core.api.client import ObjectClient
 from kybernetes.core.api.errors import ApiError, ExpiredError
@@ -119,13 +120,19 @@ class Informer(Actor, Generic[T]):
 
     def add_handler(self, *, on_add: Callable[[T], None] | None = None,
                     on_update: Callable[[T, T], None] | None = None,
-                    on_delete: Callable[[T], None] | None = None) -> None:
+                    on_delete: Callable[[T], None] | None = None) -> Handler:
         """Register callbacks; a handler added after the first sync gets on_add for every cached object."""
         handler = Handler(on_add, on_update, on_delete)
         self._handlers.append(handler)
         if on_add is not None:
             for obj in list(self._items.values()):
                 self._call(on_add, obj)
+        return handler
+
+    def remove_handler(self, handler: Handler) -> None:
+        """Stop calling a handler (its owner stopped); unknown handlers are ignored."""
+        with contextlib.suppress(ValueError):
+            self._handlers.remove(handler)
 
     # ---------------------------------------------------------------- reading
 
@@ -344,6 +351,11 @@ class InformerFactory:
             self._informers[resource] = informer
         return informer
 
+    def scoped(self) -> ScopedInformers:
+        """A view whose handlers are removed together (`close()`): for loops that stop while the caches go on
+        (the control loops of a master that loses its leadership)."""
+        return ScopedInformers(self)
+
     def start(self, supervisor: Supervisor) -> None:
         """Start every informer not yet running as a supervised actor."""
         for resource, informer in self._informers.items():
@@ -357,3 +369,51 @@ class InformerFactory:
 
     def all(self) -> list[Informer]:
         return list(self._informers.values())
+
+
+class _ScopedInformer:
+    """An Informer seen through a ScopedInformers: add_handler is recorded, everything else passes through."""
+
+    def __init__(self, informer: Informer[Any], added: list[tuple[Informer[Any], Handler]]) -> None:
+        self._informer = informer
+        self._added = added
+
+    def add_handler(self, **callbacks: Any) -> Handler:
+        handler = self._informer.add_handler(**callbacks)
+        self._added.append((self._informer, handler))
+        return handler
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._informer, name)
+
+
+class ScopedInformers(InformerFactory):
+    """The shared informers of a factory, with every handler added through this view removable at once.
+
+    The caches (and their watches) belong to the factory and keep running; `start` starts informers under
+    the supervisor the factory's owner gave (`keep_under`), never under the scope's own.
+    """
+
+    def __init__(self, factory: InformerFactory) -> None:  # noqa: D107 - shares the factory's state
+        self._factory = factory
+        self._added: list[tuple[Informer[Any], Handler]] = []
+        self.keep_under: Supervisor | None = None
+        self.client = factory.client
+
+    def informer(self, resource: str) -> Informer[Any]:
+        return cast(Informer[Any], _ScopedInformer(self._factory.informer(resource), self._added))
+
+    def start(self, supervisor: Supervisor) -> None:
+        self._factory.start(self.keep_under or supervisor)
+
+    async def wait_synced(self, timeout: float | None = None) -> None:
+        await self._factory.wait_synced(timeout)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._factory, name)
+
+    def close(self) -> None:
+        """Remove every handler added through this view."""
+        for informer, handler in self._added:
+            informer.remove_handler(handler)
+        self._added.clear()

@@ -359,6 +359,11 @@ TABLES: dict[str, list[Column]] = {
         Column("ENDPOINTS", lambda e, _n: endpoints_string(e)),
         AGE,
     ],
+    "Lease": [
+        NAME,
+        Column("HOLDER", lambda lease, _n: lease.spec.holder_identity or NONE),
+        AGE,
+    ],
     "RoleBinding": [
         NAME,
         Column("ROLE", lambda b, _n: f"{b.role_ref.kind}/{b.role_ref.name}"),

@@ -66,7 +66,9 @@ async def wait_connected(client: Client, *, timeout: float) -> None:
 
 
 async def _accepts_tcp(server: str) -> bool:
-    """Whether host:port accepts a TCP connection (True when the address is not host:port)."""
+    """Whether host:port (the first of several) accepts a TCP connection (True when it is not host:port)."""
+    if "," in server:
+        return True  # several masters: the channel tries each; let the call say what happened
     host, sep, port = server.rpartition(":")
     if not sep or not port.isdigit() or "/" in server:
         return True

@@ -207,6 +207,7 @@ component_argv() {  # fills the global array ARGV with the component's command l
                   --trusted-ca-file "$pki/ca.crt" --peer-cert-file "$pki/server.crt" --peer-key-file "$pki/server.key"
                   --peer-client-cert-auth --peer-trusted-ca-file "$pki/ca.crt"
                   --auto-compaction-mode periodic --auto-compaction-retention 1h
+                  --heartbeat-interval 50 --election-timeout 600
                   --logger zap --log-outputs stderr) ;;
         registry)
             ARGV=(docker-registry serve "$KYB_ETC/registry.yml") ;;

@@ -38,6 +38,9 @@ from kybernetes.master.store.batch import CreateBatcher
 from kybernetes.master.store.etcd import Store
 from kybernetes.proto import objects_pb2 as pb
 
+# How often an unconditional delete reads again when the object changed under it.
+UNCONDITIONAL_ATTEMPTS = 10
+
 log = get_logger("apiserver")
 
 EVENT_TTL_SECONDS = 3600
@@ -256,6 +259,20 @@ class ObjectService:
                                  'values: "Background", "Foreground", "Orphan"')
         if grace_period_seconds is not None and grace_period_seconds < 0:
             raise InvalidRequest("gracePeriodSeconds: Invalid value: must be greater than or equal to 0")
+        # An unconditional delete reads the object and deletes (or marks) it at that version; when a writer
+        # got in between, it reads again: the precondition was ours, not the caller's.
+        for attempt in range(UNCONDITIONAL_ATTEMPTS):
+            try:
+                return await self._delete_once(kind, name, namespace, resource_version=resource_version,
+                                               propagation_policy=propagation_policy,
+                                               grace_period_seconds=grace_period_seconds)
+            except ConflictError:
+                if resource_version or attempt + 1 == UNCONDITIONAL_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _delete_once(self, kind: Kind, name: str, namespace: str, *, resource_version: str,
+                           propagation_policy: str, grace_period_seconds: int | None) -> tuple[ApiObject, bool]:
         old = await self.store.get(kind, name, namespace)
         current = int(old.metadata.resource_version)
         if resource_version and _parse_rv(resource_version, "resourceVersion") != current:

@@ -18,6 +18,8 @@ logged with the identity.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import contextvars
 import functools
 import inspect
@@ -32,6 +34,8 @@ from kybernetes.core.log import get_logger
 log = get_logger("auth")
 
 BOOTSTRAP_METHOD = "/kyb.v1.Bootstrap/Join"
+# How long a refused streaming call waits for the caller's first message before ending (see `_refuse`).
+FIRST_MESSAGE_WAIT = 2.0
 NODE_SERVICE_PREFIX = "/kyb.v1.NodeLink/"
 
 _caller: contextvars.ContextVar[Identity | None] = contextvars.ContextVar("caller", default=None)
@@ -86,35 +90,46 @@ class AuthenticationInterceptor(grpc.aio.ServerInterceptor):
         for kind in ("unary_unary", "unary_stream", "stream_unary", "stream_stream"):
             behavior = getattr(handler, kind)
             if behavior is not None:
-                return handler._replace(**{kind: _guarded(method, behavior)})
+                return handler._replace(**{kind: _guarded(method, behavior, streaming=kind.startswith("stream"))})
         return handler
 
 
-async def _admit(method: str, context: grpc.aio.ServicerContext) -> None:
+async def _refuse(context: grpc.aio.ServicerContext, request: Any, *, streaming: bool, code: grpc.StatusCode,
+                  message: str) -> None:
+    if streaming:
+        # Take the caller's first message before ending the call: a client whose first write races the
+        # status would otherwise see its own failed write (INTERNAL) instead of the refusal.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(request.__anext__(), FIRST_MESSAGE_WAIT)
+    await context.abort(code, message)
+
+
+async def _admit(method: str, context: grpc.aio.ServicerContext, request: Any, *, streaming: bool) -> None:
     identity = peer_identity(context)
     if identity is None:
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED,
-                            "Unauthorized: a client certificate signed by the cluster CA is required")
+        await _refuse(context, request, streaming=streaming, code=grpc.StatusCode.UNAUTHENTICATED,
+                      message="Unauthorized: a client certificate signed by the cluster CA is required")
         return
     refusal = _gate(method, identity)
     if refusal is not None:
         log.warning("call refused", method=method, user=identity.user, groups=",".join(identity.groups),
                     reason=refusal)
-        await context.abort(grpc.StatusCode.PERMISSION_DENIED, refusal)
+        await _refuse(context, request, streaming=streaming, code=grpc.StatusCode.PERMISSION_DENIED,
+                      message=refusal)
     _caller.set(identity)
 
 
-def _guarded(method: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
+def _guarded(method: str, behavior: Callable[..., Any], *, streaming: bool) -> Callable[..., Any]:
     if inspect.isasyncgenfunction(behavior):
         async def stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            await _admit(method, context)
+            await _admit(method, context, request, streaming=streaming)
             async for response in behavior(request, context):
                 yield response
 
         return stream
 
     async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await _admit(method, context)
+        await _admit(method, context, request, streaming=streaming)
         result = behavior(request, context)
         if inspect.isawaitable(result):
             result = await result

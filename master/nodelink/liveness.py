@@ -16,6 +16,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from kybernetes.master.nodelink.presence import PresenceView
 
 
 class NodeLiveness:
@@ -23,6 +27,8 @@ class NodeLiveness:
 
     def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
+        # The other masters' Nodes (master.nodelink.presence); None on a master that shares no etcd view.
+        self.elsewhere: PresenceView | None = None
         self.started_at = clock()
         self._last_seen: dict[str, float] = {}
         self._connected: dict[str, int] = {}  # open streams per node (a reconnect may overlap the old one)
@@ -87,6 +93,14 @@ class NodeLiveness:
         self._lost.add(node)
         self.changed.set()
 
+    def fresh_grace(self) -> None:
+        """A newly elected leader judges no Node before a full grace period of its own: every Node not heard
+        of since counts as last seen now (streams that broke stay lost)."""
+        self.started_at = self._clock()
+        for node in self._last_seen:
+            self._last_seen[node] = max(self._last_seen[node], self.started_at)
+        self.changed.set()
+
     def forget(self, node: str) -> None:
         """The Node object was deleted."""
         self._last_seen.pop(node, None)
@@ -99,13 +113,25 @@ class NodeLiveness:
         return node in self._connected
 
     def silent_for(self, node: str) -> float:
-        """Seconds since the node was last heard of; infinite when its stream broke."""
+        """Seconds since the node was last heard of, here or by another master; infinite when its stream here
+        broke and no other master has it."""
         if node in self._registering:
             return 0.0
-        if node in self._lost:
-            return float("inf")
+        elsewhere = self.elsewhere
+        if node not in self._connected and elsewhere is not None and elsewhere.is_present_elsewhere(node):
+            return 0.0
         last = self._last_seen.get(node, self.started_at)
+        gone = elsewhere.gone_at(node) if elsewhere is not None else None
+        if node in self._lost and (gone is None or gone <= last):
+            return float("inf")
+        if gone is not None:
+            last = max(last, gone)
         return max(0.0, self._clock() - last)
+
+    def silent_connected(self, grace: float) -> set[str]:
+        """Nodes whose stream here is open but which have said nothing for longer than `grace`."""
+        now = self._clock()
+        return {n for n in self._connected if now - self._last_seen.get(n, self.started_at) > grace}
 
     def connected_nodes(self) -> list[str]:
         return list(self._connected)

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 
 import grpc
 
+from kybernetes.core.channel import MASTER_NAME
 from kybernetes.core.identity.certs import load_certificate
 from kybernetes.core.log import get_logger
 from kybernetes.master.pki.authority import ClusterAuthority
@@ -42,7 +43,8 @@ def serving_names(*, listen: str, extra: Iterable[str] = ()) -> list[str]:
     except ValueError:
         if host:
             names.append(host)
-    names += ["127.0.0.1", "::1", "localhost", socket.gethostname()]
+    # MASTER_NAME: the name a client of several masters checks (core.channel.channel_target).
+    names += ["127.0.0.1", "::1", "localhost", socket.gethostname(), MASTER_NAME]
     return list(dict.fromkeys(n for n in names if n))
 
 

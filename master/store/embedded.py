@@ -242,6 +242,11 @@ class EtcdProcess:
             f"--initial-cluster-token={self.initial_cluster_token}",
             # The default (100000) keeps that many raft entries in memory; we are small and restart often.
             "--snapshot-count=10000",
+            # Faster than etcd's defaults (100 ms / 1000 ms): a member elects a new leader within ~0.6 s, and
+            # the shortest lease etcd grants becomes 1 s (1.5 × the election timeout, rounded up), which the
+            # masters' leadership uses (master.leader.election).
+            "--heartbeat-interval=50",
+            "--election-timeout=600",
             "--quota-backend-bytes=2147483648",
             "--logger=zap",
             "--log-outputs=stderr",

@@ -37,6 +37,7 @@ from kybernetes.core.api.errors import (
 from kybernetes.core.api.kinds import ApiObject, Kind, kind_of
 from kybernetes.core.log import get_logger
 from kybernetes.master.store.etcdtls import EtcdClientTLS
+from kybernetes.master.store.fencing import FencedError, current_fence
 
 log = get_logger("store")
 
@@ -148,6 +149,20 @@ class Store:
                 raise UnavailableError(f"etcd unavailable: {err.details() or err.code().name}") from err
             raise ApiError(f"etcd error: {err.details()}") from err
 
+    async def _txn(self, txn: Any) -> Any:
+        """Run a transaction; under a fence (master.store.fencing) only while the fence's leadership holds."""
+        fence = current_fence()
+        if fence is None:
+            return await self._call(self._kv.Txn, txn)
+        txn.compare.append(rpc.Compare(key=fence.key, result=rpc.Compare.EQUAL, target=rpc.Compare.CREATE,
+                                       create_revision=fence.create_revision))
+        resp = await self._call(self._kv.Txn, txn)
+        if not resp.succeeded:
+            held = await self._call(self._kv.Range, rpc.RangeRequest(key=fence.key))
+            if not held.kvs or held.kvs[0].create_revision != fence.create_revision:
+                raise FencedError("not the leader any more: the write was refused (fenced) and nothing changed")
+        return resp
+
     # ------------------------------------------------------------------ reads
 
     async def get(self, kind: Kind, name: str, namespace: str = "") -> ApiObject:
@@ -179,7 +194,7 @@ class Store:
             compare=[rpc.Compare(key=key, result=rpc.Compare.EQUAL, target=rpc.Compare.CREATE, create_revision=0)],
             success=[rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=_encode(obj), lease=lease))],
         )
-        resp = await self._call(self._kv.Txn, txn)
+        resp = await self._txn(txn)
         if not resp.succeeded:
             raise AlreadyExistsError(f'{kind.resource} "{obj.metadata.name}" already exists')
         out = type(obj)()
@@ -206,7 +221,7 @@ class Store:
                 success=[rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=_encode(obj), lease=lease))
                          for key, (obj, lease) in zip(keys, items, strict=True)],
             )
-            resp = await self._call(self._kv.Txn, txn)
+            resp = await self._txn(txn)
             if resp.succeeded:
                 created: list[ApiObject | ApiError] = []
                 for obj, _ in items:
@@ -235,7 +250,7 @@ class Store:
             success=[rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=_encode(obj), ignore_lease=True))],
             failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=key, count_only=True))],
         )
-        resp = await self._call(self._kv.Txn, txn)
+        resp = await self._txn(txn)
         if not resp.succeeded:
             self._raise_precondition(kind, obj.metadata.name, resp)
         out = type(obj)()
@@ -256,7 +271,7 @@ class Store:
             success=[rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=key, prev_kv=True))],
             failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=key, count_only=True))],
         )
-        resp = await self._call(self._kv.Txn, txn)
+        resp = await self._txn(txn)
         if not resp.succeeded:
             self._raise_precondition(kind, name, resp)
         prev = resp.responses[0].response_delete_range.prev_kvs
@@ -282,6 +297,27 @@ class Store:
         """A new etcd lease (Events expire through one)."""
         resp = await self._call(self._lease.LeaseGrant, rpc.LeaseGrantRequest(TTL=ttl))
         return resp.ID
+
+    async def keep_alive(self, lease_id: int) -> int:
+        """Renew a lease once; its remaining TTL in seconds (0: it has expired). No key is written."""
+        async def one() -> AsyncIterator[Any]:
+            yield rpc.LeaseKeepAliveRequest(ID=lease_id)
+
+        call = self._lease.LeaseKeepAlive(one(), timeout=self._timeout)
+        try:
+            async for resp in call:
+                return int(resp.TTL)
+        except grpc.RpcError as err:
+            if _unavailable(err):
+                raise UnavailableError(f"etcd unavailable: {err.details() or err.code().name}") from err
+            raise ApiError(f"etcd error: {err.details()}") from err
+        finally:
+            call.cancel()
+        return 0
+
+    async def revoke_lease(self, lease_id: int) -> None:
+        """End a lease now: the keys attached to it are deleted."""
+        await self._call(self._lease.LeaseRevoke, rpc.LeaseRevokeRequest(ID=lease_id))
 
     # ------------------------------------------------------------------ watch
 
@@ -381,7 +417,7 @@ class Allocations:
             success=[rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=owner.encode()))],
             failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=key))],
         )
-        resp = await self.store._call(self.store._kv.Txn, txn)
+        resp = await self.store._txn(txn)
         if resp.succeeded:
             return True
         kvs = resp.responses[0].response_range.kvs
@@ -400,7 +436,7 @@ class Allocations:
             compare=[rpc.Compare(key=key, result=rpc.Compare.EQUAL, target=rpc.Compare.VALUE, value=owner.encode())],
             success=[rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=key))],
         )
-        await self.store._call(self.store._kv.Txn, txn)
+        await self.store._txn(txn)
 
 
 class RawKeys:
@@ -424,8 +460,13 @@ class RawKeys:
             compare=[rpc.Compare(key=key, result=rpc.Compare.EQUAL, target=rpc.Compare.CREATE, create_revision=0)],
             success=[rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=value))],
         )
-        resp = await self.store._call(self.store._kv.Txn, txn)
+        resp = await self.store._txn(txn)
         return bool(resp.succeeded)
+
+    async def put(self, name: str, value: bytes, *, lease: int = 0) -> None:
+        """Write `value` (attached to `lease`, when given: the key goes when the lease does)."""
+        await self.store._call(self.store._kv.Put, rpc.PutRequest(key=self.prefix + name.encode(), value=value,
+                                                                  lease=lease))
 
     async def delete(self, name: str) -> bool:
         """True when the key existed."""

@@ -36,7 +36,7 @@ from kybernetes.core.api import formats
 from kybernetes.core.api.kinds import ApiObject, kind_of
 from kybernetes.master.api.validation.apps import validate_deployment, validate_replica_set
 from kybernetes.master.api.validation.errors import Errors, FieldError, ValidationError
-from kybernetes.master.api.validation.events import validate_event
+from kybernetes.master.api.validation.events import validate_event, validate_lease
 from kybernetes.master.api.validation.meta import validate_object_meta, validate_object_meta_update, validate_type_meta
 from kybernetes.master.api.validation.nodes import validate_node
 from kybernetes.master.api.validation.pods import validate_pod
@@ -69,6 +69,7 @@ _VALIDATORS: dict[type, Callable[[Errors, Any, Any], None]] = {
     pb.ClusterRole: validate_role,
     pb.RoleBinding: validate_role_binding,
     pb.ClusterRoleBinding: validate_cluster_role_binding,
+    pb.Lease: validate_lease,
 }
 
 

@@ -1,4 +1,5 @@
-"""Events: what an event must name (the involved object), its type and its count."""
+"""Events (what an event must name: the involved object, its type and its count) and Leases (the masters'
+leadership record: non-negative durations and transitions)."""
 
 from __future__ import annotations
 
@@ -15,3 +16,8 @@ def validate_event(errors: Errors, event: pb.Event, old: pb.Event | None) -> Non
         errors.required("involvedObject.name")
     errors.enum("type", event.type, _EVENT_TYPES)
     errors.non_negative("count", event.count)
+
+
+def validate_lease(errors: Errors, lease: pb.Lease, old: pb.Lease | None) -> None:
+    errors.non_negative("spec.leaseDurationSeconds", lease.spec.lease_duration_seconds)
+    errors.non_negative("spec.leaseTransitions", lease.spec.lease_transitions)

@@ -1,0 +1,219 @@
+"""Several masters on one etcd: every one serves the API, exactly one runs the control loops, elected through
+an etcd lease (`kybctl get leases`); a killed leader is replaced, and a deposed leader's writes are fenced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from harness.builders import make_deployment, make_pod
+from harness.master import JoinInfo, MasterProcess
+from harness.waiting import until
+from kybernetes.core.api.kinds import kind_of
+from kybernetes.ctl.client import Client
+from kybernetes.master.app import LEADER_HEALTH
+from kybernetes.master.leader.election import LEASE_NAME, LEASE_NAMESPACE
+from kybernetes.master.store.embedded import EtcdProcess
+from kybernetes.master.store.etcd import Store, key_for
+from kybernetes.master.store.fencing import Fence, FencedError, fenced
+from kybernetes.proto import objects_pb2 as pb
+from tests.test_kybctl import kyb, table
+
+
+def _master(etcd: EtcdProcess, tmp_path: Path, name: str) -> MasterProcess:
+    return MasterProcess(etcd=[etcd.endpoint], etcd_tls=etcd.client_tls, log_path=tmp_path / f"{name}.log",
+                         extra_args=["--node-monitor-grace-period", "3600"])
+
+
+async def _holder(client: Client) -> str:
+    try:
+        lease = await client.get("leases", LEASE_NAME, namespace=LEASE_NAMESPACE)
+    except Exception:  # noqa: BLE001 - no holder right now
+        return ""
+    return lease.spec.holder_identity
+
+
+def _is(master: MasterProcess, holder: str) -> bool:
+    return f"_{master.address}_" in holder
+
+
+async def _pods(client: Client, app: str) -> int:
+    return len((await client.list("pods", namespace="default", label_selector=f"app={app}")).items)
+
+
+async def test_one_master_runs_the_loops_and_another_takes_over(etcd: EtcdProcess, tmp_path: Path):
+    first, second = _master(etcd, tmp_path, "first"), _master(etcd, tmp_path, "second")
+    async with first, second:
+        async with first.client() as a, second.client() as b:
+            await until(lambda: _holder(a), timeout=15, message="a leader elected")
+            leader = await _holder(a)
+            assert _is(first, leader) or _is(second, leader)
+            rows = table((await kyb(first, "get", "leases", "-n", "kube-system")).out)
+            assert rows[0]["NAME"] == LEASE_NAME and rows[0]["HOLDER"] == leader
+            # One ReplicaSet controller: exactly the replicas, not twice as many.
+            await a.create(make_deployment("web", replicas=3))
+            await until(lambda: _count_is(a, "web", 3), timeout=30, message="3 pods")
+            ran = first if _is(first, leader) else second
+            survivor, survivor_client = (second, b) if ran is first else (first, a)
+            # Each master's health says whether it runs the loops.
+            assert await _leader_health(ran) == health_pb2.HealthCheckResponse.SERVING
+            assert await _leader_health(survivor) == health_pb2.HealthCheckResponse.NOT_SERVING
+            assert b'"elected leader of the control loops"' in ran.log_path.read_bytes()
+            assert b'"elected leader of the control loops"' not in survivor.log_path.read_bytes()
+            # The leader dies: the other master takes the loops over and they work.
+            await ran.kill()
+            await until(lambda: _led_by(survivor_client, survivor), timeout=15, message="the survivor leads")
+            deployment = await survivor_client.get("deployments", "web")
+            deployment.spec.replicas = 5
+            await survivor_client.update(deployment)
+            await until(lambda: _count_is(survivor_client, "web", 5), timeout=30, message="5 pods")
+            assert await _pods(survivor_client, "web") == 5
+            assert await _leader_health(survivor) == health_pb2.HealthCheckResponse.SERVING
+
+
+async def _leader_health(master: MasterProcess) -> int:
+    async with master.channel() as channel:
+        answer = await health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=LEADER_HEALTH), timeout=5)
+    return answer.status
+
+
+async def _count_is(client: Client, app: str, count: int) -> bool:
+    return await _pods(client, app) == count
+
+
+async def _led_by(client: Client, master: MasterProcess) -> bool:
+    return _is(master, await _holder(client))
+
+
+async def test_a_paused_leader_is_deposed_and_its_writes_are_fenced(etcd: EtcdProcess, tmp_path: Path):
+    first, second = _master(etcd, tmp_path, "first"), _master(etcd, tmp_path, "second")
+    async with first:
+        async with first.client() as a:
+            await until(lambda: _led_by(a, first), timeout=15, message="the first master leads")
+            async with second, second.client() as b:
+                assert first.proc is not None
+                first.proc.send_signal(signal.SIGSTOP)
+                try:
+                    await until(lambda: _led_by(b, second), timeout=15, message="the second master takes over")
+                finally:
+                    first.proc.send_signal(signal.SIGCONT)
+                # The woken leader notices it lost the lease and stops its loops; the holder stays the second.
+                await until(lambda: b'"stopped leading the control loops"' in first.log_path.read_bytes(),
+                            timeout=15, message="the first master steps down")
+                assert await _led_by(b, second)
+                await b.create(make_deployment("after", replicas=2))
+                await until(lambda: _count_is(b, "after", 2), timeout=30, message="2 pods")
+                assert await _pods(b, "after") == 2
+
+
+async def test_a_fenced_write_changes_nothing(etcd: EtcdProcess):
+    """The store adds the fence to the write's own transaction: a stale fence fails, a current one commits."""
+    store = Store(endpoints=[etcd.endpoint], tls=etcd.client_tls)
+    await store.connect()
+    try:
+        kind = kind_of(pb.Lease())
+        claim = pb.Lease(api_version="coordination.k8s.io/v1", kind="Lease")
+        claim.metadata.name, claim.metadata.namespace = "fence-test", "kube-system"
+        first = await store.create(claim)
+        stale = Fence(key=key_for(kind, "fence-test", "kube-system"),
+                      create_revision=int(first.metadata.resource_version))
+        pod = make_pod("guarded")
+        with fenced(stale):
+            stored = await store.create(pod)
+        # The claim changes hands: deleted and created again (a new create revision).
+        await store.delete(kind, "fence-test", "kube-system")
+        second = await store.create(claim)
+        current = Fence(key=stale.key, create_revision=int(second.metadata.resource_version))
+        stored.metadata.labels["by"] = "deposed"
+        with fenced(stale), pytest.raises(FencedError):
+            await store.update(stored, expected_revision=int(stored.metadata.resource_version))
+        with fenced(stale), pytest.raises(FencedError):
+            await store.create(make_pod("late"))
+        unchanged = await store.get(kind_of(pod), "guarded", "default")
+        assert "by" not in unchanged.metadata.labels
+        stored.metadata.labels["by"] = "leader"
+        with fenced(current):
+            await store.update(stored, expected_revision=int(unchanged.metadata.resource_version))
+        assert (await store.get(kind_of(pod), "guarded", "default")).metadata.labels["by"] == "leader"
+    finally:
+        await store.close()
+
+
+async def _ready(client: Client, name: str) -> bool:
+    node = await client.get("nodes", name)
+    return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions) and not node.spec.taints
+
+
+async def test_a_node_on_another_master_is_not_lost_until_that_master_is(etcd: EtcdProcess, tmp_path: Path,
+                                                                         kubelets):
+    # A short grace period, so that a leader blind to the other master's Nodes would act within the test.
+    args = ["--node-monitor-grace-period", "2", "--pod-eviction-timeout", "2"]
+    leader = MasterProcess(etcd=[etcd.endpoint], etcd_tls=etcd.client_tls, log_path=tmp_path / "leader.log",
+                           extra_args=args)
+    other = MasterProcess(etcd=[etcd.endpoint], etcd_tls=etcd.client_tls, log_path=tmp_path / "other.log",
+                          extra_args=args)
+    async with leader, leader.client() as client:
+        await until(lambda: _led_by(client, leader), timeout=15, message="the first master leads")
+        async with other:
+            kubelet = kubelets(master=await other.join(), node_name="elsewhere", runtime="hollow")
+            await kubelet.start()
+            await until(lambda: _ready(client, "elsewhere"), timeout=15, message="the Node Ready")
+            registered = asyncio.get_running_loop().time()
+            # Three grace periods later the leader, which holds no stream of this Node, still counts it alive.
+            await until(lambda: asyncio.get_running_loop().time() - registered > 6, timeout=10, interval=0.2)
+            assert await _ready(client, "elsewhere")
+            assert b'"node lost"' not in leader.log_path.read_bytes()
+            # The Node's master dies: its presence goes with its lease, and the leader judges the Node lost.
+            await other.kill()
+            await until(lambda: _not_ready(client, "elsewhere"), timeout=30, message="the Node lost")
+        assert b'"node lost"' in leader.log_path.read_bytes()
+
+
+async def _not_ready(client: Client, name: str) -> bool:
+    node = await client.get("nodes", name)
+    return not any(c.type == "Ready" and c.status == "True" for c in node.status.conditions)
+
+
+async def test_clients_and_kubelets_given_every_address_move_to_another_master(etcd: EtcdProcess, tmp_path: Path,
+                                                                              kubelets):
+    first = MasterProcess(etcd=[etcd.endpoint], etcd_tls=etcd.client_tls, log_path=tmp_path / "first.log")
+    second = MasterProcess(etcd=[etcd.endpoint], etcd_tls=etcd.client_tls, log_path=tmp_path / "second.log")
+    async with first, second:
+        both = f"{first.address},{second.address}"
+        join = await first.join()
+        kubelet = kubelets(master=JoinInfo(address=both, bootstrap=join.bootstrap, token=join.token),
+                           node_name="mover", runtime="hollow", extra_args=["--hollow-start-delay", "0.1"])
+        await kubelet.start()
+        async with Client(both, credentials=first.credentials()) as client:
+            await until(lambda: _ready(client, "mover"), timeout=15, message="the Node Ready")
+            pod = await client.create(make_pod("steady", node="mover"))
+            await until(lambda: _phase(client, "steady", "Running"), timeout=15, message="the pod Running")
+            # pick_first: both the client and the kubelet are on the first master. It dies.
+            await first.kill()
+            created = await until(lambda: _try_create(client, "after-failover"), timeout=15,
+                                  message="a write through the other master")
+            assert created.metadata.name == "after-failover"
+            await kubelet.wait_registered(2, timeout=15)
+            await until(lambda: _led_by(client, second), timeout=15, message="the second master leads")
+            await until(lambda: _ready(client, "mover"), timeout=15, message="the Node Ready again")
+            still = await client.get("pods", "steady")
+            assert still.metadata.uid == pod.metadata.uid and still.status.phase == "Running"
+            assert still.status.container_statuses[0].restart_count == 0
+            assert not still.metadata.HasField("deletion_timestamp")
+
+
+async def _phase(client: Client, name: str, phase: str) -> bool:
+    return (await client.get("pods", name)).status.phase == phase
+
+
+async def _try_create(client: Client, name: str) -> pb.Pod | None:
+    try:
+        return await client.create(make_pod(name))
+    except Exception:  # noqa: BLE001 - the dead master's calls fail until the channel moves on
+        return None
