@@ -12,7 +12,6 @@ The file is `--kubeconfig`, else $KYBCONFIG, else ~/.kyb/config; edits rewrite i
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 from typing import Any
 
 import click
@@ -22,7 +21,7 @@ from kybernetes.core.identity.kubeconfig import KubeConfigError, load, save
 from kybernetes.ctl.cli.errors import CliError, usage_error
 from kybernetes.ctl.cli.output import echo
 from kybernetes.ctl.cli.printers import tabulate
-from kybernetes.ctl.cli.settings import Settings, command, group, pass_settings
+from kybernetes.ctl.cli.settings import Settings, command, group, pass_settings, subcommand_of
 
 _SECRET_FIELDS = {"client-key-data": "REDACTED", "client-certificate-data": "DATA+OMITTED",
                   "certificate-authority-data": "DATA+OMITTED"}
@@ -58,19 +57,12 @@ def _minified(config: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 
-def _in(parent: click.Group) -> Callable[[click.Command], click.Command]:
-    """Add the decorated command (made with `command()`, so it takes the global flags) to `parent`."""
-    def add(cmd: click.Command) -> click.Command:
-        parent.add_command(cmd)
-        return cmd
-    return add
-
 @group("config")
 def config_group() -> None:
     """Read and edit the credentials file (contexts, clusters, users)."""
 
 
-@_in(config_group)
+@subcommand_of(config_group)
 @command("view")
 @click.option("--raw", is_flag=True, help="Show certificate and key data.")
 @click.option("--minify", is_flag=True, help="Only what the current context uses.")
@@ -85,7 +77,7 @@ def view(settings: Settings, raw: bool, minify: bool) -> None:
     echo(yaml.safe_dump(config, sort_keys=False).rstrip("\n"))
 
 
-@_in(config_group)
+@subcommand_of(config_group)
 @command("get-contexts")
 @click.argument("name", required=False)
 @click.option("--no-headers", is_flag=True)
@@ -111,7 +103,7 @@ def get_contexts(settings: Settings, name: str | None, no_headers: bool, output:
         echo(line.rstrip())
 
 
-@_in(config_group)
+@subcommand_of(config_group)
 @command("current-context")
 @pass_settings
 def current_context(settings: Settings) -> None:
@@ -122,7 +114,7 @@ def current_context(settings: Settings) -> None:
     echo(str(current))
 
 
-@_in(config_group)
+@subcommand_of(config_group)
 @command("use-context")
 @click.argument("name")
 @pass_settings
@@ -136,7 +128,7 @@ def use_context(settings: Settings, name: str) -> None:
     echo(f'Switched to context "{name}".')
 
 
-@_in(config_group)
+@subcommand_of(config_group)
 @command("set-context")
 @click.argument("name", required=False)
 @click.option("--current", is_flag=True, help="Modify the current context.")

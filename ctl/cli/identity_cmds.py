@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -25,7 +24,7 @@ from kybernetes.ctl.cli.errors import SilentExit, usage_error
 from kybernetes.ctl.cli.output import echo
 from kybernetes.ctl.cli.printers import human_duration, tabulate
 from kybernetes.ctl.cli.runner import run
-from kybernetes.ctl.cli.settings import Settings, command, group, parse_duration, pass_settings
+from kybernetes.ctl.cli.settings import Settings, command, group, parse_duration, pass_settings, subcommand_of
 from kybernetes.ctl.client import Client
 from kybernetes.ctl.client.identity import (
     create_token,
@@ -40,19 +39,12 @@ from kybernetes.ctl.client.identity import (
 
 
 
-def _in(parent: click.Group) -> Callable[[click.Command], click.Command]:
-    """Add the decorated command (made with `command()`, so it takes the global flags) to `parent`."""
-    def add(cmd: click.Command) -> click.Command:
-        parent.add_command(cmd)
-        return cmd
-    return add
-
 @group("token")
 def token_group() -> None:
     """Join tokens: what a new Node's kubelet is given (kyb-kubelet --token)."""
 
 
-@_in(token_group)
+@subcommand_of(token_group)
 @command("create")
 @click.option("--ttl", default="24h", show_default=True, metavar="DURATION",
               help="How long the token is valid (0: forever).")
@@ -68,7 +60,7 @@ def token_create(settings: Settings, ttl: str, description: str) -> None:
     echo(run(settings, body))
 
 
-@_in(token_group)
+@subcommand_of(token_group)
 @command("list")
 @click.option("--no-headers", is_flag=True)
 @pass_settings
@@ -92,7 +84,7 @@ def token_list(settings: Settings, no_headers: bool) -> None:
         echo(line)
 
 
-@_in(token_group)
+@subcommand_of(token_group)
 @command("delete")
 @click.argument("ids", nargs=-1, required=True, metavar="ID...")
 @pass_settings
@@ -114,7 +106,7 @@ def certificate_group() -> None:
     """Client certificates for users (an admin's tool)."""
 
 
-@_in(certificate_group)
+@subcommand_of(certificate_group)
 @command("issue")
 @click.argument("user")
 @click.option("--group", "groups", multiple=True, metavar="GROUP", help="A group of the user (repeatable).")
@@ -156,7 +148,7 @@ def auth_group() -> None:
     """Inspect authorization."""
 
 
-@_in(auth_group)
+@subcommand_of(auth_group)
 @command("can-i")
 @click.argument("verb")
 @click.argument("resource")
@@ -196,7 +188,7 @@ def _is_subresource(resource: str) -> bool:
     return resource.partition("/")[2] in _SUBRESOURCES
 
 
-@_in(auth_group)
+@subcommand_of(auth_group)
 @command("whoami")
 @pass_settings
 def auth_whoami(settings: Settings) -> None:

@@ -364,21 +364,15 @@ TABLES: dict[str, list[Column]] = {
         Column("HOLDER", lambda lease, _n: lease.spec.holder_identity or NONE),
         AGE,
     ],
-    "RoleBinding": [
-        NAME,
-        Column("ROLE", lambda b, _n: f"{b.role_ref.kind}/{b.role_ref.name}"),
-        AGE,
-        Column("USERS", lambda b, _n: _subjects(b, "User"), wide=True),
-        Column("GROUPS", lambda b, _n: _subjects(b, "Group"), wide=True),
-    ],
-    "ClusterRoleBinding": [
-        NAME,
-        Column("ROLE", lambda b, _n: f"{b.role_ref.kind}/{b.role_ref.name}"),
-        AGE,
-        Column("USERS", lambda b, _n: _subjects(b, "User"), wide=True),
-        Column("GROUPS", lambda b, _n: _subjects(b, "Group"), wide=True),
-    ],
 }
+# RoleBindings and ClusterRoleBindings print alike (kubectl's columns, wide: the subjects).
+TABLES["RoleBinding"] = TABLES["ClusterRoleBinding"] = [
+    NAME,
+    Column("ROLE", lambda b, _n: f"{b.role_ref.kind}/{b.role_ref.name}"),
+    AGE,
+    Column("USERS", lambda b, _n: _subjects(b, "User"), wide=True),
+    Column("GROUPS", lambda b, _n: _subjects(b, "Group"), wide=True),
+]
 
 
 def _subjects(binding: Any, kind: str) -> str:

@@ -178,3 +178,12 @@ def group(name: str | None = None, *, aliases: dict[str, str] | None = None,
     def decorate(f: F) -> click.Group:
         return click.group(name, cls=cls, context_settings=CONTEXT_SETTINGS, **attrs)(global_options(f))
     return decorate
+
+
+def subcommand_of(parent: click.Group) -> Callable[[click.Command], click.Command]:
+    """Put a command made with `command()` (so it takes the global flags after its name too) into `parent`:
+    `@subcommand_of(token_group)` above `@command("create")`."""
+    def add(cmd: click.Command) -> click.Command:
+        parent.add_command(cmd)
+        return cmd
+    return add
