@@ -44,7 +44,7 @@ class ControlPlane:
     """etcd + kyb-master (and optionally a second kyb-master running the controllers), stopped by pid."""
 
     def __init__(self, *, workdir: Path, master_args: Sequence[str] = (), log_level: str = "info",
-                 split_controllers: bool = False) -> None:
+                 split_controllers: bool = False, masters: int = 1) -> None:
         self.workdir = workdir
         # Metrics on a plain loopback port of their own (the client port needs etcd's client certificate).
         self.metrics_port = free_port()
@@ -54,6 +54,9 @@ class ControlPlane:
         self.split_controllers = split_controllers
         self.master: MasterProcess | None = None
         self.controller_manager: MasterProcess | None = None
+        # More masters on the same etcd (HA): each serves the API, one of them leads the control loops.
+        self.masters = masters
+        self.others: list[MasterProcess] = []
 
     async def start(self) -> None:
         await self.etcd.start()
@@ -68,9 +71,26 @@ class ControlPlane:
                 log_path=self.workdir / "controller-manager.log",
                 extra_args=[*self.master_args, "--controllers", MANAGER_SIDE_CONTROLLERS])
             await self.controller_manager.start(timeout=60)
+        for i in range(1, self.masters):
+            other = MasterProcess(etcd=[self.etcd.endpoint], etcd_tls=self.etcd.client_tls,
+                                  log_path=self.workdir / f"master{i + 1}.log", extra_args=self.master_args)
+            await other.start(timeout=60)
+            self.others.append(other)
+
+    def join_rotated(self, join: JoinInfo, index: int) -> JoinInfo:
+        """`join` with every master's address, starting at master `index` (mod their count): kubelets given
+        these connect to that master first (pick_first), so groups of them spread over the masters."""
+        assert self.master is not None
+        addresses = [self.master.address, *(m.address for m in self.others)]
+        k = index % len(addresses)
+        return JoinInfo(address=",".join(addresses[k:] + addresses[:k]), bootstrap=join.bootstrap, token=join.token)
+
+    @property
+    def other_master_pids(self) -> list[int]:
+        return [m.proc.pid for m in self.others if m.proc is not None]
 
     async def stop(self) -> None:
-        for proc in (self.controller_manager, self.master):
+        for proc in (*self.others, self.controller_manager, self.master):
             if proc is not None:
                 await proc.stop()
         await self.etcd.stop(grace=5.0)

@@ -41,6 +41,7 @@ from bench.common import (
     percentiles,
     proc_sample,
 )
+from bench.failover import NodeWatch
 from bench.probes import ProbeProcess
 from harness.builders import make_deployment
 from harness.kubelet import BUSYBOX
@@ -86,9 +87,10 @@ def latency_block(samples: dict[str, list[float]], ops: tuple[str, ...]) -> dict
 async def one_run(*, nodes: int, pods: int, deployment_size: int, per_process: int, idle_window: float,
                   idle_probe: float, api_rate: float, watch_rate: float, timeout: float, workdir: Path,
                   master_log_level: str, profile_dir: Path | None = None,
-                  split_controllers: bool = False) -> dict[str, Any]:
+                  split_controllers: bool = False, masters: int = 1) -> dict[str, Any]:
     mask = node_mask(nodes)
     cp = ControlPlane(workdir=workdir, log_level=master_log_level, split_controllers=split_controllers,
+                      masters=masters,
                       master_args=["--cluster-cidr", "10.244.0.0/16", "--node-cidr-mask-size", str(mask)])
     groups: list[HollowGroup] = []
     result: dict[str, Any] = {"nodes": nodes, "pods": pods, "loadavg_before": os.getloadavg()[0]}
@@ -98,7 +100,8 @@ async def one_run(*, nodes: int, pods: int, deployment_size: int, per_process: i
         max_pods = min(110, 2 ** (32 - mask) - 3)
         sizes = [per_process] * (nodes // per_process) + ([nodes % per_process] if nodes % per_process else [])
         join = await cp.join()
-        groups = [HollowGroup(master=join, prefix=f"hollow{i}", count=size, workdir=workdir, max_pods=max_pods)
+        groups = [HollowGroup(master=cp.join_rotated(join, i), prefix=f"hollow{i}", count=size, workdir=workdir,
+                              max_pods=max_pods)
                   for i, size in enumerate(sizes)]
         async with cp.client(timeout=30.0) as client:
             profiler = Profiler(cp.master_pid, profile_dir / f"n{nodes}-register.txt") if profile_dir else None
@@ -114,6 +117,9 @@ async def one_run(*, nodes: int, pods: int, deployment_size: int, per_process: i
             result["idle"]["etcd_writes_per_s_per_100_nodes"] = result["idle"]["etcd_writes_per_s"] * 100 / nodes
             idle_sample = proc_sample(cp.master_pid)
             result["idle"]["master_rss_mib"] = mib(idle_sample.rss_bytes if idle_sample else None)
+            others = [proc_sample(pid) for pid in cp.other_master_pids]
+            if others:
+                result["idle"]["other_masters_rss_mib"] = [mib(o.rss_bytes) for o in others if o is not None]
 
             probe = ProbeProcess("api", kubeconfig=cp.kubeconfig, rate=api_rate, namespace="bench-api-idle")
             await probe.start()
@@ -124,9 +130,14 @@ async def one_run(*, nodes: int, pods: int, deployment_size: int, per_process: i
             profiler = Profiler(cp.master_pid, profile_dir / f"n{nodes}-load.txt") if profile_dir else None
             if profiler:
                 await profiler.start()
+            ready_watch = NodeWatch(client)
+            await ready_watch.start()
             result["load"] = await load_phase(cp, client, pods=pods, deployment_size=deployment_size,
                                               api_rate=api_rate, watch_rate=watch_rate, timeout=timeout,
                                               hollow_pids=[g.pid for g in groups])
+            await ready_watch.stop()
+            # Any Ready change of a Node while the pods were created, scheduled and started (all are healthy).
+            result["load"]["node_ready_flaps"] = len(ready_watch.changes)
             if profiler:
                 profiles["load"] = await profiler.stop()
             result["hollow_rss_mib_per_process"] = [
@@ -259,6 +270,7 @@ ROWS_FOR = [
     ("load: hollow kubelets' CPU", "load.hollow_kubelets_cpu_s", "s"),
     ("load: benchmark driver CPU (its watch)", "load.driver_cpu_s", "s"),
     ("load: machine CPU (all processes)", "load.machine_cpu_s", "s"),
+    ("load: Node Ready flaps", "load.node_ready_flaps", ""),
 ]
 
 
@@ -276,6 +288,7 @@ def targets_for(key: str, nodes: int) -> list[Target]:
         Target(f"N={nodes}: watch latency p99", f"{key}.load.watch_latency_s.p99", 0.050, "s"),
         Target(f"N={nodes}: idle etcd writes/s per 100 Nodes", f"{key}.idle.etcd_writes_per_s_per_100_nodes",
                1.0, "/s"),
+        Target(f"N={nodes}: no Node Ready flaps under the pods' load", f"{key}.load.node_ready_flaps", 0, ""),
     ]
     if nodes >= 1000:
         out += [Target(f"N={nodes}: pods bound/s", f"{key}.load.pods_bound_per_s", 1000.0, "/s", at_least=True),
@@ -308,13 +321,17 @@ def targets_for(key: str, nodes: int) -> list[Target]:
 @click.option("--split-controllers", is_flag=True,
               help="Run the scheduler, ReplicaSet, Deployment and GC loops in a second kyb-master process "
                    "(--controllers), as kube-controller-manager; node lifecycle stays with the node link.")
+@click.option("--masters", type=click.IntRange(1, 5), default=1, show_default=True,
+              help="kyb-master processes on the one etcd (HA): one leads the control loops; the hollow kubelet "
+                   "processes are spread over them.")
 @click.option("--profile", "profile_dir", type=click.Path(path_type=Path), default=None,
               help="Sample the master with py-spy during registration and load; collapsed stacks go here and "
                    "the top entries into the JSON (runs[i].<n>._profile).")
 @common_options
 def main(node_counts: tuple[int, ...], pods_per_node: int, pods: int | None, deployment_size: int, per_process: int,
          runs: int, idle_window: float, idle_probe: float, api_rate: float, watch_rate: float, timeout: float,
-         master_log_level: str, split_controllers: bool, profile_dir: Path | None, json_path: Path | None,
+         master_log_level: str, split_controllers: bool, masters: int, profile_dir: Path | None,
+         json_path: Path | None,
          workdir: Path | None, keep_workdir: bool) -> None:
     """Control-plane scale with hollow Nodes: scheduling, API and watch latency, memory, idle etcd writes."""
     node_counts = node_counts or (100, 1000)
@@ -323,7 +340,7 @@ def main(node_counts: tuple[int, ...], pods_per_node: int, pods: int | None, dep
               "deployment_size": deployment_size, "per_process": per_process, "runs": runs,
               "idle_window_s": idle_window, "idle_probe_s": idle_probe, "api_rate": api_rate,
               "watch_rate": watch_rate, "master_log_level": master_log_level,
-              "split_controllers": split_controllers, "heartbeat_interval_s": 1.0,
+              "split_controllers": split_controllers, "masters": masters, "heartbeat_interval_s": 1.0,
               "hollow_start_delay_s": 0.5}
     report = Report(NAME, config)
     failed = True
@@ -338,7 +355,7 @@ def main(node_counts: tuple[int, ...], pods_per_node: int, pods: int | None, dep
                     idle_window=idle_window, idle_probe=idle_probe, api_rate=api_rate, watch_rate=watch_rate,
                     timeout=timeout, workdir=work.sub(f"run{run}-n{n}"), master_log_level=master_log_level,
                     profile_dir=profile_dir / f"run{run}" if profile_dir else None,
-                    split_controllers=split_controllers))
+                    split_controllers=split_controllers, masters=masters))
             report.runs.append(figures)
         rows = [(f"N={n} {label}", f"n{n}.{path}", unit) for n in node_counts for label, path, unit in ROWS_FOR]
         targets = [t for n in node_counts for t in targets_for(f"n{n}", n)]

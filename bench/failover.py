@@ -141,7 +141,7 @@ def main(runs: int, timeout: float, master_args: tuple[str, ...], json_path: Pat
     require_root(NAME)
     work = Workdir(workdir, name=NAME, keep=keep_workdir)
     report = Report(NAME, {"runs": runs, "replicas": REPLICAS, "nodes": 3, "master_args": list(master_args),
-                           "master_defaults": {"node_monitor_grace_period_s": 5.0, "pod_eviction_timeout_s": 5.0}})
+                           "master_defaults": {"node_monitor_grace_period_s": 5.0, "pod_eviction_timeout_s": 1.0}})
     failed = True
     try:
         with host_guard(), PrivateContainerd() as containerd:

@@ -4,6 +4,12 @@
 beside a user's lab, `deploy/up.sh`, the test fixtures and another lab (the tests' `lab` fixture brings
 one up per test module). Workloads are the sample app (kyb/hello:vN, see deploy/images/build.py) applied with
 kybctl, as a user would.
+
+Several masters (`masters=3`, `lab.sh up --masters 3`, docs/lab-ha.md): master N is numbered 1..masters
+(netns `<prefix>-master` for 1, `<prefix>-masterN` after; IP SUBNET.(11-N)); `client()` talks to all of them
+(the lab's admin credentials list every master), `master_client(n)` to one. `leaders()` asks every master's
+health service who runs the control loops, `leader()` waits until exactly one does. `lab.sh` runs the faults
+(`kill-master N`, `stop-etcd N`, `partition master N`, …); `pid()` and `etcd_status()` observe them.
 """
 
 from __future__ import annotations
@@ -22,14 +28,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from harness.waiting import until
 from kybernetes.ctl.client import Client
+from kybernetes.kubelet.routes import route_proto
 from kybernetes.proto import objects_pb2 as pb
 
 REPO = Path(__file__).resolve().parents[1]
 LAB_SH = REPO / "deploy" / "lab" / "lab.sh"
 WORKERS = 3
 POD_NAME_LABEL = "io.kybernetes.pod.name"
+# The health service name a master reports SERVING on while it runs the control loops (docs/ha.md §1).
+LEADER_HEALTH = "kyb.leader"
 
 
 def run(*argv: str, check: bool = True, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
@@ -48,15 +59,26 @@ class Lab:
     subnet: str
     cluster_cidr: str
     workers: int
+    masters: int = 1
 
     @property
     def env(self) -> dict[str, str]:
         return {**os.environ, "KYB_LAB_DIR": str(self.dir), "KYB_LAB_PREFIX": self.prefix,
                 "KYB_LAB_SUBNET": self.subnet, "KYB_LAB_CLUSTER_CIDR": self.cluster_cidr}
 
+    def up(self) -> None:
+        """`lab.sh up` with this lab's size."""
+        self.sh("up", "--workers", str(self.workers), "--masters", str(self.masters))
+
     @property
     def server(self) -> str:
-        return f"{self.subnet}.10:6443"
+        """Master 1's API address."""
+        return self.master_address(1)
+
+    @property
+    def servers(self) -> list[str]:
+        """Every master's API address, in order (master 1 first)."""
+        return [self.master_address(n) for n in range(1, self.masters + 1)]
 
     @property
     def registry(self) -> str:
@@ -64,11 +86,118 @@ class Lab:
 
     @property
     def kubeconfig(self) -> Path:
-        """The lab master's admin credentials (what `lab.sh env` exports as KYBCONFIG)."""
+        """The lab's admin credentials (what `lab.sh env` exports as KYBCONFIG): master 1's own file with one
+        master, a copy listing every master (`server: A,B,C`) with several."""
+        if self.masters > 1:
+            return self.dir / "admin.conf"
         return self.dir / "master" / "state" / "master" / "admin.conf"
 
     def client(self) -> Client:
+        """A client of every master (it fails over: core/channel.py)."""
         return Client(kubeconfig=self.kubeconfig)
+
+    # ------------------------------------------------------------------------- masters
+
+    def _check_master(self, n: int) -> None:
+        if not 1 <= n <= self.masters:
+            raise ValueError(f"no master {n} in this lab (1..{self.masters})")
+
+    def master_name(self, n: int) -> str:
+        """The machine name of master N: "master" for 1 (as a one-master lab), "masterN" after."""
+        self._check_master(n)
+        return "master" if n == 1 else f"master{n}"
+
+    def master_netns(self, n: int) -> str:
+        return f"{self.prefix}-{self.master_name(n)}"
+
+    def master_ip(self, n: int) -> str:
+        self._check_master(n)
+        return f"{self.subnet}.{11 - n}"
+
+    def master_address(self, n: int) -> str:
+        return f"{self.master_ip(n)}:6443"
+
+    def master_veth(self, n: int) -> str:
+        """The host side of master N's cable (what `partition master N` downs)."""
+        self._check_master(n)
+        return f"{self.prefix}vm" if n == 1 else f"{self.prefix}vm{n}"
+
+    def link_up(self, veth: str) -> bool:
+        """Whether a host-side cable of the lab is up (not partitioned, not powered off)."""
+        flags = run("ip", "-o", "link", "show", veth).stdout.split("<", 1)[1].split(">", 1)[0].split(",")
+        return "UP" in flags
+
+    def master_dir(self, n: int) -> Path:
+        return self.dir / self.master_name(n)
+
+    def master_client(self, n: int, *, timeout: float = 5.0) -> Client:
+        """A client of master N alone (its serving certificate names its IP)."""
+        return Client(self.master_address(n), kubeconfig=self.kubeconfig, timeout=timeout)
+
+    def pid(self, machine: str, component: str) -> int | None:
+        """The pid of a component (etcd, registry, master, containerd, kubelet) of a machine ("master",
+        "master2", "node1", …) while it runs (from provision.sh's pid file), else None."""
+        try:
+            pid = int((self.dir / machine / "run" / f"{component}.pid").read_text().strip())
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except (OSError, ValueError):
+            return None
+        return None if stat.rpartition(")")[2].split()[0] == "Z" else pid
+
+    def master_pid(self, n: int, component: str = "master") -> int | None:
+        """The pid of master N's kyb-master (or its etcd: component="etcd") while it runs."""
+        return self.pid(self.master_name(n), component)
+
+    async def _health(self, n: int, service: str, timeout: float) -> bool | None:
+        """Whether master N reports `service` SERVING; None when it gives no answer in time."""
+        try:
+            async with self.master_client(n, timeout=timeout) as kyb:
+                answer = await health_pb2_grpc.HealthStub(kyb.channel).Check(
+                    health_pb2.HealthCheckRequest(service=service), timeout=timeout)
+        except Exception:  # down, partitioned, paused
+            return None
+        return answer.status == health_pb2.HealthCheckResponse.SERVING
+
+    async def serving(self, n: int, *, timeout: float = 2.0) -> bool:
+        """Whether master N answers its health check SERVING (its API works: etcd reachable)."""
+        return bool(await self._health(n, "", timeout))
+
+    async def leads(self, n: int, *, timeout: float = 1.0) -> bool | None:
+        """Whether master N runs the control loops (True/False), or None when it gives no answer."""
+        return await self._health(n, LEADER_HEALTH, timeout)
+
+    async def leaders(self, *, timeout: float = 1.0) -> list[int]:
+        """The numbers of the masters that answer that they lead (normally exactly one)."""
+        answers = await asyncio.gather(*(self.leads(n, timeout=timeout) for n in range(1, self.masters + 1)))
+        return [n for n, leads in enumerate(answers, 1) if leads]
+
+    async def leader(self, *, timeout: float = 30.0, other_than: int | None = None) -> int:
+        """Wait until exactly one master leads (and, with `other_than`, not that one) and return its number."""
+        async def one() -> int | None:
+            found = await self.leaders()
+            return found[0] if len(found) == 1 and found[0] != other_than else None
+
+        what = "exactly one master leading" + (f" (not master {other_than})" if other_than else "")
+        return await until(one, timeout=timeout, interval=0.1, message=what)
+
+    def leader_sh(self, *, wait: float = 0) -> int:
+        """`lab.sh leader [--wait S]`: the leader's number as the command line tells it."""
+        args = ["leader", "--wait", f"{wait:g}"] if wait else ["leader"]
+        return int(self.sh(*args, timeout=wait + 60).stdout.strip())
+
+    def etcdctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """`lab.sh etcdctl ARGS…`: etcdctl against every member with the lab's client certificate."""
+        return self.sh("etcdctl", "--command-timeout", "3s", *args, check=check, timeout=30)
+
+    def etcd_status(self, n: int) -> dict[str, Any] | None:
+        """`etcdctl endpoint status` of master N's member alone (revision, raftIndex, leader…), or None when
+        it does not answer."""
+        result = self.etcdctl("--endpoints", f"https://{self.master_ip(n)}:2379", "endpoint", "status",
+                              "-w", "json", check=False)
+        if result.returncode != 0:
+            return None
+        statuses = json.loads(result.stdout)
+        return statuses[0]["Status"] if statuses else None
 
     def sh(self, *args: str, check: bool = True, timeout: float = 240.0,
            stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -119,7 +248,7 @@ def used_routes() -> str:
     return run("ip", "-4", "route", "show", "table", "all").stdout
 
 
-def pick_lab(base: Path, *, letter: str, workers: int, taken: Set[str] = frozenset()) -> Lab:
+def pick_lab(base: Path, *, letter: str, workers: int, masters: int = 1, taken: Set[str] = frozenset()) -> Lab:
     """Random names, a free 10.99.X.0/24 and a free /20 of pod CIDRs (10.244.128-191, clear of the fixtures')."""
     routes = used_routes()
     links = run("ip", "-o", "link").stdout
@@ -131,8 +260,39 @@ def pick_lab(base: Path, *, letter: str, workers: int, taken: Set[str] = frozens
         if (f"{prefix}br0" in links or f" {subnet}." in routes or subnet in taken or cluster_cidr in taken
                 or any(f"10.244.{cidr_base + i}." in routes for i in range(16))):
             continue
-        return Lab(dir=base / prefix, prefix=prefix, subnet=subnet, cluster_cidr=cluster_cidr, workers=workers)
+        return Lab(dir=base / prefix, prefix=prefix, subnet=subnet, cluster_cidr=cluster_cidr, workers=workers,
+                   masters=masters)
     raise RuntimeError("no free lab names/subnets")
+
+
+def lab_traces(lab: Lab) -> dict[str, list[str]]:
+    """Everything on the host that carries one of the lab's names, subnets or directories (after
+    `lab.sh down`: nothing)."""
+    prefix, chain = lab.prefix, lab.prefix.upper() + "-FWD"
+    proto = str(route_proto(f"kyb-lab-{prefix}"))
+    routes = run("ip", "-N", "-4", "route", "show", "table", "all").stdout.splitlines()
+    processes = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                if str(lab.dir) in cmdline or f"--tag kyb-lab-{prefix} " in cmdline + " ":
+                    processes.append(f"{entry.name} {cmdline}")
+    return {
+        "netns": [n for n in run("ip", "netns", "list").stdout.split() if n.startswith(prefix + "-")],
+        "links": [line.split(":")[1].strip() for line in run("ip", "-o", "link").stdout.splitlines()
+                  if line.split(":")[1].strip().startswith(prefix)],
+        "iptables": [line for line in run("iptables-save").stdout.splitlines() if chain in line],
+        "nft": [line for line in run("nft", "list", "ruleset").stdout.splitlines() if prefix in line],
+        "routes": [r for r in routes if f"{lab.subnet}." in r or f"proto {proto} " in r + " "],
+        "mounts": [line for line in Path("/proc/self/mountinfo").read_text().splitlines()
+                   if str(lab.dir) in line or f"/{prefix}-node" in line],
+        "processes": processes,
+        "cgroups": [str(p) for p in Path("/sys/fs/cgroup").glob(f"*/{prefix}-node*")],
+        "runc": [str(p) for p in Path("/run/containerd/runc").glob(f"{prefix}-node*")],
+        "uts": [str(p) for p in Path("/run/kybernetes/uts").glob(f"{prefix}-node*")],
+        "dir": [str(lab.dir)] if lab.dir.exists() else [],
+    }
 
 
 @contextlib.contextmanager

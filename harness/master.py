@@ -24,7 +24,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from harness.ports import free_port
+from harness.ports import free_port, free_port_pair
 from kybernetes.core.identity.credentials import Credentials, secure_channel
 from kybernetes.core.identity.kubeconfig import resolve
 from kybernetes.ctl.client import Client
@@ -49,11 +49,12 @@ class MasterProcess:
 
     def __init__(self, *, etcd: Sequence[str], log_path: Path, extra_args: Sequence[str] = (),
                  port: int | None = None, data_dir: Path | None = None, token: str = SERVER_TOKEN,
-                 etcd_tls: EtcdClientTLS | None = None) -> None:
+                 etcd_tls: EtcdClientTLS | None = None, bootstrap_beside: bool = False) -> None:
         self.etcd = list(etcd)
         self.etcd_tls = etcd_tls
-        self.port = port or free_port()
-        self.bootstrap_port = free_port()
+        # bootstrap_beside: the bootstrap port is the API port + 1, as by default (where --join looks for it).
+        self.port = port or (free_port_pair() if bootstrap_beside else free_port())
+        self.bootstrap_port = self.port + 1 if bootstrap_beside else free_port()
         self.log_path = log_path
         self.data_dir = data_dir or log_path.parent / f"{log_path.stem}-data"
         self.token = token

@@ -98,6 +98,15 @@ class ScriptedNode:
             if msg.WhichOneof("message") == kind and where(msg):
                 return msg
 
+    async def hang_up(self, *, timeout: float = 10.0) -> None:
+        """Say Goodbye and end our side of the stream, as a kubelet that stops does, and wait for the master to
+        end its side."""
+        self.outbox.put_nowait(node_pb2.NodeMessage(goodbye=node_pb2.Goodbye(reason="test")))
+        self.outbox.put_nowait(None)
+        if self.reader is not None:
+            await asyncio.wait_for(asyncio.shield(self.reader), timeout)
+        await self.close()
+
     async def close(self) -> None:
         self.outbox.put_nowait(None)
         if self.call is not None:

@@ -17,6 +17,7 @@ disconnections in a bounded queue (oldest dropped).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -139,6 +140,17 @@ class MasterLink:
                 if message is grpc.aio.EOF:
                     raise LinkClosed("the master ended the stream")
                 self._on_message(message)
+        except asyncio.CancelledError:
+            # We stop (or reconnect with a new certificate): say so, so that the master gives the Node the grace
+            # period instead of judging it lost at once.
+            for task in tasks:
+                task.cancel()
+            reason = "new certificate" if self._rotating else "kubelet stopping"
+            with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError, TimeoutError,
+                                     asyncio.CancelledError):
+                await asyncio.wait_for(call.write(node_pb2.NodeMessage(goodbye=node_pb2.Goodbye(reason=reason))),
+                                       0.5)
+            raise
         finally:
             if self._outbox is outbox:
                 self._outbox = None

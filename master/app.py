@@ -9,9 +9,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
+import secrets
 import socket
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -35,13 +38,21 @@ from kybernetes.master.auth.sync import RbacSync, ensure_defaults
 from kybernetes.master.controllers.endpoints.controller import start_endpoints_controller
 from kybernetes.master.controllers.manager import ControllerManager, start_controllers
 from kybernetes.master.events import EventRecorder
+from kybernetes.master.join.masters import (
+    MasterJoinService,
+    Membership,
+    initial_cluster,
+    promote,
+    request_join,
+    write_ca,
+)
 from kybernetes.master.join.service import BootstrapServicer, TokensServicer
 from kybernetes.master.join.tokens import TokenRegistry
 from kybernetes.master.leader.client import FencedClient
 from kybernetes.master.leader.election import LeaderElector, Stop, lease_name
 from kybernetes.master.nodelink.connections import Connections
-from kybernetes.master.nodelink.liveness import NodeLiveness
-from kybernetes.master.nodelink.podapi import PodAPIServicer
+from kybernetes.master.nodelink.liveness import NodeLiveness, follow_ready_reports
+from kybernetes.master.nodelink.podapi import MasterRelay, PodAPIServicer
 from kybernetes.master.nodelink.podcidr import PodCIDRAllocator
 from kybernetes.master.nodelink.presence import Presence, PresenceView
 from kybernetes.master.nodelink.registration import Registrar
@@ -54,7 +65,7 @@ from kybernetes.master.pki.authority import ClusterAuthority
 from kybernetes.master.pki.service import CertificatesServicer
 from kybernetes.master.pki.serving import ServingCredentials, serving_names
 from kybernetes.master.pki.stored import cluster_authority, server_token
-from kybernetes.master.store.embedded import EtcdSupervisor
+from kybernetes.master.store.embedded import HOST, EtcdSupervisor, choose_ports
 from kybernetes.master.store.etcd import Store
 from kybernetes.master.store.etcdtls import EtcdClientTLS
 from kybernetes.master.store.fencing import Fence
@@ -109,6 +120,17 @@ def advertised(listen: str, port: int) -> str:
     return f"{host}:{port}"
 
 
+def advertise_host(config: MasterConfig) -> str:
+    """The address other masters reach this one at: --advertise-address, else the --listen host."""
+    if config.advertise_address:
+        return config.advertise_address
+    host = config.listen.rpartition(":")[0].strip("[]")
+    if host in ("", "0.0.0.0", "::"):
+        raise RuntimeError("--advertise-address: Required value: the master listens on every address "
+                           f"({config.listen}); say which one the other masters reach it at")
+    return host
+
+
 @dataclass
 class MasterConfig:
     """Everything `kyb-master` takes on its command line."""
@@ -121,7 +143,9 @@ class MasterConfig:
     cluster_cidr: str = "10.244.0.0/16"
     service_cidr: str = "10.96.0.0/16"
     node_monitor_grace_period: float = 5.0
-    pod_eviction_timeout: float = 5.0
+    pod_eviction_timeout: float = 1.0
+    # Full disruption: evictions stop while at least 2 Nodes and this fraction of all are not Ready (docs/ha.md).
+    unhealthy_zone_threshold: float = 0.55
     heartbeat_interval: float = 1.0
     # lastHeartbeatTime in etcd is refreshed this often per Node (liveness itself is in memory).
     node_status_refresh: float = 120.0
@@ -141,6 +165,16 @@ class MasterConfig:
     # standby master checks whether the claim is free.
     leader_lease_seconds: int = 1
     leader_retry_period: float = 0.2
+    # Several masters with embedded etcd (master.join.masters): --cluster-init makes this master's etcd a
+    # cluster others join; --join https://ADDR:PORT (with the server token) joins one.
+    cluster_init: bool = False
+    join: str = ""
+    # The address other masters reach this one's etcd member at; empty: the --listen host.
+    advertise_address: str = ""
+    etcd_client_port: int | None = None
+    etcd_peer_port: int | None = None
+    # The etcd member's name; empty: <hostname>-<random>, kept in the data dir.
+    etcd_name: str = ""
 
     @property
     def kubeconfig_path(self) -> Path:
@@ -169,20 +203,20 @@ class Master:
         self.controllers: ControllerManager | None = None
         self.elector: LeaderElector | None = None
         self.presence: Presence | None = None
+        self._relay_credentials: Credentials | None = None
+        self._tasks: set[asyncio.Task[None]] = set()  # one-shot work, kept until done (exceptions logged)
         # Who this master is in the leadership record (kybctl get leases): host, listen address, process.
         self.identity = f"{socket.gethostname()}_{config.listen}_{os.getpid()}"
 
     async def start(self) -> None:
         """Start etcd (embedded when no --etcd), the store, the gRPC server and the actors."""
         endpoints, etcd_tls = self.config.etcd, self.config.etcd_tls
-        if not endpoints:
-            sup = EtcdSupervisor(data_dir=self.config.data_dir / "etcd")
-            await sup.start()
-            self.etcd_process = sup
-            endpoints, etcd_tls = [sup.endpoint], sup.client_tls
-        self.store = Store(endpoints=endpoints, tls=etcd_tls)
-        await self.store.connect()
         token = server_token(given=self.config.token, data_dir=self.config.data_dir)
+        if not endpoints:
+            self.store = await self._start_embedded_etcd(token)
+        else:
+            self.store = Store(endpoints=endpoints, tls=etcd_tls)
+            await self.store.connect()
         self.authority = authority = await cluster_authority(self.store, token=token)
         self.tls = ServingCredentials(authority, names=serving_names(listen=self.config.listen,
                                                                      extra=self.config.tls_sans))
@@ -213,8 +247,11 @@ class Master:
         access = self.access
         api_pb2_grpc.add_ObjectAPIServicer_to_server(ObjectAPIServicer(service=service, access=access), self.server)
         node_pb2_grpc.add_NodeLinkServicer_to_server(link, self.server)
+        view = PresenceView(identity=self.identity, clock=self.liveness.now)
+        masters = MasterRelay(locate=view.master_of, credentials=lambda: self._master_credentials(authority))
         node_pb2_grpc.add_PodAPIServicer_to_server(PodAPIServicer(client=client, connections=self.connections,
-                                                                  relay=relay, access=access), self.server)
+                                                                  relay=relay, access=access, masters=masters),
+                                                   self.server)
         identity_pb2_grpc.add_TokensServicer_to_server(TokensServicer(tokens=tokens, access=access), self.server)
         identity_pb2_grpc.add_CertificatesServicer_to_server(CertificatesServicer(
             authority=authority, access=access, validity=self.config.certificate_validity), self.server)
@@ -228,8 +265,12 @@ class Master:
             raise RuntimeError(f"cannot listen on {self.config.listen}")
         # The bootstrap port: one method, for token holders (no client certificate yet).
         self.bootstrap_server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 * 1024)])
+        joinable = self.etcd_process is not None and (self.config.cluster_init or bool(self.config.join))
+        etcd_ca = (self.etcd_process.pki_dir / "ca.crt", self.etcd_process.pki_dir / "ca.key") \
+            if joinable and self.etcd_process is not None else None
         identity_pb2_grpc.add_BootstrapServicer_to_server(BootstrapServicer(
-            authority=authority, tokens=tokens, validity=self.config.certificate_validity), self.bootstrap_server)
+            authority=authority, tokens=tokens, validity=self.config.certificate_validity,
+            masters=MasterJoinService(store=self.store, token=token, etcd_ca=etcd_ca)), self.bootstrap_server)
         bootstrap_listen = self.config.bootstrap_listen or default_bootstrap_listen(self.config.listen)
         self.bootstrap_port = self.bootstrap_server.add_secure_port(bootstrap_listen, self.tls.bootstrap_port())
         if self.bootstrap_port == 0:
@@ -243,14 +284,19 @@ class Master:
         await self.server.start()
         await self.bootstrap_server.start()
         # Which Nodes hold a stream to which master, shared through etcd (written on change only).
-        view = PresenceView(identity=self.identity, clock=self.liveness.now)
         self.liveness.elsewhere = view
+        follow_ready_reports(informers.informer("nodes"), self.liveness,
+                             grace=self.config.node_monitor_grace_period,
+                             reassert=lambda name: self._spawn(registrar.refresh_heartbeat(name),
+                                                               what=f"reassert Ready of {name}"))
         self.presence = Presence(store=self.store, identity=self.identity,
                                  connected=lambda: set(self.liveness.connected_nodes()),
                                  silent=lambda: self.liveness.silent_connected(self.config.node_monitor_grace_period),
-                                 view=view)
+                                 lost=self.liveness.lost_nodes,
+                                 view=view, address=self.api_address)
         self.supervisor.start_fn("presence", self.presence.run)
         self.supervisor.start_fn("store-health", self._watch_store_health)
+        self.supervisor.start_fn("store-quorum", self._watch_quorum)
         self.supervisor.start_fn("node-router", router.run_nodes)
         self.supervisor.start_fn("pod-status-writer", status_writer.run)
         self.supervisor.start_fn("service-router", service_router.run)
@@ -266,7 +312,64 @@ class Master:
             self.supervisor.start_fn("leader-election", self.elector.run)
         informers.start(self.supervisor)
         log.info("serving", listen=self.config.listen, port=self.port, bootstrap_port=self.bootstrap_port,
-                 etcd=",".join(endpoints), ca_hash=authority.hash, kubeconfig=str(self.config.kubeconfig_path))
+                 etcd=",".join(endpoints) or "embedded", ca_hash=authority.hash,
+                 kubeconfig=str(self.config.kubeconfig_path))
+
+    async def _start_embedded_etcd(self, token: str) -> Store:
+        """This master's own etcd member: on loopback alone, or (--cluster-init, --join) one member of the
+        masters' etcd cluster, reachable at --advertise-address (master.join.masters)."""
+        config = self.config
+        folder = config.data_dir / "etcd"
+        clustered = config.cluster_init or bool(config.join)
+        host = advertise_host(config) if clustered else HOST
+        client_port, peer_port = choose_ports(folder, client_port=config.etcd_client_port,
+                                              peer_port=config.etcd_peer_port)
+        membership = Membership.load(folder) if clustered else None
+        has_data = (folder / "data" / "member").exists()
+        if clustered and has_data and membership is None:
+            raise RuntimeError(f"{folder}: an etcd made without --cluster-init or --join cannot become a cluster "
+                               "member; start this master without them, or with a new --data-dir")
+        name = config.etcd_name or (membership.name if membership else
+                                    f"{socket.gethostname()}-{secrets.token_hex(3)}" if clustered else "default")
+        peer_url, client_url = f"https://{host}:{peer_port}", f"https://{host}:{client_port}"
+        others: tuple[str, ...] = ()
+        promote_id = 0
+        if membership is not None:
+            # A restart: etcd reads its membership from its data; the flags only have to agree with it.
+            initial, others = membership.initial_cluster, membership.client_urls
+            state = "existing" if membership.member_id else "new"
+        elif config.join:
+            response, etcd_ca = await request_join(join_url=config.join, token=token, name=name, peer_url=peer_url,
+                                                   client_url=client_url)
+            write_ca(folder / "pki", etcd_ca)
+            initial, state = initial_cluster(response.members), "existing"
+            others = tuple(u for m in response.members if m.name != name for u in m.client_urls)
+            promote_id = response.member_id
+            Membership(name=name, member_id=response.member_id, initial_cluster=initial,
+                       client_urls=others).save(folder)
+            log.info("joined the masters' etcd", member=name, id=f"{response.member_id:x}", via=config.join)
+        elif clustered:
+            initial, state = f"{name}={peer_url}", "new"
+            Membership(name=name, member_id=0, initial_cluster=initial, client_urls=()).save(folder)
+        else:
+            initial, state = None, "new"
+        sup = EtcdSupervisor(data_dir=folder, client_port=client_port, peer_port=peer_port, host=host, name=name,
+                             initial_cluster=initial, initial_cluster_state=state)
+        self.etcd_process = sup
+        if promote_id:
+            # A learner answers almost nothing and is healthy only once promoted: promote it through the
+            # others while it starts.
+            helper = Store(endpoints=list(others), tls=sup.client_tls, tls_name="localhost")
+            await helper.connect()
+            try:
+                await asyncio.gather(sup.start(), promote(helper, promote_id))
+            finally:
+                await helper.close()
+        else:
+            await sup.start()
+        store = Store(endpoints=[sup.endpoint, *others], tls=sup.client_tls, tls_name="localhost")
+        await store.connect()
+        return store
 
     async def _lead(self, fence: Fence, informers: InformerFactory, enabled: frozenset[str]) -> Stop:
         """Start the control loops on the shared caches, every write fenced; returns what stops them."""
@@ -279,7 +382,7 @@ class Master:
         if enabled & MANAGED_CONTROLLERS:
             self.controllers = start_controllers(supervisor=loops, client=client, liveness=self.liveness,
                                                  config=self.config, enabled=enabled & MANAGED_CONTROLLERS,
-                                                 informers=scope)
+                                                 informers=scope, identity=self.identity)
         if "endpoints" in enabled:
             start_endpoints_controller(supervisor=loops, client=client, services=scope.informer("services"),
                                        pods=scope.informer("pods"))
@@ -294,6 +397,35 @@ class Master:
 
         return stop
 
+    def _spawn(self, work: Coroutine[Any, Any, None], *, what: str) -> None:
+        """Run one-shot work in the background, keeping a reference and logging its failure."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+
+        def done(t: asyncio.Task[None]) -> None:
+            self._tasks.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                log.error("background work failed", work=what, exc_info=t.exception())
+
+        task.add_done_callback(done)
+
+    @property
+    def api_address(self) -> str:
+        """Where other masters reach this one's API (logs and exec are relayed there)."""
+        if self.config.advertise_address:
+            return f"{self.config.advertise_address}:{self.port}"
+        return advertised(self.config.listen, self.port)
+
+    def _master_credentials(self, authority: ClusterAuthority) -> Credentials:
+        """This master's own client certificate (system:masters), made once: it relays calls to other masters."""
+        if self._relay_credentials is None:
+            issued = authority.issue_client(Identity(user=f"system:kyb-master:{socket.gethostname()}",
+                                                     groups=(MASTERS_GROUP,)), validity=ADMIN_CERTIFICATE_VALIDITY)
+            assert issued.key is not None
+            self._relay_credentials = Credentials(ca=authority.certificate_pem, certificate=issued.certificate,
+                                                  key=issued.key)
+        return self._relay_credentials
+
     def _write_admin_config(self, authority: ClusterAuthority) -> None:
         """A cluster-admin credentials file (0600): a fresh client certificate in system:masters."""
         issued = authority.issue_client(Identity(user="admin", groups=(MASTERS_GROUP,)),
@@ -304,7 +436,7 @@ class Master:
                                                        credentials=credentials))
 
     async def _watch_store_health(self) -> None:
-        """Report the API NOT_SERVING while etcd is unreachable (the process itself stays up)."""
+        """Report the API NOT_SERVING while etcd is unreachable or without quorum (the process itself stays up)."""
         assert self.store is not None
         serving: bool | None = None
         while True:
@@ -318,9 +450,18 @@ class Master:
                     health_pb2.HealthCheckResponse.NOT_SERVING
                 await self.health.set("", status)
                 await self.health.set(API_SERVICE, status)
-                (log.info if ok else log.warning)("store health", etcd="reachable" if ok else "unreachable")
+                (log.info if ok else log.warning)("store health", etcd="reachable" if ok else
+                                                  "no quorum" if self.store.quorum_lost else "unreachable")
                 serving = ok
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(0.5)
+
+    async def _watch_quorum(self) -> None:
+        """Ask our etcd member whether it has a leader every 0.25 s (a local question, no raft round), so that
+        calls fail at once with UNAVAILABLE naming the lost quorum instead of each waiting for its timeout."""
+        assert self.store is not None
+        while True:
+            await self.store.check_quorum()
+            await asyncio.sleep(0.25)
 
     async def stop(self) -> None:
         """Graceful shutdown: stop accepting calls, finish in-flight ones briefly, stop actors and etcd."""
@@ -330,6 +471,8 @@ class Master:
         if self.server is not None:
             await self.server.stop(grace=2.0)
         await self.supervisor.stop_all()
+        for task in list(self._tasks):
+            task.cancel()
         if self.store is not None:
             await self.store.close()
         if self.etcd_process is not None:

@@ -12,6 +12,7 @@ import click
 
 from kybernetes.core.log import configure, get_logger
 from kybernetes.master.app import Master, MasterConfig, enabled_controllers
+from kybernetes.master.join.masters import JoinError, bootstrap_address
 from kybernetes.master.store.etcdtls import EtcdClientTLS
 
 
@@ -30,8 +31,12 @@ from kybernetes.master.store.etcdtls import EtcdClientTLS
 @click.option("--service-cidr", default="10.96.0.0/16", show_default=True, help="Service cluster IP range.")
 @click.option("--node-monitor-grace-period", type=float, default=5.0, show_default=True,
               help="Seconds without heartbeat before a Node is Ready=Unknown.")
-@click.option("--pod-eviction-timeout", type=float, default=5.0, show_default=True,
-              help="Seconds after NotReady before a Node's pods are evicted.")
+@click.option("--pod-eviction-timeout", type=float, default=1.0, show_default=True,
+              help="Seconds after NotReady before a Node's pods are evicted (a Node whose stream broke is NotReady at "
+                   "once; one whose kubelet closed it, a restart, has the grace period first).")
+@click.option("--unhealthy-zone-threshold", type=click.FloatRange(min=0, max=1, min_open=True), default=0.55,
+              show_default=True, help="Fraction of Nodes not Ready together (and at least 2) at which the cluster "
+                                      "is in full disruption: no pods are evicted from lost Nodes until fewer are.")
 @click.option("--node-cidr-mask-size", type=click.IntRange(8, 30), default=24, show_default=True,
               help="Size of each Node's pod range within --cluster-cidr.")
 @click.option("--controllers", default="*", show_default=True,
@@ -56,14 +61,30 @@ from kybernetes.master.store.etcdtls import EtcdClientTLS
                    "(etcd grants at least 1.5 × its election timeout, rounded up: 1 s for ours).")
 @click.option("--leader-retry-period", type=click.FloatRange(min=0.05, max=10), default=0.2, show_default=True,
               help="Seconds between a standby master's checks of the leadership.")
+@click.option("--cluster-init", is_flag=True, default=False,
+              help="Run the embedded etcd as a cluster other masters can join (--join), reachable at "
+                   "--advertise-address.")
+@click.option("--join", "join", default="", metavar="https://ADDR:PORT",
+              help="Join the cluster of the master at ADDR (its API address): this master's embedded etcd becomes "
+                   "a member of the masters' etcd. Needs the cluster's server token (--token or --token-file).")
+@click.option("--advertise-address", default="", metavar="IP",
+              help="The address other masters reach this one's etcd member at.  [default: the --listen host]")
+@click.option("--etcd-client-port", type=click.IntRange(1, 65535), default=None,
+              help="Client port of the embedded etcd.  [default: 2379, or the one it used last time]")
+@click.option("--etcd-peer-port", type=click.IntRange(1, 65535), default=None,
+              help="Peer port of the embedded etcd.  [default: 2380, or the one it used last time]")
+@click.option("--etcd-name", default="", help="Name of the embedded etcd member.  [default: <hostname>-<random>, "
+                                              "kept in the data dir]")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True)
 def main(listen: str, etcd: str, etcd_cafile: Path | None, etcd_certfile: Path | None, etcd_keyfile: Path | None,
          data_dir: Path, cluster_cidr: str, service_cidr: str,
          node_monitor_grace_period: float, pod_eviction_timeout: float, node_cidr_mask_size: int, controllers: str,
+         unhealthy_zone_threshold: float,
          token: str, token_file: Path | None, bootstrap_listen: str, tls_sans: tuple[str, ...],
          write_kubeconfig: Path | None, certificate_validity: str, leader_lease_duration: int,
-         leader_retry_period: float, log_level: str) -> None:
+         leader_retry_period: float, cluster_init: bool, join: str, advertise_address: str,
+         etcd_client_port: int | None, etcd_peer_port: int | None, etcd_name: str, log_level: str) -> None:
     """Run the Kybernetes master: the API server, the node link and the control loops."""
     configure(level=log_level)
     config = MasterConfig(listen=listen, etcd=[e for e in etcd.split(",") if e], data_dir=data_dir,
@@ -74,7 +95,15 @@ def main(listen: str, etcd: str, etcd_cafile: Path | None, etcd_certfile: Path |
                           tls_sans=list(tls_sans), write_kubeconfig=write_kubeconfig)
     config.certificate_validity = _duration(certificate_validity, flag="--certificate-validity")
     config.leader_lease_seconds, config.leader_retry_period = leader_lease_duration, leader_retry_period
+    config.cluster_init, config.join, config.advertise_address = cluster_init, join, advertise_address
+    config.etcd_client_port, config.etcd_peer_port, config.etcd_name = etcd_client_port, etcd_peer_port, etcd_name
+    config.unhealthy_zone_threshold = unhealthy_zone_threshold
     endpoints = config.etcd
+    if (cluster_init or join) and endpoints:
+        raise click.UsageError("--cluster-init and --join are for the embedded etcd: with --etcd, every master "
+                               "is given the same etcd cluster instead")
+    if cluster_init and join:
+        raise click.UsageError("--cluster-init starts a new cluster, --join joins one: give one of them")
     files = (etcd_cafile, etcd_certfile, etcd_keyfile)
     if any(files) and not all(files):
         raise click.UsageError("--etcd-cafile, --etcd-certfile and --etcd-keyfile go together")
@@ -92,6 +121,14 @@ def main(listen: str, etcd: str, etcd_cafile: Path | None, etcd_certfile: Path |
             raise click.BadParameter(f"{token_file}: {err.strerror}", param_hint="--token-file") from None
         if not config.token:
             raise click.BadParameter(f"{token_file}: empty", param_hint="--token-file")
+    if join and not config.token:
+        raise click.UsageError("--join: the cluster's server token is required (--token, --token-file or "
+                               "$KYB_SERVER_TOKEN): it is in the first master's <data-dir>/server-token")
+    if join:
+        try:
+            bootstrap_address(join)
+        except JoinError as err:
+            raise click.BadParameter(str(err).removeprefix("--join: "), param_hint="--join") from None
     try:
         enabled_controllers(controllers)
     except ValueError as err:

@@ -26,6 +26,42 @@ class IssuedCertificate(_message.Message):
     key: bytes
     def __init__(self, certificate: _Optional[bytes] = ..., ca_certificate: _Optional[bytes] = ..., key: _Optional[bytes] = ...) -> None: ...
 
+class MasterJoinRequest(_message.Message):
+    __slots__ = ("name", "peer_url", "client_url", "timestamp", "proof")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PEER_URL_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_URL_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    PROOF_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    peer_url: str
+    client_url: str
+    timestamp: int
+    proof: bytes
+    def __init__(self, name: _Optional[str] = ..., peer_url: _Optional[str] = ..., client_url: _Optional[str] = ..., timestamp: _Optional[int] = ..., proof: _Optional[bytes] = ...) -> None: ...
+
+class EtcdMember(_message.Message):
+    __slots__ = ("name", "peer_urls", "client_urls", "learner")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PEER_URLS_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_URLS_FIELD_NUMBER: _ClassVar[int]
+    LEARNER_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    peer_urls: _containers.RepeatedScalarFieldContainer[str]
+    client_urls: _containers.RepeatedScalarFieldContainer[str]
+    learner: bool
+    def __init__(self, name: _Optional[str] = ..., peer_urls: _Optional[_Iterable[str]] = ..., client_urls: _Optional[_Iterable[str]] = ..., learner: _Optional[bool] = ...) -> None: ...
+
+class MasterJoinResponse(_message.Message):
+    __slots__ = ("sealed_etcd_ca", "members", "member_id")
+    SEALED_ETCD_CA_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    sealed_etcd_ca: bytes
+    members: _containers.RepeatedCompositeFieldContainer[EtcdMember]
+    member_id: int
+    def __init__(self, sealed_etcd_ca: _Optional[bytes] = ..., members: _Optional[_Iterable[_Union[EtcdMember, _Mapping]]] = ..., member_id: _Optional[int] = ...) -> None: ...
+
 class Token(_message.Message):
     __slots__ = ("id", "token", "description", "expires", "created")
     ID_FIELD_NUMBER: _ClassVar[int]

@@ -39,12 +39,23 @@ class BootstrapStub:
                 request_serializer=kybernetes_dot_proto_dot_identity__pb2.JoinRequest.SerializeToString,
                 response_deserializer=kybernetes_dot_proto_dot_identity__pb2.IssuedCertificate.FromString,
                 _registered_method=True)
+        self.JoinMaster = channel.unary_unary(
+                '/kyb.v1.Bootstrap/JoinMaster',
+                request_serializer=kybernetes_dot_proto_dot_identity__pb2.MasterJoinRequest.SerializeToString,
+                response_deserializer=kybernetes_dot_proto_dot_identity__pb2.MasterJoinResponse.FromString,
+                _registered_method=True)
 
 
 class BootstrapServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Join(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def JoinMaster(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -57,6 +68,11 @@ def add_BootstrapServicer_to_server(servicer, server):
                     servicer.Join,
                     request_deserializer=kybernetes_dot_proto_dot_identity__pb2.JoinRequest.FromString,
                     response_serializer=kybernetes_dot_proto_dot_identity__pb2.IssuedCertificate.SerializeToString,
+            ),
+            'JoinMaster': grpc.unary_unary_rpc_method_handler(
+                    servicer.JoinMaster,
+                    request_deserializer=kybernetes_dot_proto_dot_identity__pb2.MasterJoinRequest.FromString,
+                    response_serializer=kybernetes_dot_proto_dot_identity__pb2.MasterJoinResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -86,6 +102,33 @@ class Bootstrap:
             '/kyb.v1.Bootstrap/Join',
             kybernetes_dot_proto_dot_identity__pb2.JoinRequest.SerializeToString,
             kybernetes_dot_proto_dot_identity__pb2.IssuedCertificate.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def JoinMaster(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kyb.v1.Bootstrap/JoinMaster',
+            kybernetes_dot_proto_dot_identity__pb2.MasterJoinRequest.SerializeToString,
+            kybernetes_dot_proto_dot_identity__pb2.MasterJoinResponse.FromString,
             options,
             channel_credentials,
             insecure,

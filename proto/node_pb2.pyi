@@ -82,7 +82,7 @@ class ExecOutput(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., stream: _Optional[int] = ..., data: _Optional[bytes] = ..., exited: _Optional[bool] = ..., exit_code: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
 
 class NodeMessage(_message.Message):
-    __slots__ = ("register", "heartbeat", "pod_status", "pod_terminated", "event", "log_chunk", "exec_output")
+    __slots__ = ("register", "heartbeat", "pod_status", "pod_terminated", "event", "log_chunk", "exec_output", "goodbye")
     REGISTER_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     POD_STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -90,6 +90,7 @@ class NodeMessage(_message.Message):
     EVENT_FIELD_NUMBER: _ClassVar[int]
     LOG_CHUNK_FIELD_NUMBER: _ClassVar[int]
     EXEC_OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    GOODBYE_FIELD_NUMBER: _ClassVar[int]
     register: Register
     heartbeat: Heartbeat
     pod_status: PodStatusReport
@@ -97,7 +98,14 @@ class NodeMessage(_message.Message):
     event: EventReport
     log_chunk: LogChunk
     exec_output: ExecOutput
-    def __init__(self, register: _Optional[_Union[Register, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., pod_status: _Optional[_Union[PodStatusReport, _Mapping]] = ..., pod_terminated: _Optional[_Union[PodTerminated, _Mapping]] = ..., event: _Optional[_Union[EventReport, _Mapping]] = ..., log_chunk: _Optional[_Union[LogChunk, _Mapping]] = ..., exec_output: _Optional[_Union[ExecOutput, _Mapping]] = ...) -> None: ...
+    goodbye: Goodbye
+    def __init__(self, register: _Optional[_Union[Register, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., pod_status: _Optional[_Union[PodStatusReport, _Mapping]] = ..., pod_terminated: _Optional[_Union[PodTerminated, _Mapping]] = ..., event: _Optional[_Union[EventReport, _Mapping]] = ..., log_chunk: _Optional[_Union[LogChunk, _Mapping]] = ..., exec_output: _Optional[_Union[ExecOutput, _Mapping]] = ..., goodbye: _Optional[_Union[Goodbye, _Mapping]] = ...) -> None: ...
+
+class Goodbye(_message.Message):
+    __slots__ = ("reason",)
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    def __init__(self, reason: _Optional[str] = ...) -> None: ...
 
 class Registered(_message.Message):
     __slots__ = ("node", "heartbeat_interval_ms")

@@ -23,7 +23,7 @@ from tests.fixtures.containerd import (  # noqa: F401
 )
 from tests.fixtures.etcd import etcd, etcd_cluster  # noqa: F401
 from tests.fixtures.kubelet import cluster_master, kubelets, node, restartable_node  # noqa: F401
-from tests.fixtures.lab import lab  # noqa: F401
+from tests.fixtures.lab import ha_lab, lab  # noqa: F401
 from tests.fixtures.master import client, master  # noqa: F401
 
 UNIT_DIR = Path(__file__).resolve().parent / "unit"
@@ -35,7 +35,7 @@ NEEDS = {
     "registry": "containerd", "test_images": "containerd", "pushed_test_images": "containerd",
     "node": "containerd", "restartable_node": "containerd",
     "host_route_guard": "root",
-    "lab": "lab",
+    "lab": "lab", "ha_lab": "lab",
 }
 
 

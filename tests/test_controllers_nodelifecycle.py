@@ -1,21 +1,30 @@
-"""The node lifecycle controller: lost Nodes, taints, eviction with tolerations, deleted Nodes, mass outages.
+"""The node lifecycle controller: lost Nodes, taints, eviction with tolerations, deleted Nodes, full disruption.
 
 Real etcd and the real object service with every controller in-process. The node link is
 played by the test: the liveness table is driven directly (a kubelet whose stream breaks, one
 that hangs) and kubelets are played through the API (`ApiKubelets`), because what is under
 test is the controller's reaction to liveness, not the link itself. Short periods
-(grace 1 s, eviction timeout 1 s) keep the tests quick.
+(grace 1 s, eviction timeout 1 s) keep the tests quick. The last test runs a real kyb-master
+process with scripted node links (harness.nodelink) to check `--unhealthy-zone-threshold` end to end.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from harness.builders import make_deployment, make_pod
+from harness.master import MasterProcess
+from harness.nodelink import ScriptedNode
 from harness.waiting import until
 from kybernetes.master.store.embedded import EtcdProcess
+from kybernetes.proto import node_pb2
 from kybernetes.proto import objects_pb2 as pb
 from tests.test_controllers_support import (
     Cluster,
@@ -31,7 +40,7 @@ EVICTION = 1.0
 
 @pytest.fixture
 async def cluster(etcd: EtcdProcess) -> AsyncIterator[Cluster]:
-    c = await start_cluster(etcd, grace=GRACE, eviction_timeout=EVICTION, disrupted_eviction_interval=3.0)
+    c = await start_cluster(etcd, grace=GRACE, eviction_timeout=EVICTION)
     try:
         yield c
     finally:
@@ -177,32 +186,197 @@ async def test_a_deleted_nodes_pods_are_deleted_at_once_and_replaced(cluster: Cl
     await until(replaced, timeout=10, message="n1's pods gone from etcd and replaced on n2")
 
 
-async def test_mass_outage_taints_nodes_slowly(cluster: Cluster):
-    await cluster.add_nodes("n1", "n2", "n3", "n4")
-    for name in ("n1", "n2", "n3"):
-        cluster.kubelets.kill(name)
-
-    async def unknown_count() -> int:
-        nodes = [await node(cluster, n) for n in ("n1", "n2", "n3")]
-        return sum(1 for n in nodes if ready_status(n).status == "Unknown")
-
-    await until(lambda: _equals(unknown_count(), 3), timeout=5, message="all three marked Unknown")
-    first = await until(lambda: _tainted(cluster), timeout=5)
-    assert len(first) == 1, "disrupted: one node at a time"
-    taints = await until(lambda: _all_tainted(cluster, 3), timeout=15, message="all tainted eventually")
-    added = sorted(t.time_added.seconds for t in taints)
-    assert added[1] - added[0] >= 2 and added[2] - added[1] >= 2  # 3 s apart, one-second resolution
-    assert unreachable(await node(cluster, "n4")) is None
 
 
-async def _equals(aw: object, value: int) -> bool:
-    return await aw == value  # type: ignore[misc]
+def eviction_taint(n: pb.Node) -> pb.Taint | None:
+    """The node lifecycle controller's NoExecute taint (unreachable or not-ready), if the Node has one."""
+    return next((t for t in n.spec.taints if t.effect == "NoExecute" and t.key in (
+        "node.kubernetes.io/unreachable", "node.kubernetes.io/not-ready")), None)
 
 
-async def _tainted(c: Cluster) -> list[pb.Taint]:
-    return [t for n in ("n1", "n2", "n3") if (t := unreachable(await node(c, n))) is not None]
+async def event(client: Any, reason: str) -> pb.Event | None:
+    events = (await client.list("events", namespace="default")).items
+    return next((e for e in events if e.reason == reason), None)
 
 
-async def _all_tainted(c: Cluster, count: int) -> list[pb.Taint]:
-    taints = await _tainted(c)
-    return taints if len(taints) == count else []
+class NodeHistory:
+    """Every version of every Node the API served from `start()` on: a taint that came and went is seen too."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.versions: list[pb.Node] = []
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        listed = await self.client.list("nodes")
+        self.versions.extend(listed.items)
+        self.task = asyncio.create_task(self._watch(listed.resource_version))
+
+    async def _watch(self, resource_version: str) -> None:
+        async for ev in self.client.watch("nodes", resource_version=resource_version):
+            if ev.type in ("ADDED", "MODIFIED"):
+                self.versions.append(ev.object)
+
+    async def caught_up(self, *names: str) -> bool:
+        """The history holds the current version of each of these Nodes."""
+        for name in names:
+            current = await self.client.get("nodes", name, namespace="")
+            seen = {v.metadata.resource_version for v in self.versions if v.metadata.name == name}
+            if current.metadata.resource_version not in seen:
+                return False
+        return True
+
+    def ever_tainted(self, *names: str) -> list[str]:
+        return sorted({v.metadata.name for v in self.versions
+                       if v.metadata.name in names and eviction_taint(v) is not None})
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+
+
+async def place_pods(c: Cluster, *placements: tuple[str, str]) -> None:
+    """Pods bound straight to Nodes (no ReplicaSet: nothing replaces them), Ready once their kubelet says so."""
+    for name, node_name in placements:
+        await c.client.create(make_pod(name, node=node_name))
+
+    async def all_ready() -> bool:
+        return all([is_ready(await c.client.get("pods", name)) for name, _ in placements])
+
+    await until(all_ready, timeout=10, message="the pods Ready")
+
+
+async def test_two_of_three_nodes_lost_together_is_a_full_disruption_and_nothing_is_evicted(cluster: Cluster):
+    await cluster.add_nodes("n1", "n2", "n3")
+    await place_pods(cluster, ("p1", "n1"), ("p2", "n2"), ("p3", "n3"))
+    history = NodeHistory(cluster.client)
+    await history.start()
+    try:
+        cluster.kubelets.kill("n1")  # both streams break together: the same monitor pass sees both lost
+        cluster.kubelets.kill("n2")
+
+        async def lost(name: str) -> pb.Node | None:
+            n = await node(cluster, name)
+            cond = ready_status(n)
+            return n if cond is not None and cond.status == "Unknown" else None
+
+        entered = await until(lambda: event(cluster.client, "FullDisruption"), timeout=5,
+                              message="the FullDisruption event")
+        assert entered.type == "Warning"
+        assert (entered.involved_object.kind, entered.involved_object.name) == ("Namespace", "kube-system")
+        assert entered.message.startswith("2 of 3 Nodes not Ready (67%; threshold 55%)")
+        n1 = await until(lambda: lost("n1"), timeout=5, message="n1 Ready=Unknown")
+        n2 = await until(lambda: lost("n2"), timeout=5, message="n2 Ready=Unknown")
+        # Ready=Unknown is still written, and the lost Nodes' pods stop counting as ready (as Kubernetes does).
+        for name in ("p1", "p2"):
+            await until(lambda name=name: _not_ready(cluster, name), timeout=5, message=f"{name} not ready")
+
+        # Let the eviction timeout pass in the eviction controller's clock (it evicts at a taint's timeAdded,
+        # in whole seconds, plus the timeout): any taint from the pass that found n1 and n2 lost, or a later
+        # one, would have evicted p1 or p2 by then.
+        lost_at = max(ready_status(n).last_transition_time.seconds for n in (n1, n2))
+        await until(lambda: time.time() >= lost_at + EVICTION + 2, timeout=10, message="the eviction timeout over")
+        await until(lambda: history.caught_up("n1", "n2", "n3"), timeout=5, message="the watch caught up")
+        assert history.ever_tainted("n1", "n2", "n3") == []
+        for name in ("p1", "p2", "p3"):
+            assert not is_terminating(await cluster.client.get("pods", name)), f"{name} was evicted"
+        assert await event(cluster.client, "FullDisruptionEnded") is None
+
+        # n1 comes back: 1 of 3 not Ready is below the threshold, and n2's pod is evicted as usual.
+        await cluster.kubelets.revive("n1")
+        ended = await until(lambda: event(cluster.client, "FullDisruptionEnded"), timeout=5,
+                            message="the FullDisruptionEnded event")
+        assert ended.type == "Normal" and ended.message.startswith("1 of 3 Nodes not Ready (33%; threshold 55%)")
+        await until(lambda: _taint(cluster, "n2"), timeout=5, message="n2 tainted once the disruption is over")
+
+        async def evicted(name: str) -> bool:
+            return is_terminating(await cluster.client.get("pods", name))
+
+        await until(lambda: evicted("p2"), timeout=10, message="p2 evicted")
+        reasons = {(e.involved_object.name, e.reason) for e in (await cluster.client.list("events")).items}
+        assert ("p2", "TaintManagerEviction") in reasons
+        assert not await evicted("p1") and not await evicted("p3")
+        assert eviction_taint(await node(cluster, "n1")) is None
+    finally:
+        await history.stop()
+
+
+async def _not_ready(c: Cluster, name: str) -> bool:
+    return not is_ready(await c.client.get("pods", name))
+
+
+async def test_entering_a_full_disruption_takes_the_taints_off_and_leaving_it_starts_a_fresh_timeout(
+        cluster: Cluster):
+    await cluster.add_nodes("n1", "n2", "n3")
+    patient = make_pod("patient", node="n1")  # stays through an hour of unreachable: nothing evicts it here
+    patient.spec.tolerations.add(key="node.kubernetes.io/unreachable", operator="Exists", effect="NoExecute",
+                                 has_toleration_seconds=True, toleration_seconds=3600)
+    await cluster.client.create(patient)
+    cluster.kubelets.kill("n1")  # 1 of 3: an ordinary failure
+    first = await until(lambda: _taint(cluster, "n1"), timeout=5, message="n1 tainted")
+
+    cluster.kubelets.kill("n2")  # 2 of 3: full disruption
+
+    async def untainted(name: str) -> bool:
+        return eviction_taint(await node(cluster, name)) is None
+
+    await until(lambda: event(cluster.client, "FullDisruption"), timeout=5, message="the FullDisruption event")
+    await until(lambda: untainted("n1"), timeout=5, message="n1's taint taken off")
+    assert await untainted("n2")
+
+    # A fresh taint's timeAdded (whole seconds) can only differ from the first one's a second later.
+    await until(lambda: time.time() >= first.time_added.seconds + 1, timeout=5)
+    await cluster.kubelets.revive("n2")
+    await until(lambda: event(cluster.client, "FullDisruptionEnded"), timeout=5,
+                message="the FullDisruptionEnded event")
+    again = await until(lambda: _taint(cluster, "n1"), timeout=5, message="n1 tainted again")
+    assert again.time_added.seconds > first.time_added.seconds, "the eviction timeout starts afresh"
+    assert not is_terminating(await cluster.client.get("pods", "patient"))
+
+
+async def _heartbeats(node: ScriptedNode) -> None:
+    """What a kubelet does all along: a heartbeat every 0.2 s (the master's grace period here is 1 s)."""
+    for sequence in range(1, 1_000_000):
+        node.send(heartbeat=node_pb2.Heartbeat(sequence=sequence))
+        await asyncio.sleep(0.2)
+
+
+async def test_the_threshold_flag_of_a_real_master(etcd: EtcdProcess, tmp_path: Path):
+    """kyb-master --unhealthy-zone-threshold 0.7: 2 of 3 scripted Nodes lost (67 %) are tainted; the third
+    lost too (100 %) is a full disruption, which takes their taints off and says so in an Event."""
+    args = ["--node-monitor-grace-period", "1", "--pod-eviction-timeout", "1", "--unhealthy-zone-threshold", "0.7"]
+    async with MasterProcess(etcd=[etcd.endpoint], etcd_tls=etcd.client_tls, log_path=tmp_path / "master.log",
+                             extra_args=args) as master, master.client() as client:
+        nodes = {name: ScriptedNode(master, name) for name in ("a", "b", "c")}
+        beating: list[asyncio.Task[None]] = []
+        try:
+            for scripted in nodes.values():
+                await scripted.connect()
+                beating.append(asyncio.create_task(_heartbeats(scripted)))
+
+            async def taints() -> dict[str, bool]:
+                return {n.metadata.name: eviction_taint(n) is not None for n in (await client.list("nodes")).items}
+
+            async def tainted_exactly(*names: str) -> bool:
+                return await taints() == {name: name in names for name in nodes}
+
+            await until(lambda: tainted_exactly(), timeout=15, message="three Nodes registered, none tainted")
+            for name in ("a", "b"):
+                beating[list(nodes).index(name)].cancel()
+                await nodes[name].close()
+            await until(lambda: tainted_exactly("a", "b"), timeout=10, message="a and b tainted (67 % < 70 %)")
+            assert await event(client, "FullDisruption") is None
+
+            beating[2].cancel()
+            await nodes["c"].close()
+            entered = await until(lambda: event(client, "FullDisruption"), timeout=10,
+                                  message="the FullDisruption event")
+            assert entered.message.startswith("3 of 3 Nodes not Ready (100%; threshold 70%)")
+            await until(lambda: tainted_exactly(), timeout=10, message="every taint taken off")
+        finally:
+            for task in beating:
+                task.cancel()
+            for scripted in nodes.values():
+                with contextlib.suppress(Exception):
+                    await scripted.close()

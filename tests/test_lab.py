@@ -27,6 +27,7 @@ from harness.lab import (
     hello_manifest,
     http_get,
     is_ready,
+    lab_traces,
     pick_lab,
     ready_pods,
     run,
@@ -319,35 +320,6 @@ async def test_master_sigkill_during_rollout(lab: Lab):
 
 
 # ----------------------------------------------------------------------------- teardown
-
-
-def lab_traces(lab: Lab) -> dict[str, list[str]]:
-    """Everything on the host that carries one of the lab's names, subnets or directories."""
-    prefix, chain = lab.prefix, lab.prefix.upper() + "-FWD"
-    proto = str(route_proto(f"kyb-lab-{prefix}"))
-    routes = run("ip", "-N", "-4", "route", "show", "table", "all").stdout.splitlines()
-    processes = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-                if str(lab.dir) in cmdline or f"--tag kyb-lab-{prefix} " in cmdline + " ":
-                    processes.append(f"{entry.name} {cmdline}")
-    return {
-        "netns": [n for n in run("ip", "netns", "list").stdout.split() if n.startswith(prefix + "-")],
-        "links": [line.split(":")[1].strip() for line in run("ip", "-o", "link").stdout.splitlines()
-                  if line.split(":")[1].strip().startswith(prefix)],
-        "iptables": [line for line in run("iptables-save").stdout.splitlines() if chain in line],
-        "nft": [line for line in run("nft", "list", "ruleset").stdout.splitlines() if prefix in line],
-        "routes": [r for r in routes if f"{lab.subnet}." in r or f"proto {proto} " in r + " "],
-        "mounts": [line for line in Path("/proc/self/mountinfo").read_text().splitlines()
-                   if str(lab.dir) in line or f"/{prefix}-node" in line],
-        "processes": processes,
-        "cgroups": [str(p) for p in Path("/sys/fs/cgroup").glob(f"*/{prefix}-node*")],
-        "runc": [str(p) for p in Path("/run/containerd/runc").glob(f"{prefix}-node*")],
-        "uts": [str(p) for p in Path("/run/kybernetes/uts").glob(f"{prefix}-node*")],
-        "dir": [str(lab.dir)] if lab.dir.exists() else [],
-    }
 
 
 async def test_down_leaves_nothing_behind(lab: Lab):

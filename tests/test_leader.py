@@ -5,22 +5,29 @@ an etcd lease (`kybctl get leases`); a killed leader is replaced, and a deposed 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import signal
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from harness.builders import make_deployment, make_pod
 from harness.master import JoinInfo, MasterProcess
+from harness.nodelink import ScriptedNode
 from harness.waiting import until
 from kybernetes.core.api.kinds import kind_of
 from kybernetes.ctl.client import Client
 from kybernetes.master.app import LEADER_HEALTH
 from kybernetes.master.leader.election import LEASE_NAME, LEASE_NAMESPACE
+from kybernetes.master.nodelink.presence import Presence, PresenceView
 from kybernetes.master.store.embedded import EtcdProcess
-from kybernetes.master.store.etcd import Store, key_for
+from kybernetes.master.store.etcd import RawKeys, Store, key_for
 from kybernetes.master.store.fencing import Fence, FencedError, fenced
+from kybernetes.proto import node_pb2, node_pb2_grpc
 from kybernetes.proto import objects_pb2 as pb
 from tests.test_kybctl import kyb, table
 
@@ -217,3 +224,119 @@ async def _try_create(client: Client, name: str) -> pb.Pod | None:
         return await client.create(make_pod(name))
     except Exception:  # noqa: BLE001 - the dead master's calls fail until the channel moves on
         return None
+
+
+async def test_logs_and_exec_reach_a_node_on_another_master(etcd: EtcdProcess, tmp_path: Path):
+    holder, other = _master(etcd, tmp_path, "holder"), _master(etcd, tmp_path, "other")
+    async with holder, other:
+        node = ScriptedNode(holder, "remote")
+        try:
+            await node.connect()
+            async with other.client() as client:
+                await client.create(make_pod("talker", node="remote"))
+                pods = node_pb2_grpc.PodAPIStub(client.channel)
+
+                async def answer_logs() -> None:
+                    req = (await node.expect("log_request")).log_request
+                    node.send(log_chunk=node_pb2.LogChunk(request_id=req.request_id, data=b"from afar\n", eof=True))
+
+                async def logs() -> bytes | None:
+                    try:
+                        return b"".join([c.data async for c in pods.Logs(node_pb2.LogsRequest(
+                            namespace="default", pod="talker"), timeout=10)])
+                    except grpc.RpcError as err:  # until the other master has read the holder's presence
+                        assert err.code() == grpc.StatusCode.UNAVAILABLE, err
+                        return None
+
+                answering = asyncio.create_task(answer_logs())
+                assert await until(logs, timeout=15, message="logs through the other master") == b"from afar\n"
+                await answering
+
+                async def answer_exec() -> None:
+                    start = (await node.expect("exec_start")).exec_start
+                    assert list(start.command) == ["hostname"]
+                    node.send(exec_output=node_pb2.ExecOutput(request_id=start.request_id, stream=1, data=b"x\n"))
+                    node.send(exec_output=node_pb2.ExecOutput(request_id=start.request_id, exited=True,
+                                                              exit_code=4))
+
+                async def requests() -> AsyncIterator[node_pb2.ExecClientMessage]:
+                    yield node_pb2.ExecClientMessage(start=node_pb2.ExecStart(namespace="default", pod="talker",
+                                                                              command=["hostname"]))
+
+                answering = asyncio.create_task(answer_exec())
+                replies = [r async for r in pods.Exec(requests(), timeout=10)]
+                await answering
+                assert replies[0].data == b"x\n" and replies[-1].exited and replies[-1].exit_code == 4
+                # A relayed call is never relayed again (no loops between masters with stale views).
+                with pytest.raises(grpc.RpcError) as refused:
+                    async for _ in pods.Logs(node_pb2.LogsRequest(namespace="default", pod="talker"),
+                                             metadata=(("kyb-relayed", "1"),), timeout=10):
+                        pass
+                assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+                assert "is not connected" in (refused.value.details() or "")
+        finally:
+            await node.close()
+
+
+async def test_a_second_master_on_the_etcd_of_a_running_one_evicts_nothing(etcd: EtcdProcess, tmp_path: Path,
+                                                                          kubelets):
+    # The bug this guards against: a second master saw every Node silent since its own start (their streams
+    # are on the first master), marked them Unknown, tainted them and evicted every pod.
+    args = ["--node-monitor-grace-period", "2", "--pod-eviction-timeout", "1"]
+    first = MasterProcess(etcd=[etcd.endpoint], etcd_tls=etcd.client_tls, log_path=tmp_path / "first.log",
+                          extra_args=args)
+    second = MasterProcess(etcd=[etcd.endpoint], etcd_tls=etcd.client_tls, log_path=tmp_path / "second.log",
+                           extra_args=args)
+    async with first, first.client() as client:
+        await until(lambda: _led_by(client, first), timeout=15, message="the first master leads")
+        names = ["steady-a", "steady-b"]
+        for name in names:
+            kubelet = kubelets(master=await first.join(), node_name=name, runtime="hollow")
+            await kubelet.start()
+        for name in names:
+            await until(lambda n=name: _ready(client, n), timeout=15, message=f"{name} Ready")
+            await client.create(make_pod(f"on-{name}", node=name))
+            await until(lambda n=name: _phase(client, f"on-{n}", "Running"), timeout=15, message="Running")
+        pods = {p.metadata.name: p.metadata.uid for p in (await client.list("pods", namespace="default")).items}
+        async with second:
+            # Three grace periods with the second master up (it stands by: the first one leads).
+            began = asyncio.get_running_loop().time()
+            while asyncio.get_running_loop().time() - began < 6:
+                for name in names:
+                    assert await _ready(client, name), f"{name} went NotReady or was tainted"
+                await asyncio.sleep(0.2)
+            assert await _led_by(client, first)
+        after = (await client.list("pods", namespace="default")).items
+        assert {p.metadata.name: p.metadata.uid for p in after} == pods
+        assert not any(p.metadata.HasField("deletion_timestamp") for p in after)
+        assert b'"node lost"' not in second.log_path.read_bytes()
+
+
+async def test_presence_publishes_again_after_its_lease_is_gone(etcd: EtcdProcess):
+    # Seen on the lab: etcd out of reach for longer than the presence lease's TTL, then every write with the
+    # expired lease failed ("requested lease not found") and the master's Nodes stayed unpublished for good.
+    store = Store(endpoints=[etcd.endpoint], tls=etcd.client_tls)
+    await store.connect()
+    nodes = {"n1"}
+    view = PresenceView(identity="me", clock=asyncio.get_running_loop().time)
+    presence = Presence(store=store, identity="me", connected=lambda: set(nodes), silent=set, view=view)
+    running = asyncio.create_task(presence.run())
+    keys = RawKeys(store, "presence")
+    try:
+        await until(lambda: keys.get("me"), timeout=10, message="published")
+        first = presence._lease
+        await store.revoke_lease(first)  # as if it had expired
+        nodes.add("n2")  # a change to publish with the dead lease
+        published = await until(lambda: _published(keys, "n2"), timeout=10, message="published again")
+        assert json.loads(published)["connected"] == ["n1", "n2"]
+        assert presence._lease not in (0, first)
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        await store.close()
+
+
+async def _published(keys: RawKeys, node: str) -> bytes | None:
+    value = await keys.get("me")
+    return value if value is not None and node in json.loads(value)["connected"] else None

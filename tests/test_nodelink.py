@@ -8,12 +8,14 @@ writes, deletion confirmation, heartbeat cost, and the logs/exec relay.
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from harness.builders import make_pod
 from harness.master import MasterProcess
 from harness.nodelink import ScriptedNode
 from harness.waiting import until
 from kybernetes.ctl.client import Client, NotFoundError
+from kybernetes.master.store.embedded import EtcdProcess
 from kybernetes.proto import node_pb2, node_pb2_grpc
 from kybernetes.proto import objects_pb2 as pb
 
@@ -178,3 +180,27 @@ async def test_services_and_nodes_reach_nodes_that_ask(client: Client, master: M
             await other.close()
     finally:
         await node.close()
+
+
+async def test_a_node_that_hangs_up_is_silent_and_a_broken_stream_is_lost(etcd: EtcdProcess, tmp_path: Path):
+    # A kubelet that stops closes its side of the stream: the Node has the grace period (an hour here) to come
+    # back. A stream that breaks (here: cancelled with no close) is a lost Node at once.
+    args = ["--node-monitor-grace-period", "3600", "--controllers", "nodelifecycle"]
+    async with MasterProcess(etcd=[etcd.endpoint], etcd_tls=etcd.client_tls, log_path=tmp_path / "m.log",
+                             extra_args=args) as master, master.client() as client:
+        polite, broken = ScriptedNode(master, "polite"), ScriptedNode(master, "broken")
+        await polite.connect()
+        await broken.connect()
+        await polite.hang_up()
+        assert broken.call is not None
+        broken.call.cancel()
+        await until(lambda: _ready_is(client, "broken", "Unknown"), timeout=15, message="the broken Node lost")
+        # The controller judged both Nodes in the pass that found the broken one; the polite one hung up first.
+        assert await _ready_is(client, "polite", "True")
+        log = (tmp_path / "m.log").read_text()
+        assert '"graceful": true' in log and '"graceful": false' in log
+
+
+async def _ready_is(client: Client, name: str, status: str) -> bool:
+    node = await client.get("nodes", name)
+    return any(c.type == "Ready" and c.status == status for c in node.status.conditions)

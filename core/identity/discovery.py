@@ -24,8 +24,8 @@ class DiscoveryError(Exception):
     """The master's CA could not be read, or it is not the one the token names."""
 
 
-async def discover_ca(address: str, *, expected_hash: str, timeout: float = 10.0) -> bytes:
-    """The PEM of the CA that `address` serves, when its hash is `expected_hash`; DiscoveryError otherwise."""
+async def served_chain(address: str, *, timeout: float = 10.0) -> list[x509.Certificate]:
+    """The certificates `address` sends in its TLS handshake, unverified (serving certificate first)."""
     host, _, port = address.rpartition(":")
     host = host.strip("[]")
     context = ssl.create_default_context()
@@ -44,11 +44,25 @@ async def discover_ca(address: str, *, expected_hash: str, timeout: float = 10.0
         # Abort, not close: a graceful TLS close waits for the server's close_notify, which a gRPC server
         # that has not seen an HTTP/2 preface may never send.
         writer.transport.abort()
-    for der in chain:
-        certificate = x509.load_der_x509_certificate(der)
+    return [x509.load_der_x509_certificate(der) for der in chain]
+
+
+async def served_ca(address: str, *, timeout: float = 10.0) -> bytes:
+    """The PEM of the CA `address` serves (the last of its chain), unverified: trust on first use, for a caller
+    that authenticates what it receives by other means (a master joining with the server token)."""
+    chain = await served_chain(address, timeout=timeout)
+    if len(chain) < 2:
+        raise DiscoveryError(f"the master at {address} sent no CA with its certificate")
+    return certificate_pem(chain[-1])
+
+
+async def discover_ca(address: str, *, expected_hash: str, timeout: float = 10.0) -> bytes:
+    """The PEM of the CA that `address` serves, when its hash is `expected_hash`; DiscoveryError otherwise."""
+    chain = await served_chain(address, timeout=timeout)
+    for certificate in chain:
         if ca_hash(certificate) == expected_hash:
             return certificate_pem(certificate)
-    seen = ", ".join(ca_hash(x509.load_der_x509_certificate(d)) for d in chain[1:]) or "none"
+    seen = ", ".join(ca_hash(c) for c in chain[1:]) or "none"
     raise DiscoveryError(f"the master at {address} serves a CA whose hash ({seen}) does not match the token's "
                          f"({expected_hash}): refusing to connect (wrong token, or not our master)")
 

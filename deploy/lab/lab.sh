@@ -1,18 +1,35 @@
 #!/usr/bin/env bash
-# A Kybernetes cluster on one machine: a master node and N worker nodes, each a network namespace on a
+# A Kybernetes cluster on one machine: M master nodes and N worker nodes, each a network namespace on a
 # shared bridge (like VMs on a private network). Run as root.
 #
-#   lab.sh up [--workers N] [--no-kubelet]   bring the lab up (3 workers by default); reuses what exists
-#   lab.sh down                               stop everything and remove all the lab created
-#   lab.sh status                             nodes, links, processes, and `kybctl get nodes`
-#   lab.sh env                                prints `export KYBCONFIG=…` (eval "$(lab.sh env)"): the master's
-#                                             admin credentials (every link is mutual TLS)
-#   lab.sh kybctl ARGS…                       kybctl against the lab's master
+#   lab.sh up [--workers N] [--masters M] [--no-kubelet]
+#                                  bring the lab up (3 workers, 1 master by default; --masters 1..5, 3 for
+#                                  HA: see below); reuses what exists
+#   lab.sh down                    stop everything and remove all the lab created
+#   lab.sh status                  machines, links, processes, the leader, etcd members, `kybctl get nodes`
+#   lab.sh env                     prints `export KYBCONFIG=…` (eval "$(lab.sh env)"): admin credentials
+#                                  (every link is mutual TLS); with several masters `server:` lists them all
+#   lab.sh kybctl ARGS…            kybctl against the lab's master(s)
+#   lab.sh etcdctl ARGS…           etcdctl (API 3) against the lab's etcd member(s), with its client certificate
+#   lab.sh leader [--wait S]       prints the number of the master that runs the control loops (its health
+#                                  service reports kyb.leader SERVING); fails when none or several do
+#                                  (with --wait: after waiting up to S seconds for exactly one)
+#
+# Faults. N is a worker's number; M a master's number (1..masters; 1 when left out):
 #   lab.sh kill-node N | start-node N         power cut (every process of the node, containers included,
 #                                             and its link) / power on (containerd, then the kubelet)
 #   lab.sh stop-kubelet N | start-kubelet N   SIGTERM the node's kubelet / start it again
-#   lab.sh partition N | heal N               drop / restore all traffic of a node (N may be "master")
-#   lab.sh kill-master | start-master         SIGKILL kyb-master / start it again (etcd keeps running)
+#   lab.sh partition N | heal N               drop / restore all traffic of a worker
+#   lab.sh partition master [M] | heal master [M]
+#                                             the same for master M (etcd member included); `masterM` works too
+#   lab.sh kill-master [M] | start-master [M] [--no-wait]
+#                                             SIGKILL master M's kyb-master (its etcd member keeps running) /
+#                                             start it again (waits until it serves unless --no-wait)
+#   lab.sh stop-master [M]                    SIGTERM master M's kyb-master (a leader hands over at once)
+#   lab.sh pause-master [M] | resume-master [M]  SIGSTOP / SIGCONT master M's kyb-master (a stalled process)
+#   lab.sh stop-etcd [M] [--kill] | start-etcd [M] [--no-wait]
+#                                             SIGTERM (SIGKILL) the etcd member of master M / start it again
+#                                             (waits until it reports healthy: needs a quorum)
 #
 # Topology (defaults; KYB_LAB_SUBNET=10.99.0):
 #   host: bridge klbr0 10.99.0.1/24, guard chain KL-FWD, blackholes for the pod and service ranges,
@@ -20,6 +37,11 @@
 #   kl-master 10.99.0.10: etcd (127.0.0.1:2379 inside), registry :5000, kyb-master :6443
 #   kl-nodeN  10.99.0.(10+N): containerd (own root/state/socket, CRI off, containerd namespace kl-nodeN)
 #             and kyb-kubelet (pod bridge klcni0, pods kl-nodeN-*, host-gw routes to the other nodes)
+# With --masters M > 1 (docs/lab-ha.md): master 1 keeps kl-master and 10.99.0.10; master K >= 2 is
+# kl-masterK at 10.99.0.(11-K) (master2 .9, master3 .8). Each master machine runs one member of an M-member
+# etcd cluster (peers and clients on its IP, clients also on 127.0.0.1; one etcd CA) and a kyb-master using
+# every member (its own first) with the server token LAB/server-token. The registry stays on master 1.
+# Kubelets and the admin credentials (LAB/admin.conf) list every master.
 # Every node is provisioned by deploy/provision/provision.sh exactly as a Vagrant VM is, but its
 # components are launched with `provision.sh start --netns` instead of systemd.
 #
@@ -55,17 +77,28 @@ load_settings() {
         SERVICE_CIDR=${KYB_LAB_SERVICE_CIDR:-10.96.0.0/16}
         VENV=${KYB_VENV:-$REPO/.venv}
         WORKERS=0
+        MASTERS=1
         MASTER_ARGS=${KYB_LAB_MASTER_ARGS:-}
         KUBELET_ARGS=${KYB_LAB_KUBELET_ARGS:-}
     fi
     [[ $P =~ ^[a-z][a-z0-9]{0,7}$ ]] || die "KYB_LAB_PREFIX must be 1-8 lowercase letters/digits (got '$P')"
     [[ $SUBNET =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "KYB_LAB_SUBNET must be the first three octets (got '$SUBNET')"
+    MASTERS=${MASTERS:-1}  # a lab.env from before several masters
     BRIDGE=${P}br0
     CHAIN=${P^^}-FWD
     TAG=kyb-lab-$P
     MASTER_IP=$SUBNET.10
-    SERVER=$MASTER_IP:6443
     PY=$VENV/bin/python
+    derive_masters
+}
+
+derive_masters() {  # every master's API address, in order (one master: SERVER), and the etcd members
+    SERVERS="" ETCD_PEERS=""
+    local name
+    for name in $(masters); do
+        SERVERS+=${SERVERS:+,}$(node_ip "$name"):6443
+        ETCD_PEERS+=${ETCD_PEERS:+,}$name=$(node_ip "$name")
+    done
 }
 
 save_settings() {
@@ -78,24 +111,71 @@ CLUSTER_CIDR=$CLUSTER_CIDR
 SERVICE_CIDR=$SERVICE_CIDR
 VENV=$VENV
 WORKERS=$WORKERS
+MASTERS=$MASTERS
 MASTER_ARGS="$MASTER_ARGS"
 KUBELET_ARGS="$KUBELET_ARGS"
 EOF
 }
 
-node_netns() { if [[ $1 == master ]]; then echo "$P-master"; else echo "$P-node$1"; fi; }
-node_ip() { if [[ $1 == master ]]; then echo "$MASTER_IP"; else echo "$SUBNET.$((10 + $1))"; fi; }
-host_veth() { if [[ $1 == master ]]; then echo "${P}vm"; else echo "${P}v$1"; fi; }
-node_dir() { if [[ $1 == master ]]; then echo "$LAB/master"; else echo "$LAB/node$1"; fi; }
+# A machine is a worker's number (1, 2, …) or a master's name: "master" (master 1), "master2", … "master5".
+master_name() { if [[ $1 == 1 ]]; then echo master; else echo "master$1"; fi; }
+master_number() { local m=${1#master}; echo "${m:-1}"; }
+is_master() { [[ $1 == master* ]]; }
+masters() { local m; for ((m = 1; m <= MASTERS; m++)); do master_name "$m"; done; }
+node_netns() { if is_master "$1"; then echo "$P-$1"; else echo "$P-node$1"; fi; }
+node_ip() {
+    if is_master "$1"; then echo "$SUBNET.$((11 - $(master_number "$1")))"; else echo "$SUBNET.$((10 + $1))"; fi
+}
+host_veth() {
+    if [[ $1 == master ]]; then echo "${P}vm"; elif is_master "$1"; then echo "${P}vm${1#master}"
+    else echo "${P}v$1"; fi
+}
+node_dir() { if is_master "$1"; then echo "$LAB/$1"; else echo "$LAB/node$1"; fi; }
 node_env() { echo "$(node_dir "$1")/etc/kybernetes.env"; }
+node_label() { if is_master "$1"; then echo "$1"; else echo "node$1"; fi; }
 ctr_namespace() { echo "$P-node$1"; }
 
 check_node() {
     local n=$1
-    [[ $n == master || ( $n =~ ^[0-9]+$ && $n -ge 1 && $n -le $WORKERS ) ]] ||
-        die "no node '$n' in this lab (workers 1..$WORKERS, or master)"
+    if [[ $n =~ ^master([2-9]?)$ ]]; then
+        (( $(master_number "$n") <= MASTERS )) && return 0
+    elif [[ $n =~ ^[0-9]+$ ]] && (( n >= 1 && n <= WORKERS )); then
+        return 0
+    fi
+    die "no node '$n' in this lab (workers 1..$WORKERS; master, or master 1..$MASTERS)"
 }
-check_worker() { [[ $1 != master ]] || die "$2 needs a worker number"; check_node "$1"; }
+check_worker() { ! is_master "$1" || die "$2 needs a worker number"; check_node "$1"; }
+
+master_arg() {  # "" | M | masterM -> master M's machine name (master 1 when left out)
+    local m=${1:-1}
+    [[ $m == master* ]] && m=$(master_number "$m")
+    if ! [[ $m =~ ^[0-9]+$ ]] || (( m < 1 || m > MASTERS )); then die "no master '${1:-}' in this lab (1..$MASTERS)"; fi
+    master_name "$m"
+}
+
+machine_of() {  # N | master [M] | masterM -> the machine (a worker's number or a master's name)
+    case $# in
+        1) if [[ $1 == master* ]]; then master_arg "$1"; else check_node "$1"; echo "$1"; fi ;;
+        2) [[ $1 == master ]] || die "expected: N, master [M] or masterM (got '$*')"; master_arg "$2" ;;
+        *) die "expected: N, master [M] or masterM (got '$*')" ;;
+    esac
+}
+
+parse_master_command() {  # [M|masterM] [--kill] [--no-wait] -> MACHINE, KILL, WAIT (options the command allows)
+    local allowed=$1; shift
+    local which=""
+    KILL=no WAIT=yes
+    while [[ $# -gt 0 ]]; do
+        case $1 in
+            --kill) [[ $allowed == *kill* ]] || die "--kill is not an option here"; KILL=yes ;;
+            --no-wait) [[ $allowed == *no-wait* ]] || die "--no-wait is not an option here"; WAIT=no ;;
+            master) ;;  # `kill-master master 2` reads like `partition master 2`
+            *) [[ -z $which ]] || die "one master at a time (got '$which' and '$1')"; which=$1 ;;
+        esac
+        shift
+    done
+    MACHINE=$(master_arg "$which")
+}
 
 provision() { "$PROVISION" "$@"; }
 
@@ -190,7 +270,7 @@ machine_up() {  # the netns of a node: eth0 on the bridge, its IP, a default rou
         ip -n "$ns" link set eth0 up
         ip -n "$ns" route add default via "$SUBNET.1"
         # A new netns copies the host's ip_forward; nodes route for their pods, the master does not.
-        if [[ $n == master ]]; then
+        if is_master "$n"; then
             ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=0
         else
             ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=1
@@ -213,20 +293,72 @@ link_apply() {  # the host side of a node's cable is up unless the node is off o
 }
 
 configure_master() {
-    local d=$LAB/master
-    provision configure --role master --name master --ip "$MASTER_IP" --master "$SERVER" \
+    local name=$1 d ip several=()
+    d=$(node_dir "$name"); ip=$(node_ip "$name")
+    if (( MASTERS > 1 )); then
+        # One etcd member per master machine, every master with the same server token; the registry on master 1.
+        several=(--master-listen "$ip:6443" --etcd-peers "$ETCD_PEERS" --server-token-file "$LAB/server-token"
+                 --run-registry "$([[ $name == master ]] && echo yes || echo no)")
+    fi
+    provision configure --role master --name "$name" --ip "$ip" --master "$SERVERS" \
         --registry "$MASTER_IP:5000" --etcd separate --cluster-cidr "$CLUSTER_CIDR" --service-cidr "$SERVICE_CIDR" \
         --etc "$d/etc" --state "$d/state" --run "$d/run" --logs "$d/log" --venv "$VENV" \
-        --master-args "$MASTER_ARGS" 2>/dev/null
+        --master-args "$MASTER_ARGS" "${several[@]}" 2>/dev/null
 }
 
-admin_config() { echo "$LAB/master/state/master/admin.conf"; }
+# The admin credentials: master 1's file (one master), or a copy of it listing every master (several).
+admin_config() {
+    if (( MASTERS > 1 )); then echo "$LAB/admin.conf"; else echo "$LAB/master/state/master/admin.conf"; fi
+}
+
+write_admin_config() {  # several masters: master 1's admin credentials with every master as `server:`
+    (( MASTERS > 1 )) || return 0
+    "$PY" "$CLUSTER" kubeconfig --kubeconfig "$LAB/master/state/master/admin.conf" --server "$SERVERS" \
+        --out "$(admin_config)"
+}
+
+make_server_token() {  # several masters: one server token for all (it seals the cluster CA in etcd)
+    [[ ! -s $LAB/server-token ]] || return 0
+    (umask 077 && "$PY" -c 'import secrets; print(secrets.token_urlsafe(32))' > "$LAB/server-token.tmp")
+    mv "$LAB/server-token.tmp" "$LAB/server-token"
+}
+
+make_etcd_pki() {  # several masters: one etcd CA (made on master 1) and client certificate, copied to the others
+    local first=$LAB/master/state/etcd-pki name dest hosts=() entry file
+    for entry in ${ETCD_PEERS//,/ }; do hosts+=(--host "${entry#*=}"); done
+    "$PY" -m kybernetes.master.store.etcdtls "$first" "${hosts[@]}"
+    for name in $(masters); do
+        [[ $name != master ]] || continue
+        dest=$(node_dir "$name")/state/etcd-pki
+        mkdir -p "$dest"
+        chmod 700 "$dest"
+        # Each member issues its own serving certificate from this CA at start (provision.sh run etcd).
+        for file in ca.crt ca.key client.crt client.key; do cp -p "$first/$file" "$dest/$file"; done
+    done
+}
+
+start_masters() {  # etcd members (all at once: a member waits for a quorum), the registry, the kyb-masters
+    local name
+    for name in $(masters); do
+        provision start etcd --env "$(node_env "$name")" --netns "$(node_netns "$name")" --no-wait
+    done
+    for name in $(masters); do
+        provision wait etcd --env "$(node_env "$name")" --netns "$(node_netns "$name")" --timeout 60
+    done
+    provision start registry --env "$(node_env master)" --netns "$P-master" --timeout 30
+    for name in $(masters); do
+        provision start master --env "$(node_env "$name")" --netns "$(node_netns "$name")" --no-wait
+    done
+    for name in $(masters); do
+        provision wait master --env "$(node_env "$name")" --netns "$(node_netns "$name")" --timeout 90
+    done
+}
 
 configure_node() {
     local n=$1 d
     d=$(node_dir "$n")
     # Every node joins with the token the master made at `up` (docs/identity.md).
-    provision configure --role node --name "node$n" --ip "$(node_ip "$n")" --master "$SERVER" \
+    provision configure --role node --name "node$n" --ip "$(node_ip "$n")" --master "$SERVERS" \
         --join-token-file "$LAB/join-token" \
         --registry "$MASTER_IP:5000" --containerd own --containerd-namespace "$(ctr_namespace "$n")" \
         --pod-bridge "${P}cni0" --etc "$d/etc" --state "$d/state" --run "$d/run" --logs "$d/log" \
@@ -264,10 +396,11 @@ start_host_routes() {
 }
 
 cmd_up() {
-    local workers=3 kubelet=yes
+    local workers=3 kubelet=yes masters=""
     while [[ $# -gt 0 ]]; do
         case $1 in
             --workers) workers=${2:-}; shift 2 || die "--workers needs a number" ;;
+            --masters) masters=${2:-}; shift 2 || die "--masters needs a number" ;;
             --no-kubelet) kubelet=no; shift ;;
             *) die "up: unknown option $1" ;;
         esac
@@ -282,7 +415,14 @@ cmd_up() {
     if lab_exists && (( workers < WORKERS )); then
         die "the lab has $WORKERS workers; run down first to shrink it"
     fi
-    WORKERS=$workers
+    # An existing lab keeps its masters (an etcd cluster does not grow by restarting it).
+    if lab_exists; then masters=${masters:-$MASTERS}; else masters=${masters:-1}; fi
+    [[ $masters =~ ^[1-5]$ ]] || die "--masters must be 1..5 (got '$masters')"
+    if lab_exists && (( masters != MASTERS )); then
+        die "the lab has $MASTERS master(s); run down first to change that"
+    fi
+    WORKERS=$workers MASTERS=$masters
+    derive_masters
     if [[ ! -e $(dirname "$LAB") ]]; then mkdir -p "$LAB"; touch "$LAB/parent-created"; fi
     mkdir -p "$LAB"
     if [[ $kubelet == yes ]] && ! kubelet_available; then
@@ -294,15 +434,16 @@ cmd_up() {
     local started=$SECONDS n
     guard_up
     bridge_up
-    machine_up master
+    local name
+    for name in $(masters); do machine_up "$name"; done
     for ((n = 1; n <= WORKERS; n++)); do machine_up "$n"; done
 
-    configure_master
+    for name in $(masters); do configure_master "$name"; done
     for ((n = 1; n <= WORKERS; n++)); do configure_node "$n"; done
+    if (( MASTERS > 1 )); then make_server_token; make_etcd_pki; fi
+    start_masters
+    write_admin_config
     local menv=$LAB/master/etc/kybernetes.env
-    provision start etcd --env "$menv" --netns "$P-master" --timeout 30
-    provision start registry --env "$menv" --netns "$P-master" --timeout 30
-    provision start master --env "$menv" --netns "$P-master" --timeout 60
     provision images --env "$menv" --netns "$P-master"
     # A 24-hour token, made again when the one on disk is older than 12 hours (nodes that joined keep their
     # certificates; a node whose state dir is new needs a live token).
@@ -314,7 +455,14 @@ cmd_up() {
     if [[ $kubelet == yes ]]; then
         "$PY" "$CLUSTER" nodes-ready --kubeconfig "$(admin_config)" --count "$WORKERS" --timeout 90
     fi
-    say "lab up in $((SECONDS - started))s: master $MASTER_IP, $WORKERS workers; try:"
+    if (( MASTERS > 1 )); then
+        local leader
+        leader=$(leader_number --wait 30)
+        say "lab up in $((SECONDS - started))s: $MASTERS masters (${SERVERS//:6443/}; master $leader leads)," \
+            "$WORKERS workers; try:"
+    else
+        say "lab up in $((SECONDS - started))s: master $MASTER_IP, $WORKERS workers; try:"
+    fi
     # shellcheck disable=SC2016  # the $( ) is for the reader's shell
     printf '    eval "$(%s env)"; kybctl get nodes\n' "$SELF" >&2
 }
@@ -356,19 +504,66 @@ cmd_kill_node() {
 }
 
 cmd_partition() {
-    local n=$1
-    check_node "$n"
+    local n
+    n=$(machine_of "$@")
     touch "$(node_dir "$n")/partitioned"
     link_apply "$n"
-    say "$( [[ $n == master ]] && echo master || echo "node$n") partitioned (host side of its link down)"
+    say "$(node_label "$n") partitioned (host side of its link down)"
 }
 
 cmd_heal() {
-    local n=$1
-    check_node "$n"
+    local n
+    n=$(machine_of "$@")
     rm -f "$(node_dir "$n")/partitioned"
     link_apply "$n"
-    say "$( [[ $n == master ]] && echo master || echo "node$n") healed"
+    say "$(node_label "$n") healed"
+}
+
+# Masters: each fault touches one process of one master machine, by its pid file (provision.sh).
+master_component() {  # COMMAND COMPONENT ALLOWED-OPTIONS ARGS…
+    local command=$1 component=$2 allowed=$3
+    shift 3
+    parse_master_command "$allowed" "$@"
+    local env ns pid
+    env=$(node_env "$MACHINE"); ns=$(node_netns "$MACHINE")
+    case $command in
+        start)
+            local no_wait=()
+            [[ $WAIT == yes ]] || no_wait=(--no-wait)
+            provision start "$component" --env "$env" --netns "$ns" --timeout 60 "${no_wait[@]}" ;;
+        stop)
+            local kill=()
+            [[ $KILL == no ]] || kill=(--kill)
+            provision stop "$component" --env "$env" "${kill[@]}" ;;
+        pause|resume)
+            pid=$(cat "$(node_dir "$MACHINE")/run/$component.pid" 2>/dev/null || true)
+            [[ $pid =~ ^[0-9]+$ && -d /proc/$pid ]] || die "$MACHINE: $component is not running"
+            kill "-$([[ $command == pause ]] && echo STOP || echo CONT)" "$pid"
+            say "$MACHINE: $component (pid $pid) $([[ $command == pause ]] && echo paused || echo resumed)" ;;
+    esac
+}
+
+leader_number() {  # [--wait S]: the number of the master whose kyb.leader health is SERVING
+    local seconds=0
+    case ${1:-} in --wait) seconds=${2:?--wait needs seconds} ;; "") ;; *) die "leader: unknown option $1" ;; esac
+    "$PY" "$CLUSTER" leader --kubeconfig "$(admin_config)" --servers "$SERVERS" --wait "$seconds"
+}
+
+etcdctl_lab() {  # etcdctl with the client certificate, against every member (one member: inside master 1)
+    local pki=$LAB/master/state/etcd-pki endpoints="" name
+    for name in $(masters); do endpoints+=${endpoints:+,}https://$(node_ip "$name"):2379; done
+    local netns=()
+    (( MASTERS > 1 )) || { endpoints=https://127.0.0.1:2379; netns=(nsenter "--net=/run/netns/$P-master"); }
+    # Defaults through the environment; etcdctl refuses a variable that a flag also sets, so a flag given
+    # (e.g. --endpoints of one member) replaces its variable.
+    local -A defaults=([endpoints]=$endpoints [cacert]=$pki/ca.crt [cert]=$pki/client.crt [key]=$pki/client.key)
+    local env=(ETCDCTL_API=3) flag arg given
+    for flag in "${!defaults[@]}"; do
+        given=no
+        for arg in "$@"; do [[ $arg != "--$flag" && $arg != "--$flag="* ]] || given=yes; done
+        [[ $given == yes ]] || env+=("ETCDCTL_${flag^^}=${defaults[$flag]}")
+    done
+    env "${env[@]}" "${netns[@]}" etcdctl "$@"
 }
 
 # ----------------------------------------------------------------------------- status
@@ -376,7 +571,7 @@ cmd_heal() {
 cmd_status() {
     local n ns link pids
     printf '%-8s %-14s %-6s %-12s %s\n' NODE IP LINK STATE PROCESSES
-    for n in master $(seq 1 "$WORKERS"); do
+    for n in $(masters) $(seq 1 "$WORKERS"); do
         ns=$(node_netns "$n")
         link=$(ip -o link show "$(host_veth "$n")" 2>/dev/null | grep -q '[<,]UP[,>]' && echo up || echo down)
         local state=on dir
@@ -384,11 +579,14 @@ cmd_status() {
         [[ -e $dir/partitioned ]] && state=partitioned
         [[ -e $dir/off ]] && state=off
         pids=$(provision status --env "$(node_env "$n")" 2>/dev/null | awk 'NR > 1 {printf "%s=%s ", $1, $2}')
-        printf '%-8s %-14s %-6s %-12s %s\n' "$([[ $n == master ]] && echo master || echo "node$n")" \
-            "$(node_ip "$n")" "$link" "$state" "$pids"
+        printf '%-8s %-14s %-6s %-12s %s\n' "$(node_label "$n")" "$(node_ip "$n")" "$link" "$state" "$pids"
     done
     echo "host-routes: pid $(host_routes_pid || true)"
     ip -4 route show proto "$(route_proto "$TAG")" | grep -v blackhole || true
+    echo "leader: master $(leader_number 2>/dev/null || echo "? (none answered as the only leader)")"
+    if (( MASTERS > 1 )); then
+        etcdctl_lab --command-timeout 2s endpoint status -w table 2>&1 || true
+    fi
     KYBCONFIG=$(admin_config) "$VENV/bin/kybctl" --request-timeout 3s get nodes 2>&1 || true
 }
 
@@ -444,22 +642,25 @@ cmd_down() {
     pid=$(host_routes_pid)
     if [[ -n $pid ]]; then kill -TERM "$pid" 2>/dev/null || true; fi
     for ((n = 1; n <= WORKERS; n++)); do clean_worker "$n"; done
-    local c
-    for c in master registry etcd; do
-        provision stop "$c" --env "$LAB/master/etc/kybernetes.env" >/dev/null 2>&1 || true
+    local c name left
+    for name in $(masters); do
+        # A paused master would never see its SIGTERM: let it run to be stopped.
+        provision stop master --env "$(node_env "$name")" --kill >/dev/null 2>&1 || true
+        for c in registry etcd; do
+            provision stop "$c" --env "$(node_env "$name")" >/dev/null 2>&1 || true
+        done
+        left=$(ip netns pids "$(node_netns "$name")" 2>/dev/null || true)
+        # shellcheck disable=SC2086
+        [[ -z $left ]] || kill -KILL $left 2>/dev/null || true
     done
-    local left
-    left=$(ip netns pids "$P-master" 2>/dev/null || true)
-    # shellcheck disable=SC2086
-    [[ -z $left ]] || kill -KILL $left 2>/dev/null || true
     if [[ -n $pid ]]; then kill -KILL "$pid" 2>/dev/null || true; fi
     unmount_lab
     # Delete the cables explicitly: a netns (and so its veth peer) is freed asynchronously by the kernel.
-    for n in master $(seq 1 "$WORKERS"); do ip link del "$(host_veth "$n")" 2>/dev/null || true; done
+    for n in $(masters) $(seq 1 "$WORKERS"); do ip link del "$(host_veth "$n")" 2>/dev/null || true; done
     local ns
     while read -r ns; do
         ip netns del "$ns" 2>/dev/null || true
-    done < <(ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^$P-(master|node[0-9]+)(-|$)" || true)
+    done < <(ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^$P-(master[0-9]*|node[0-9]+)(-|$)" || true)
     ip link del "$BRIDGE" 2>/dev/null || true     # the nodes' host veths went with their netns
     guard_down
     local parent_created=no
@@ -482,6 +683,8 @@ main() {
         status) require_lab; cmd_status ;;
         env) require_lab; echo "export KYBCONFIG=$(admin_config)" ;;
         kybctl) require_lab; KYBCONFIG=$(admin_config) exec "$VENV/bin/kybctl" "$@" ;;
+        etcdctl) require_lab; etcdctl_lab "$@" ;;
+        leader) require_lab; leader_number "$@" ;;
         kill-node) require_lab; cmd_kill_node "${1:?kill-node N}" ;;
         start-node)
             require_lab; check_worker "${1:?start-node N}" start-node
@@ -492,12 +695,15 @@ main() {
         start-kubelet)
             require_lab; check_worker "${1:?start-kubelet N}" start-kubelet
             provision start kubelet --env "$(node_env "$1")" --netns "$(node_netns "$1")" --timeout 60 ;;
-        partition) require_lab; cmd_partition "${1:?partition N}" ;;
-        heal) require_lab; cmd_heal "${1:?heal N}" ;;
-        kill-master) require_lab; provision stop master --env "$LAB/master/etc/kybernetes.env" --kill ;;
-        start-master)
-            require_lab
-            provision start master --env "$LAB/master/etc/kybernetes.env" --netns "$P-master" --timeout 60 ;;
+        partition) require_lab; cmd_partition "$@" ;;
+        heal) require_lab; cmd_heal "$@" ;;
+        kill-master) require_lab; master_component stop master kill "$@" --kill ;;
+        stop-master) require_lab; master_component stop master "" "$@" ;;
+        start-master) require_lab; master_component start master no-wait "$@" ;;
+        pause-master) require_lab; master_component pause master "" "$@" ;;
+        resume-master) require_lab; master_component resume master "" "$@" ;;
+        stop-etcd) require_lab; master_component stop etcd kill "$@" ;;
+        start-etcd) require_lab; master_component start etcd no-wait "$@" ;;
         *) die "unknown command '$command' (see lab.sh --help)" ;;
     esac
 }

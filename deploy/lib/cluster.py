@@ -13,6 +13,8 @@ of its own so that it never touches a kubelet's routes). Run with the project's 
     python deploy/lib/cluster.py rollout --kubeconfig … --name hello --timeout 120
     python deploy/lib/cluster.py pods --kubeconfig … --selector app=hello
     python deploy/lib/cluster.py host-routes --kubeconfig … --tag kyb-lab-kl [--once]
+    python deploy/lib/cluster.py leader --kubeconfig … --servers A:6443,B:6443,C:6443 [--wait 30]
+    python deploy/lib/cluster.py kubeconfig --kubeconfig … --server A:6443,B:6443,C:6443 --out FILE
 
 Credentials (every link is mutual TLS): `--kubeconfig FILE` (an admin's), or `--pki DIR` (a kubelet's own
 ca.crt, kubelet.crt and kubelet.key: a Node may read Nodes, enough for nodes-ready on a Node machine);
@@ -32,6 +34,7 @@ from typing import Any
 import click
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from kybernetes.core.identity import kubeconfig as kubeconfig_file
 from kybernetes.core.identity.credentials import Credentials
 from kybernetes.core.log import configure, get_logger
 from kybernetes.ctl.client import Client
@@ -148,6 +151,44 @@ async def _host_routes(access: Access, tag: str, once: bool, interval: float) ->
                 return
 
 
+# The health service name a master reports SERVING on while it runs the control loops (master/app.py
+# LEADER_HEALTH, docs/ha.md §1).
+LEADER_HEALTH = "kyb.leader"
+
+
+async def _leads(access: Access, server: str, timeout: float) -> str:
+    """What the master at `server` says of the lead: "yes", "no", or why it gave no answer."""
+    try:
+        async with Access(kubeconfig=access.kubeconfig, pki=access.pki, server=server).client() as kyb:
+            stub = health_pb2_grpc.HealthStub(kyb.channel)
+            resp = await stub.Check(health_pb2.HealthCheckRequest(service=LEADER_HEALTH), timeout=timeout)
+    except Exception as err:  # down, partitioned, paused: no answer in time
+        code = getattr(err, "code", None)
+        return f"no answer ({code().name if callable(code) else type(err).__name__})"
+    return "yes" if resp.status == health_pb2.HealthCheckResponse.SERVING else "no"
+
+
+async def _leader(access: Access, servers: list[str], wait: float, timeout: float) -> int:
+    """The 1-based number of the one master (of `servers`) that leads; waits up to `wait` s for exactly one."""
+    found: list[int] = []
+
+    async def check() -> tuple[bool, str]:
+        answers = await asyncio.gather(*(_leads(access, server, timeout) for server in servers))
+        found[:] = [n for n, answer in enumerate(answers, 1) if answer == "yes"]
+        return len(found) == 1, "; ".join(f"{n} ({server}): {answer}"
+                                          for n, (server, answer) in enumerate(zip(servers, answers, strict=True), 1))
+
+    await _until(check, timeout=wait, what="exactly one master leading", interval=0.2)
+    return found[0]
+
+
+def _copy_kubeconfig(source: Path, server: str, out: Path) -> None:
+    config = kubeconfig_file.load(source)
+    for cluster in config["clusters"]:
+        cluster.setdefault("cluster", {})["server"] = server
+    kubeconfig_file.save(out, config)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Cluster-side steps of the deploy scripts."""
@@ -222,6 +263,34 @@ def pods(namespace: str, selector: str) -> None:
 def host_routes(tag: str, once: bool, interval: float) -> None:
     """Route every Node's podCIDR via its InternalIP in this network namespace (host-gw for the host)."""
     asyncio.run(_host_routes(_access(), tag, once, interval))
+
+
+@main.command()
+@access_options
+@click.option("--servers", required=True, help="Every master, HOST:PORT, comma-separated, in order.")
+@click.option("--wait", type=float, default=0.0, show_default=True,
+              help="Seconds to wait until exactly one master leads (0: ask once).")
+@click.option("--timeout", type=float, default=1.0, show_default=True, help="Seconds each master has to answer.")
+def leader(servers: str, wait: float, timeout: float) -> None:
+    """Print the number (1-based, in --servers order) of the master that runs the control loops: the one whose
+    health service reports `kyb.leader` SERVING. Fails when none or several do (after --wait)."""
+    addresses = [a.strip() for a in servers.split(",") if a.strip()]
+    if not addresses:
+        raise click.UsageError("--servers: no address")
+    click.echo(asyncio.run(_leader(_access(), addresses, wait, timeout)))
+
+
+@main.command("kubeconfig")
+@click.option("--kubeconfig", "source", required=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="The credentials file to copy.")
+@click.option("--server", required=True, help="The new server: address(es), HOST:PORT, comma-separated.")
+@click.option("--out", required=True, type=click.Path(path_type=Path, dir_okay=False), help="Written 0600.")
+def kubeconfig(source: Path, server: str, out: Path) -> None:
+    """Copy a credentials file with every cluster's `server:` replaced (several masters: a comma list)."""
+    try:
+        _copy_kubeconfig(source, server, out)
+    except kubeconfig_file.KubeConfigError as err:
+        raise click.ClickException(str(err)) from None
 
 
 if __name__ == "__main__":

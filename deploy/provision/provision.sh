@@ -21,6 +21,18 @@
 #
 # Every command but install/configure takes --env FILE (default /etc/kybernetes/kybernetes.env).
 #
+# Several masters (docs/lab-ha.md): every master machine runs one member of one etcd cluster and a kyb-master
+# that uses all the members, its own member first. `configure` options for it (defaults: one master):
+#   --etcd-peers NAME=IP,NAME=IP,...   the etcd members, by node name (--name must be one of them): the
+#                                      member listens on its IP (peers :2380, clients :2379 and 127.0.0.1:2379)
+#                                      with --initial-cluster of them all; its etcd certificate names every IP.
+#                                      Without it: one member on 127.0.0.1, as before.
+#   --server-token-file FILE           kyb-master --token-file FILE (every master of a cluster needs the same
+#                                      server token); default: the master's own <data-dir>/server-token
+#   --run-registry yes|no              whether this master machine runs the registry (default yes)
+#   --master A:6443,B:6443,...         several masters: kubelets and kybctl fail over among them; a master's
+#                                      own --master-listen then defaults to IP:6443
+#
 # Roles and their components (in start order):
 #   master  etcd (unless --etcd embedded or URLs), registry, master
 #   node    containerd (unless --containerd ADDRESS of a running one), kubelet
@@ -60,6 +72,7 @@ cmd_configure() {
     local cluster_cidr=10.244.0.0/16 service_cidr=10.96.0.0/16 etc=/etc/kybernetes state=/var/lib/kybernetes
     local run=/run/kybernetes logs=/var/log/kybernetes containerd=own ctr_ns=kyb bridge=kyb0
     local venv=${KYB_VENV:-$REPO/.venv} master_args="" kubelet_args="" join_token_file=""
+    local etcd_peers="" server_token_file="" run_registry=yes
     while [[ $# -gt 0 ]]; do
         case $1 in
             --role) role=$2 ;;
@@ -83,6 +96,9 @@ cmd_configure() {
             --master-args) master_args=$2 ;;
             --kubelet-args) kubelet_args=$2 ;;
             --join-token-file) join_token_file=$2 ;;
+            --etcd-peers) etcd_peers=$2 ;;
+            --server-token-file) server_token_file=$2 ;;
+            --run-registry) run_registry=$2 ;;
             *) die "configure: unknown option $1 (see provision.sh --help)" ;;
         esac
         shift 2 || die "configure: $1 needs a value"
@@ -91,7 +107,16 @@ cmd_configure() {
     [[ -n $name ]] || name=$(hostname)
     [[ -n $ip ]] || ip=$(default_ip)
     [[ -n $master ]] || master=$ip:6443
-    [[ -n $master_listen ]] || master_listen=$master
+    if [[ -z $master_listen ]]; then
+        # Several masters: this one listens on its own address (with the port of the first).
+        local first=${master%%,*}
+        if [[ $master == *,* ]]; then master_listen=$ip:${first##*:}; else master_listen=$master; fi
+    fi
+    case $run_registry in yes|no) ;; *) die "configure: --run-registry must be yes or no (got '$run_registry')" ;; esac
+    if [[ -n $etcd_peers ]]; then
+        [[ $etcd == separate ]] || die "configure: --etcd-peers needs --etcd separate (got '$etcd')"
+        check_peers "$etcd_peers" "$name"
+    fi
     [[ -n $registry ]] || registry=$ip:5000
     [[ -n $registry_listen ]] || registry_listen=$registry
     [[ -n $join_token_file ]] || join_token_file=$etc/join-token
@@ -114,7 +139,8 @@ cmd_configure() {
         [KYB_REGISTRY_LISTEN]=$registry_listen [KYB_ETCD]=$etcd [KYB_CLUSTER_CIDR]=$cluster_cidr
         [KYB_SERVICE_CIDR]=$service_cidr [KYB_CONTAINERD_MODE]=$mode [KYB_CONTAINERD_ADDRESS]=$address
         [KYB_CONTAINERD_NAMESPACE]=$ctr_ns [KYB_POD_BRIDGE]=$bridge [KYB_MASTER_ARGS]=$master_args
-        [KYB_KUBELET_ARGS]=$kubelet_args [KYB_JOIN_TOKEN_FILE]=$join_token_file
+        [KYB_KUBELET_ARGS]=$kubelet_args [KYB_JOIN_TOKEN_FILE]=$join_token_file [KYB_ETCD_PEERS]=$etcd_peers
+        [KYB_SERVER_TOKEN_FILE]=$server_token_file [KYB_RUN_REGISTRY]=$run_registry
     )
     {
         echo "# Written by deploy/provision/provision.sh configure; read by its run/start/units commands."
@@ -126,7 +152,7 @@ cmd_configure() {
     } > "$env_file.tmp"
     mv "$env_file.tmp" "$env_file"
 
-    if [[ $role != node ]]; then
+    if [[ $role != node && $run_registry == yes ]]; then
         cat > "$etc/registry.yml" <<EOF
 version: 0.1
 log:
@@ -164,11 +190,57 @@ EOF
     say "configured $role '$name' ($ip) in $env_file"
 }
 
+check_peers() {  # NAME=IPv4,... with unique names and addresses, one of them ours
+    local peers=$1 self=$2 entry name ip found=no entries=()
+    local -A names=() ips=()
+    IFS=, read -r -a entries <<< "$peers"
+    for entry in "${entries[@]}"; do
+        name=${entry%%=*} ip=${entry#*=}
+        [[ $entry == *=* && $name =~ ^[A-Za-z0-9][A-Za-z0-9_.-]*$ &&
+           $ip =~ ^[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}$ ]] ||
+            die "configure: --etcd-peers: '$entry' is not NAME=IPv4"
+        [[ -z ${names[$name]:-} && -z ${ips[$ip]:-} ]] || die "configure: --etcd-peers: '$entry' repeats a name or address"
+        names[$name]=1 ips[$ip]=1
+        [[ $name != "$self" ]] || found=yes
+    done
+    [[ $found == yes ]] || die "configure: --etcd-peers has no member named '$self' (this machine's --name)"
+}
+
 load_env() {
     local file=$1
     [[ -f $file ]] || die "no configuration at $file (run: provision.sh configure --role ...)"
     # shellcheck disable=SC1090
     . "$file"
+    # Written by an older configure: today's single-master defaults.
+    KYB_ETCD_PEERS=${KYB_ETCD_PEERS:-} KYB_SERVER_TOKEN_FILE=${KYB_SERVER_TOKEN_FILE:-}
+    KYB_RUN_REGISTRY=${KYB_RUN_REGISTRY:-yes}
+}
+
+peer_entries() { [[ -z $KYB_ETCD_PEERS ]] || tr ',' '\n' <<< "$KYB_ETCD_PEERS"; }
+
+etcd_self_ip() {  # this member's address (several members), else nothing
+    local entry
+    while read -r entry; do
+        [[ ${entry%%=*} != "$KYB_NODE_NAME" ]] || { echo "${entry#*=}"; return 0; }
+    done < <(peer_entries)
+}
+
+etcd_client_urls() {  # what kyb-master uses: this machine's member first, then the others
+    [[ -n $KYB_ETCD_PEERS ]] || { echo https://127.0.0.1:2379; return 0; }
+    local self entry urls
+    self=$(etcd_self_ip)
+    urls=https://$self:2379
+    while read -r entry; do
+        [[ ${entry#*=} == "$self" ]] || urls+=,https://${entry#*=}:2379
+    done < <(peer_entries)
+    echo "$urls"
+}
+
+master_self() {  # the address of this machine's own master (not another one of the list)
+    if [[ $KYB_MASTER != *,* ]]; then echo "$KYB_MASTER"; return 0; fi
+    local host=${KYB_MASTER_LISTEN%:*}
+    case $host in ""|0.0.0.0|"[::]"|::) host=127.0.0.1 ;; esac
+    echo "$host:${KYB_MASTER_LISTEN##*:}"
 }
 
 role_components() {
@@ -176,7 +248,8 @@ role_components() {
     for c in "${COMPONENTS[@]}"; do
         case $c in
             etcd) [[ $KYB_ROLE != node && $KYB_ETCD == separate ]] ;;
-            registry|master) [[ $KYB_ROLE != node ]] ;;
+            registry) [[ $KYB_ROLE != node && $KYB_RUN_REGISTRY == yes ]] ;;
+            master) [[ $KYB_ROLE != node ]] ;;
             containerd) [[ $KYB_ROLE != master && $KYB_CONTAINERD_MODE == own ]] ;;
             kubelet) [[ $KYB_ROLE != master ]] ;;
         esac && echo "$c"
@@ -198,16 +271,27 @@ component_argv() {  # fills the global array ARGV with the component's command l
     case $c in
         etcd)
             # Mutual TLS (its own CA, made by `run etcd`: master.store.etcdtls) and hourly compaction.
-            local pki=$KYB_STATE_DIR/etcd-pki
-            ARGV=(etcd --name "$KYB_NODE_NAME" --data-dir "$KYB_STATE_DIR/etcd"
-                  --listen-client-urls https://127.0.0.1:2379 --advertise-client-urls https://127.0.0.1:2379
-                  --listen-peer-urls https://127.0.0.1:2380 --initial-advertise-peer-urls https://127.0.0.1:2380
-                  --initial-cluster "$KYB_NODE_NAME=https://127.0.0.1:2380"
+            # Several members (--etcd-peers): each on its own address, clients also on 127.0.0.1.
+            local pki=$KYB_STATE_DIR/etcd-pki urls
+            if [[ -n $KYB_ETCD_PEERS ]]; then
+                local ip entry initial=""
+                ip=$(etcd_self_ip)
+                while read -r entry; do initial+=${initial:+,}${entry%%=*}=https://${entry#*=}:2380; done < <(peer_entries)
+                urls=(--listen-client-urls "https://$ip:2379,https://127.0.0.1:2379"
+                      --advertise-client-urls "https://$ip:2379"
+                      --listen-peer-urls "https://$ip:2380" --initial-advertise-peer-urls "https://$ip:2380"
+                      --initial-cluster "$initial" --initial-cluster-state new)
+            else
+                urls=(--listen-client-urls https://127.0.0.1:2379 --advertise-client-urls https://127.0.0.1:2379
+                      --listen-peer-urls https://127.0.0.1:2380 --initial-advertise-peer-urls https://127.0.0.1:2380
+                      --initial-cluster "$KYB_NODE_NAME=https://127.0.0.1:2380")
+            fi
+            ARGV=(etcd --name "$KYB_NODE_NAME" --data-dir "$KYB_STATE_DIR/etcd" "${urls[@]}"
                   --cert-file "$pki/server.crt" --key-file "$pki/server.key" --client-cert-auth
                   --trusted-ca-file "$pki/ca.crt" --peer-cert-file "$pki/server.crt" --peer-key-file "$pki/server.key"
                   --peer-client-cert-auth --peer-trusted-ca-file "$pki/ca.crt"
                   --auto-compaction-mode periodic --auto-compaction-retention 1h
-                  --heartbeat-interval 50 --election-timeout 600
+                  --heartbeat-interval 50 --election-timeout 600 --pre-vote=true
                   --logger zap --log-outputs stderr) ;;
         registry)
             ARGV=(docker-registry serve "$KYB_ETC/registry.yml") ;;
@@ -215,17 +299,21 @@ component_argv() {  # fills the global array ARGV with the component's command l
             local etcd_flags=()
             case $KYB_ETCD in
                 embedded) ;;
-                separate) etcd_flags=(--etcd https://127.0.0.1:2379) ;;
+                separate) etcd_flags=(--etcd "$(etcd_client_urls)") ;;
                 *) etcd_flags=(--etcd "$KYB_ETCD") ;;
             esac
             [[ $KYB_ETCD == embedded ]] || etcd_flags+=(--etcd-cafile "$KYB_STATE_DIR/etcd-pki/ca.crt"
                 --etcd-certfile "$KYB_STATE_DIR/etcd-pki/client.crt" --etcd-keyfile "$KYB_STATE_DIR/etcd-pki/client.key")
+            # The serving certificate names every address the master is reached by (several masters: its own;
+            # a client of all of them checks the name every master's certificate carries, core/channel.py).
+            local more=()
+            [[ $KYB_MASTER == *,* ]] || more+=(--tls-san "${KYB_MASTER%:*}")
+            more+=(--tls-san "$KYB_NODE_IP")
+            [[ -z $KYB_SERVER_TOKEN_FILE ]] || more+=(--token-file "$KYB_SERVER_TOKEN_FILE")
             # shellcheck disable=SC2206  # extra flags are words by design
-            # The serving certificate names every address the master is reached by.
             ARGV=("$py" -m kybernetes.master.main --listen "$KYB_MASTER_LISTEN" "${etcd_flags[@]}"
                   --data-dir "$KYB_STATE_DIR/master" --cluster-cidr "$KYB_CLUSTER_CIDR"
-                  --service-cidr "$KYB_SERVICE_CIDR" --tls-san "${KYB_MASTER%:*}" --tls-san "$KYB_NODE_IP"
-                  $KYB_MASTER_ARGS) ;;
+                  --service-cidr "$KYB_SERVICE_CIDR" "${more[@]}" $KYB_MASTER_ARGS) ;;
         containerd)
             ARGV=(containerd --config "$KYB_ETC/containerd.toml") ;;
         kubelet)
@@ -254,7 +342,11 @@ cmd_run() {
     case $c in
         containerd) mkdir -p "$(dirname "$KYB_CONTAINERD_ADDRESS")" ;;
         kubelet) mkdir -p "$KYB_STATE_DIR/kubelet" ;;
-        etcd) "$KYB_VENV/bin/python" -m kybernetes.master.store.etcdtls "$KYB_STATE_DIR/etcd-pki" ;;
+        etcd)
+            # Every member's certificate names every member (master.store.etcdtls); the CA is copied in first.
+            local hosts=() entry
+            while read -r entry; do hosts+=(--host "${entry#*=}"); done < <(peer_entries)
+            "$KYB_VENV/bin/python" -m kybernetes.master.store.etcdtls "$KYB_STATE_DIR/etcd-pki" "${hosts[@]}" ;;
     esac
     component_argv "$c"
     # `start` asks for the pid here: nsenter and setsid exec, so this shell's pid is the component's.
@@ -301,7 +393,7 @@ cmd_wait() {
     case $c in
         master)
             in_netns "$netns" "$KYB_VENV/bin/python" "$REPO/deploy/lib/cluster.py" serving \
-                --kubeconfig "$(admin_config)" --server "$KYB_MASTER" --timeout "$timeout" ;;
+                --kubeconfig "$(admin_config)" --server "$(master_self)" --timeout "$timeout" ;;
         kubelet)
             # With the kubelet's own certificate (a Node may read Nodes): a Node VM has no admin config.
             in_netns "$netns" "$KYB_VENV/bin/python" "$REPO/deploy/lib/cluster.py" nodes-ready \

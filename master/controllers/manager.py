@@ -36,9 +36,9 @@ class ControllerSettings:
     """What the controllers take from the master's configuration (optional fields have defaults)."""
 
     node_monitor_grace_period: float = 5.0
-    pod_eviction_timeout: float = 5.0
+    pod_eviction_timeout: float = 1.0
+    # Full disruption (nodelifecycle/disruption.py): the fraction of Nodes not Ready at which evictions stop.
     unhealthy_zone_threshold: float = 0.55
-    disrupted_eviction_interval: float = 10.0
     replicaset_workers: int = 5
     deployment_workers: int = 5
     gc_workers: int = 10
@@ -82,13 +82,14 @@ class ControllerManager:
 
 def start_controllers(*, supervisor: Supervisor, client: ObjectClient, liveness: NodeLiveness, config: Any,
                       enabled: Collection[str] | None = None,
-                      informers: InformerFactory | None = None) -> ControllerManager:
+                      informers: InformerFactory | None = None, identity: str = "") -> ControllerManager:
     """Build the controllers on shared informers and start them all under `supervisor`.
 
     `enabled` names the loops to run (scheduler, replicaset, deployment, nodelifecycle, gc); None runs
     all. nodelifecycle includes NoExecute eviction and the collection of deleted Nodes' pods.
     `informers` is the process's shared factory (the master's, which its pod router also reads); by
-    default the controllers get their own.
+    default the controllers get their own. `identity` (the master's, as in the leadership record) is the
+    source host of the Events the loops record, so that every Event says which master's loops wrote it.
     """
     names = CONTROLLER_NAMES if enabled is None else frozenset(enabled)
     unknown = names - CONTROLLER_NAMES
@@ -98,10 +99,10 @@ def start_controllers(*, supervisor: Supervisor, client: ObjectClient, liveness:
     settings = ControllerSettings.from_config(config)
     informers = informers if informers is not None else InformerFactory(client=client)
     recorders = {
-        "scheduler": EventRecorder(client=client, component="default-scheduler"),
-        "replicaset": EventRecorder(client=client, component="replicaset-controller"),
-        "deployment": EventRecorder(client=client, component="deployment-controller"),
-        "node": EventRecorder(client=client, component="node-controller"),
+        "scheduler": EventRecorder(client=client, component="default-scheduler", host=identity),
+        "replicaset": EventRecorder(client=client, component="replicaset-controller", host=identity),
+        "deployment": EventRecorder(client=client, component="deployment-controller", host=identity),
+        "node": EventRecorder(client=client, component="node-controller", host=identity),
     }
     manager = ControllerManager(informers=informers, recorders=recorders)
     if "scheduler" in names:
@@ -119,8 +120,7 @@ def start_controllers(*, supervisor: Supervisor, client: ObjectClient, liveness:
         manager.node_lifecycle = NodeLifecycleController(
             client=client, informers=informers, recorder=recorders["node"], liveness=liveness,
             node_monitor_grace_period=settings.node_monitor_grace_period,
-            unhealthy_threshold=settings.unhealthy_zone_threshold,
-            disrupted_eviction_interval=settings.disrupted_eviction_interval)
+            unhealthy_threshold=settings.unhealthy_zone_threshold)
         manager.taint_eviction = TaintEvictionController(client=client, informers=informers,
                                                          recorder=recorders["node"],
                                                          pod_eviction_timeout=settings.pod_eviction_timeout)

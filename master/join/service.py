@@ -1,5 +1,5 @@
-"""The Bootstrap service (a join token and a certificate request in, a Node certificate out) and the Tokens
-service (create, list, delete).
+"""The Bootstrap service (a join token and a certificate request in, a Node certificate out; and a master
+joining the cluster's etcd, master.join.masters) and the Tokens service (create, list, delete).
 
 Bootstrap.Join is the one call served without a client certificate, on its own port: the caller proved
 nothing yet but holds a token. The token is checked (this cluster's CA hash, a known id, the right secret,
@@ -24,6 +24,7 @@ from kybernetes.core.identity.tokens import TokenError, parse
 from kybernetes.core.log import get_logger, obj_ref
 from kybernetes.master.api.grpc_service import unary_rpc
 from kybernetes.master.auth.access import AccessControl
+from kybernetes.master.join.masters import MasterJoinService
 from kybernetes.master.join.tokens import TokenRecord, TokenRefused, TokenRegistry
 from kybernetes.master.pki.authority import ClusterAuthority
 from kybernetes.proto import identity_pb2, identity_pb2_grpc
@@ -32,10 +33,18 @@ log = get_logger("join")
 
 
 class BootstrapServicer(identity_pb2_grpc.BootstrapServicer):
-    def __init__(self, *, authority: ClusterAuthority, tokens: TokenRegistry, validity: dt.timedelta) -> None:
+    def __init__(self, *, authority: ClusterAuthority, tokens: TokenRegistry, validity: dt.timedelta,
+                 masters: MasterJoinService) -> None:
         self.authority = authority
         self.tokens = tokens
         self.validity = validity
+        self.masters = masters
+
+    @unary_rpc
+    async def JoinMaster(self, request: identity_pb2.MasterJoinRequest,  # noqa: N802
+                         context: grpc.aio.ServicerContext) -> identity_pb2.MasterJoinResponse:
+        """A master joining the cluster's etcd (master.join.masters)."""
+        return await self.masters.join(request)
 
     @unary_rpc
     async def Join(self, request: identity_pb2.JoinRequest,  # noqa: N802

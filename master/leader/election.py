@@ -4,8 +4,9 @@ own primitives).
 The claim is the Lease object `kube-system/kyb-controller-manager` (`kybctl get leases`), created with a
 create-if-absent transaction and attached to an etcd lease of `lease_seconds`:
 - the holder keeps its etcd lease alive every `lease_seconds / 4` (LeaseKeepAlive: no key is written, so an
-  idle cluster's leadership costs no etcd writes); when it has not renewed for `renew_deadline` it stops its
-  loops itself, before etcd could expire the claim under it;
+  idle cluster's leadership costs no etcd writes), from a thread of its own so that a busy event loop does not
+  cost it the lead; when it has not renewed for `renew_deadline` it stops its loops itself, before etcd could
+  expire the claim under it;
 - when the holder dies, etcd deletes the claim as its lease expires (`lease_seconds` after the last renewal);
   the others poll the claim every `retry_period` and the first create wins;
 - the claim's create revision is the fence: every write of the leader's loops compares it in the same etcd
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 
@@ -121,23 +123,23 @@ class LeaderElector:
             self.leading.clear()
             await stop()
             log.warning("stopped leading the control loops", holder=self.identity)
-            with contextlib.suppress(ApiError, asyncio.CancelledError):
+            with contextlib.suppress(ApiError, asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(self.store.revoke_lease(lease_id), self.renew_interval)
 
     async def _hold(self, lease_id: int) -> None:
-        """Renew until a renewal says the lease is gone, or none succeeded for `renew_deadline`."""
-        loop = asyncio.get_running_loop()
-        renewed = loop.time()
-        while True:
-            await asyncio.sleep(self.renew_interval)
-            try:
-                remaining = await asyncio.wait_for(self.store.keep_alive(lease_id), self.renew_interval)
-            except (ApiError, TimeoutError) as err:
-                if loop.time() - renewed > self.renew_deadline:
-                    log.warning("leadership not renewed in time", error=str(err) or type(err).__name__)
+        """Lead while the lease keeper (a thread: master.store.etcd.LeaseKeeper) renews the lease; stop when etcd
+        says it is gone, or when no renewal succeeded for `renew_deadline`."""
+        keeper = self.store.lease_keeper(lease_id, interval=self.renew_interval, deadline=self.renew_deadline)
+        keeper.start()
+        try:
+            while True:
+                await asyncio.sleep(self.renew_interval / 2)
+                if keeper.gone:
+                    log.warning("leadership lease expired")
                     return
-                continue
-            if remaining <= 0:
-                log.warning("leadership lease expired")
-                return
-            renewed = loop.time()
+                late = time.monotonic() - keeper.renewed_at
+                if late > self.renew_deadline:
+                    log.warning("leadership not renewed in time", seconds=round(late, 2))
+                    return
+        finally:
+            await asyncio.get_running_loop().run_in_executor(None, keeper.stop)

@@ -18,6 +18,9 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from kybernetes.core.machinery.informer import Informer
+from kybernetes.proto import objects_pb2 as pb
+
 if TYPE_CHECKING:
     from kybernetes.master.nodelink.presence import PresenceView
 
@@ -83,15 +86,29 @@ class NodeLiveness:
         self.heartbeat(node)
         self.changed.set()
 
-    def disconnected(self, node: str) -> None:
-        """A kubelet's stream closed: unless another stream is open, the node is lost now."""
+    def disconnected(self, node: str, *, graceful: bool = False) -> None:
+        """A kubelet's stream closed: unless another stream is open, the node is lost now. A kubelet that closed
+        its stream itself (`graceful`: a restart, an upgrade, a new certificate) is only silent from now: it has
+        the grace period to come back before anything is judged."""
         count = self._connected.get(node, 0) - 1
         if count > 0:
             self._connected[node] = count
             return
         self._connected.pop(node, None)
-        self._lost.add(node)
+        if graceful:
+            self._last_seen[node] = self._clock()
+        else:
+            self._lost.add(node)
         self.changed.set()
+
+    def reported_ready(self, node: str) -> None:
+        """A master (maybe another one) wrote this Node Ready=True with a new heartbeat time: its registration, or
+        a status refresh. Its kubelet spoke just now, wherever its stream is; this covers the moment before the
+        other master's presence is read (master.nodelink.presence)."""
+        if node in self._connected:
+            return
+        self._last_seen[node] = max(self._last_seen.get(node, self.started_at), self._clock())
+        self._lost.discard(node)
 
     def fresh_grace(self) -> None:
         """A newly elected leader judges no Node before a full grace period of its own: every Node not heard
@@ -124,6 +141,9 @@ class NodeLiveness:
         gone = elsewhere.gone_at(node) if elsewhere is not None else None
         if node in self._lost and (gone is None or gone <= last):
             return float("inf")
+        lost_at = elsewhere.lost_elsewhere_at(node) if elsewhere is not None else None
+        if node not in self._connected and lost_at is not None and lost_at >= last:
+            return float("inf")  # its stream broke on another master (a power cut), since it was last heard here
         if gone is not None:
             last = max(last, gone)
         return max(0.0, self._clock() - last)
@@ -133,5 +153,41 @@ class NodeLiveness:
         now = self._clock()
         return {n for n in self._connected if now - self._last_seen.get(n, self.started_at) > grace}
 
+    def lost_nodes(self) -> set[str]:
+        """Nodes whose stream here broke (not closed by their kubelet) and that have not come back here."""
+        return set(self._lost) - set(self._connected)
+
     def connected_nodes(self) -> list[str]:
         return list(self._connected)
+
+
+def ready_heartbeat(node: pb.Node) -> tuple[int, int] | None:
+    """The Ready=True condition's heartbeat time (seconds, nanos), or None when the Node is not Ready=True."""
+    for condition in node.status.conditions:
+        if condition.type == "Ready" and condition.status == "True":
+            return condition.last_heartbeat_time.seconds, condition.last_heartbeat_time.nanos
+    return None
+
+
+def follow_ready_reports(nodes: Informer[pb.Node], liveness: NodeLiveness, *, grace: float,
+                         reassert: Callable[[str], None] | None = None) -> None:
+    """Tell `liveness` of every new Ready=True heartbeat written to a Node (by this master or another).
+
+    And the other way round: when another master (the leader) writes a Node not Ready while that Node's stream
+    is here and its kubelet spoke within the grace period (the leader judged it before it saw this master's
+    presence), `reassert(name)` writes Ready=True again at once instead of at the next coarse refresh.
+    """
+    def on_update(old: pb.Node, new: pb.Node) -> None:
+        name = new.metadata.name
+        beat = ready_heartbeat(new)
+        if beat is not None and beat != ready_heartbeat(old):
+            liveness.reported_ready(name)
+        elif (beat is None and ready_heartbeat(old) is not None and reassert is not None
+              and liveness.is_connected(name) and liveness.silent_for(name) <= grace):
+            reassert(name)
+
+    def on_add(node: pb.Node) -> None:
+        if ready_heartbeat(node) is not None:
+            liveness.reported_ready(node.metadata.name)
+
+    nodes.add_handler(on_add=on_add, on_update=on_update)

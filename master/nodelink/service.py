@@ -102,14 +102,18 @@ class NodeLinkServicer(node_pb2_grpc.NodeLinkServicer):
                     break
                 yield message
         finally:
+            # The kubelet ended its side of the stream itself (it stops or restarts): not a lost Node.
+            graceful = reader.done() and not reader.cancelled() and reader.result() is True
             reader.cancel()
             attach.cancel()
             if self.connections.remove(conn):
-                self.liveness.disconnected(name)
+                self.liveness.disconnected(name, graceful=graceful)
                 self.relay.node_gone(name)
-                log.warning("node disconnected", object=obj_ref("nodes", name))
+                log.warning("node disconnected", object=obj_ref("nodes", name), graceful=graceful)
 
-    async def _read(self, conn: NodeConnection, messages: AsyncIterator[node_pb2.NodeMessage]) -> None:
+    async def _read(self, conn: NodeConnection, messages: AsyncIterator[node_pb2.NodeMessage]) -> bool:
+        """Handle the kubelet's messages; True when it said Goodbye (it closes the stream on purpose), False when
+        the stream broke."""
         name = conn.node
         refreshed = time.monotonic()
         try:
@@ -135,12 +139,17 @@ class NodeLinkServicer(node_pb2_grpc.NodeLinkServicer):
                     self.relay.deliver(name, msg.log_chunk)
                 elif kind == "exec_output":
                     self.relay.deliver(name, msg.exec_output)
+                elif kind == "goodbye":
+                    log.info("node says goodbye", object=obj_ref("nodes", name), reason=msg.goodbye.reason)
+                    return True
+            return False
         except grpc.RpcError:
-            pass
+            return False
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("node stream read failed", object=obj_ref("nodes", name))
+            return False
 
     async def _finish_deletion(self, done: node_pb2.PodTerminated, *, node: str) -> None:
         """The kubelet confirms a terminating pod's containers are gone: remove the object (its own pods only)."""

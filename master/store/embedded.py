@@ -7,8 +7,9 @@ cluster's members must be started concurrently (`start_cluster`). `stop()` goes 
 SIGKILL after a deadline.
 
 `EtcdSupervisor` is what `kyb-master` runs when no `--etcd` is given: one member under the master's data
-dir, on the same ports across master restarts (remembered in `<data_dir>/ports.json`), restarted with
-exponential backoff whenever it dies, stopped with the master.
+dir, on the same ports across master restarts (given, or remembered in `<data_dir>/ports.json`), restarted with
+exponential backoff whenever it dies, stopped with the master. On loopback only by default; with a `host`
+(`--cluster-init`, `--join`: master.join.masters) it serves peers and clients on that address too.
 
 Every child is started in its own session (so a Ctrl-C aimed at the master does not kill etcd before the
 master has shut down) and with PR_SET_PDEATHSIG=SIGTERM, so it dies with its parent even when the parent
@@ -149,6 +150,7 @@ class EtcdProcess:
         start_timeout: float = 30.0,
         pki_dir: Path | None = None,
         tls: bool = True,
+        host: str = HOST,
     ) -> None:
         if initial_cluster_state not in ("new", "existing"):
             raise ValueError(
@@ -159,6 +161,8 @@ class EtcdProcess:
                 raise ValueError(f"{field}: must be between 0 and 65535, got {port}")
         self.data_dir = Path(data_dir)
         self.name = name
+        # The address other members and masters reach this member at; clients on this machine also use loopback.
+        self.host = host
         self.initial_cluster_state = initial_cluster_state
         self.initial_cluster_token = initial_cluster_token
         self.auto_compaction_retention = auto_compaction_retention
@@ -178,7 +182,8 @@ class EtcdProcess:
         self.client_tls: EtcdClientTLS | None = None
         self._health_ssl: ssl.SSLContext | None = None
         if tls:
-            self.server_tls, self.client_tls = ensure_pki(pki_dir or self.data_dir / "pki")
+            self.server_tls, self.client_tls = ensure_pki(pki_dir or self.data_dir / "pki",
+                                                          hosts=[host] if host != HOST else [])
             self._health_ssl = client_ssl_context(self.client_tls)
 
     def _pick_missing_ports(self) -> None:
@@ -189,15 +194,22 @@ class EtcdProcess:
             self.peer_port = next(picked)
 
     @property
+    def _scheme(self) -> str:
+        return "https" if self.server_tls is not None else "http"
+
+    @property
     def endpoint(self) -> str:
-        """The client URL, e.g. https://127.0.0.1:2379 (http:// only for a member made with tls=False)."""
-        scheme = "https" if self.server_tls is not None else "http"
-        return f"{scheme}://{HOST}:{self.client_port}"
+        """The client URL on this machine, e.g. https://127.0.0.1:2379 (http:// only when made with tls=False)."""
+        return f"{self._scheme}://{HOST}:{self.client_port}"
+
+    @property
+    def advertised_endpoint(self) -> str:
+        """The client URL other machines use (the member's host)."""
+        return f"{self._scheme}://{self.host}:{self.client_port}"
 
     @property
     def peer_url(self) -> str:
-        scheme = "https" if self.server_tls is not None else "http"
-        return f"{scheme}://{HOST}:{self.peer_port}"
+        return f"{self._scheme}://{self.host}:{self.peer_port}"
 
     @property
     def initial_cluster(self) -> str:
@@ -233,8 +245,9 @@ class EtcdProcess:
             binary,
             f"--name={self.name}",
             f"--data-dir={self.etcd_data_dir}",
-            f"--listen-client-urls={self.endpoint}",
-            f"--advertise-client-urls={self.endpoint}",
+            f"--listen-client-urls={self.endpoint}"
+            + (f",{self.advertised_endpoint}" if self.host != HOST else ""),
+            f"--advertise-client-urls={self.advertised_endpoint}",
             f"--listen-peer-urls={self.peer_url}",
             f"--initial-advertise-peer-urls={self.peer_url}",
             f"--initial-cluster={self.initial_cluster}",
@@ -247,6 +260,9 @@ class EtcdProcess:
             # masters' leadership uses (master.leader.election).
             "--heartbeat-interval=50",
             "--election-timeout=600",
+            # A member cut off and healed asks for a pre-vote before it campaigns, instead of forcing an election
+            # with the higher term it reached alone, which would leave the healthy members leaderless for a moment.
+            "--pre-vote=true",
             "--quota-backend-bytes=2147483648",
             "--logger=zap",
             "--log-outputs=stderr",
@@ -406,6 +422,26 @@ async def start_cluster(
     return procs
 
 
+def choose_ports(data_dir: Path, *, client_port: int | None = None, peer_port: int | None = None) -> tuple[int, int]:
+    """The client and peer ports of the member in `data_dir`: given ones, else those it used last time (its
+    ports.json), else etcd's defaults (2379, 2380) when free, else free ones."""
+    stored: dict[str, Any] = {}
+    with contextlib.suppress(OSError, ValueError):
+        stored = json.loads((data_dir / EtcdSupervisor.PORTS_FILE).read_text())
+
+    def pick(given: int | None, remembered: object, default: int, *, avoid: int) -> int:
+        if given:
+            return given
+        for candidate in (remembered, default):
+            if isinstance(candidate, int) and candidate != avoid and port_is_free(candidate):
+                return candidate
+        return next(p for p in free_ports(2) if p != avoid)
+
+    client = pick(client_port, stored.get("client"), DEFAULT_CLIENT_PORT, avoid=-1)
+    peer = pick(peer_port, stored.get("peer"), DEFAULT_PEER_PORT, avoid=client)
+    return client, peer
+
+
 class EtcdSupervisor:
     """Keeps one private etcd member alive for the master: same ports across restarts, backoff on crashes."""
 
@@ -416,6 +452,11 @@ class EtcdSupervisor:
         *,
         data_dir: Path,
         client_port: int | None = None,
+        peer_port: int | None = None,
+        host: str = HOST,
+        name: str = "default",
+        initial_cluster: str | None = None,
+        initial_cluster_state: str = "new",
         min_backoff: float = 0.5,
         max_backoff: float = 30.0,
         stable_after: float = 60.0,
@@ -430,31 +471,18 @@ class EtcdSupervisor:
         self._log = structlog.get_logger().bind(component="etcd")
         self._monitor: asyncio.Task[None] | None = None
         self._stopping = False
-        client, peer = self._choose_ports(client_port)
+        client, peer = choose_ports(self.data_dir, client_port=client_port, peer_port=peer_port)
         self.process = EtcdProcess(
             data_dir=self.data_dir,
             client_port=client,
             peer_port=peer,
+            host=host,
+            name=name,
+            initial_cluster=initial_cluster,
+            initial_cluster_state=initial_cluster_state,
             auto_compaction_retention=auto_compaction_retention,
             start_timeout=start_timeout,
         )
-
-    def _choose_ports(self, client_port: int | None) -> tuple[int, int]:
-        stored: dict[str, Any] = {}
-        with contextlib.suppress(OSError, ValueError):
-            stored = json.loads((self.data_dir / self.PORTS_FILE).read_text())
-
-        def pick(given: int | None, remembered: object, default: int, *, avoid: int) -> int:
-            if given:
-                return given
-            for candidate in (remembered, default):
-                if isinstance(candidate, int) and candidate != avoid and port_is_free(candidate):
-                    return candidate
-            return next(p for p in free_ports(2) if p != avoid)
-
-        client = pick(client_port, stored.get("client"), DEFAULT_CLIENT_PORT, avoid=-1)
-        peer = pick(None, stored.get("peer"), DEFAULT_PEER_PORT, avoid=client)
-        return client, peer
 
     @property
     def endpoint(self) -> str:
@@ -463,6 +491,11 @@ class EtcdSupervisor:
     @property
     def client_tls(self) -> EtcdClientTLS | None:
         return self.process.client_tls
+
+    @property
+    def pki_dir(self) -> Path:
+        """Where the etcd CA and this member's certificates are (master.store.etcdtls)."""
+        return self.data_dir / "pki"
 
     async def start(self) -> None:
         """Start etcd, wait until healthy, then watch it in the background."""

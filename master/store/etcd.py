@@ -18,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import builtins
 import socket
+import threading
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -71,6 +73,53 @@ def prefix_for(kind: Kind, namespace: str = "") -> bytes:
     return f"/registry/{kind.resource}/".encode()
 
 
+class LeaseKeeper:
+    """Keeps an etcd lease alive from a thread of its own, every `interval` seconds.
+
+    The leadership's lease is short (1 s): renewing it from the event loop fails when the loop is busy for
+    longer than the lease's slack, as it is under a heavy load on two cores, and the leadership then moves for
+    nothing. A thread on a blocking channel is scheduled by the OS (it needs the GIL only briefly), like
+    client-go's renew goroutine. The owner reads `renewed_at` (monotonic) and `gone` (etcd said the lease
+    expired) and stops leading when the renewals stop; a paused or partitioned process still loses the lease.
+    """
+
+    def __init__(self, *, channel: grpc.Channel, lease_id: int, interval: float, deadline: float) -> None:
+        self.channel = channel
+        self.lease_id = lease_id
+        self.interval = interval
+        self.deadline = deadline
+        self.renewed_at = time.monotonic()
+        self.gone = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lease-keeper-{lease_id:x}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.channel.close()  # ends a renewal in flight
+        self._thread.join(timeout=self.deadline + 1)
+
+    def _run(self) -> None:
+        stub = rpc.LeaseStub(self.channel)
+        while not self._stop.wait(self.interval):
+            try:
+                for resp in stub.LeaseKeepAlive(iter([rpc.LeaseKeepAliveRequest(ID=self.lease_id)]),
+                                                timeout=self.deadline):
+                    if resp.TTL <= 0:
+                        self.gone = True
+                        return
+                    self.renewed_at = time.monotonic()
+                    break
+            except (grpc.RpcError, ValueError):  # ValueError: the channel was closed by stop()
+                continue
+
+
+class LeaseGoneError(ApiError):
+    """A write named an etcd lease that has expired or was revoked (a key attached to it cannot be written)."""
+
+
 @dataclass(frozen=True, slots=True)
 class StoreEvent:
     """One change seen by a watch: ADDED, MODIFIED or DELETED, with the object after (or before, for DELETED)."""
@@ -106,15 +155,23 @@ def _unavailable(err: grpc.RpcError) -> bool:
 class Store:
     """Typed CRUD and watch of Kybernetes objects in etcd."""
 
-    def __init__(self, *, endpoints: Sequence[str], tls: EtcdClientTLS | None = None, timeout: float = 5.0) -> None:
+    def __init__(self, *, endpoints: Sequence[str], tls: EtcdClientTLS | None = None, timeout: float = 5.0,
+                 tls_name: str | None = None) -> None:
         self._endpoints = list(endpoints)
         self._tls = tls
+        # The name every member's serving certificate must carry; default: the first endpoint's host. The
+        # embedded members' certificates all carry 127.0.0.1 and localhost (master.store.etcdtls).
+        self._tls_name = tls_name
         self._timeout = timeout
         self._channel: grpc.aio.Channel | None = None
         self._kv: Any = None
         self._watch: Any = None
         self._maint: Any = None
         self._lease: Any = None
+        self._cluster: Any = None
+        # Set by check_quorum when the member we talk to sees no leader: calls then fail at once, saying why,
+        # instead of each waiting for its timeout.
+        self.quorum_lost = ""
 
     async def connect(self) -> None:
         """Open the channel (lazy: etcd may still be down; calls then fail UNAVAILABLE)."""
@@ -126,14 +183,15 @@ class Store:
             self._channel = grpc.aio.insecure_channel(target, options=options)
         else:
             ca, cert, key = self._tls.read()
-            # The members' serving certificates name the address the first endpoint gives.
-            options.append(("grpc.ssl_target_name_override", urlsplit(self._endpoints[0]).hostname or "127.0.0.1"))
+            name = self._tls_name or urlsplit(self._endpoints[0]).hostname or "127.0.0.1"
+            options.append(("grpc.ssl_target_name_override", name))
             self._channel = grpc.aio.secure_channel(target, grpc.ssl_channel_credentials(ca, key, cert),
                                                     options=options)
         self._kv = rpc.KVStub(self._channel)
         self._watch = rpc.WatchStub(self._channel)
         self._maint = rpc.MaintenanceStub(self._channel)
         self._lease = rpc.LeaseStub(self._channel)
+        self._cluster = rpc.ClusterStub(self._channel)
 
     async def close(self) -> None:
         """Close the channel."""
@@ -142,11 +200,15 @@ class Store:
             self._channel = None
 
     async def _call(self, method: Any, request: Any) -> Any:
+        if self.quorum_lost:
+            raise UnavailableError(self.quorum_lost)
         try:
             return await method(request, timeout=self._timeout)
         except grpc.RpcError as err:
             if _unavailable(err):
                 raise UnavailableError(f"etcd unavailable: {err.details() or err.code().name}") from err
+            if "requested lease not found" in (err.details() or ""):
+                raise LeaseGoneError(f"etcd error: {err.details()}") from err
             raise ApiError(f"etcd error: {err.details()}") from err
 
     async def _txn(self, txn: Any) -> Any:
@@ -315,9 +377,70 @@ class Store:
             call.cancel()
         return 0
 
+    def lease_keeper(self, lease_id: int, *, interval: float, deadline: float) -> LeaseKeeper:
+        """A thread that keeps one lease alive on a blocking channel of its own (see LeaseKeeper)."""
+        addrs = []
+        for ep in self._endpoints:
+            parts = urlsplit(ep if "://" in ep else f"http://{ep}")
+            host, port = parts.hostname or "127.0.0.1", parts.port or 2379
+            infos = socket.getaddrinfo(host, port, family=socket.AF_INET, type=socket.SOCK_STREAM)
+            addrs.append(f"{infos[0][4][0]}:{port}")
+        target = "ipv4:" + ",".join(addrs)
+        options: list[tuple[str, int | str]] = list(_CHANNEL_OPTIONS.items())
+        if self._tls is None:
+            channel = grpc.insecure_channel(target, options=options)
+        else:
+            ca, cert, key = self._tls.read()
+            options.append(("grpc.ssl_target_name_override",
+                            self._tls_name or urlsplit(self._endpoints[0]).hostname or "127.0.0.1"))
+            channel = grpc.secure_channel(target, grpc.ssl_channel_credentials(ca, key, cert), options=options)
+        return LeaseKeeper(channel=channel, lease_id=lease_id, interval=interval, deadline=deadline)
+
     async def revoke_lease(self, lease_id: int) -> None:
         """End a lease now: the keys attached to it are deleted."""
         await self._call(self._lease.LeaseRevoke, rpc.LeaseRevokeRequest(ID=lease_id))
+
+    async def check_quorum(self, *, timeout: float = 1.0) -> bool:
+        """Ask the member we talk to whether it has a leader (a local answer: no quorum needed). Without one,
+        more than half the members are down or cut off: every call fails at once with UNAVAILABLE naming the
+        lost quorum until a leader is back. True while there is a leader; an unreachable member is not a lost
+        quorum (the calls then fail on their own)."""
+        try:
+            status = await self._maint.Status(rpc.StatusRequest(), timeout=timeout)
+        except grpc.RpcError:
+            self.quorum_lost = ""
+            return False
+        if status.leader:
+            if self.quorum_lost:
+                log.info("etcd quorum is back", leader=f"{status.leader:x}")
+            self.quorum_lost = ""
+            return True
+        if not self.quorum_lost:
+            log.warning("etcd lost its quorum", member=f"{status.header.member_id:x}")
+        self.quorum_lost = (f"etcd has lost its quorum: member {status.header.member_id:x} sees no leader (more "
+                            "than half of the etcd members are down or cut off); the API refuses reads and writes "
+                            "until a majority is back")
+        return False
+
+    # ------------------------------------------------------------------ members (masters with embedded etcd)
+
+    async def members(self) -> builtins.list[EtcdMember]:
+        """The etcd cluster's members."""
+        resp = await self._call(self._cluster.MemberList, rpc.MemberListRequest())
+        return [_member(m) for m in resp.members]
+
+    async def add_member(self, peer_url: str, *, learner: bool = True) -> tuple[int, builtins.list[EtcdMember]]:
+        """Add a member (a learner by default: no vote until it is promoted); its id and every member."""
+        resp = await self._call(self._cluster.MemberAdd, rpc.MemberAddRequest(peerURLs=[peer_url],
+                                                                              isLearner=learner))
+        return int(resp.member.ID), [_member(m) for m in resp.members]
+
+    async def promote_member(self, member_id: int) -> None:
+        """Make a learner that has caught up a voting member (etcd refuses while it lags)."""
+        await self._call(self._cluster.MemberPromote, rpc.MemberPromoteRequest(ID=member_id))
+
+    async def remove_member(self, member_id: int) -> None:
+        await self._call(self._cluster.MemberRemove, rpc.MemberRemoveRequest(ID=member_id))
 
     # ------------------------------------------------------------------ watch
 
@@ -383,6 +506,22 @@ def _event(kind: Kind, ev: Any) -> StoreEvent:
     prev = _decode(kind, ev.prev_kv) if ev.prev_kv.value else None
     etype = "ADDED" if ev.kv.create_revision == ev.kv.mod_revision else "MODIFIED"
     return StoreEvent(etype, obj, ev.kv.mod_revision, prev)
+
+
+@dataclass(frozen=True, slots=True)
+class EtcdMember:
+    """One member of the etcd cluster, as MemberList reports it (a member added but not started has no name)."""
+
+    id: int
+    name: str
+    peer_urls: tuple[str, ...]
+    client_urls: tuple[str, ...]
+    learner: bool
+
+
+def _member(m: Any) -> EtcdMember:
+    return EtcdMember(id=int(m.ID), name=m.name, peer_urls=tuple(m.peerURLs), client_urls=tuple(m.clientURLs),
+                      learner=bool(m.isLearner))
 
 
 async def _grpc_target(endpoints: Sequence[str]) -> str:

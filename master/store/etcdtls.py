@@ -12,6 +12,12 @@ before it, on disk next to etcd's data.
                             member's peer certificate (peers present it to each other: --peer-client-cert-auth)
     client.crt client.key   CN kyb-master: what a master (or an operator's etcdctl) presents
 
+A server certificate that lacks one of the hosts asked for, or a leaf that this CA did not sign (a CA copied
+in from another member), is issued again. Several members share one CA: make it on one machine, copy
+ca.crt/ca.key (and client.crt/client.key) to the others, and run this on each with `--host` for every
+member's address. Every member's certificate then names every member: a master's etcd channel checks all of
+them against the name of its first endpoint (master.store.etcd.Store).
+
 Run as `python -m kybernetes.master.store.etcdtls DIR [--host H]...` by the provisioning scripts.
 """
 
@@ -22,7 +28,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from kybernetes.core.identity.certs import Identity
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+
+from kybernetes.core.identity.certs import CertificateError, Identity, load_certificate
 from kybernetes.core.identity.credentials import write_private
 from kybernetes.master.pki.authority import ClusterAuthority
 
@@ -53,6 +62,25 @@ class EtcdServerTLS:
                 "--peer-client-cert-auth", f"--peer-trusted-ca-file={self.ca}"]
 
 
+def _reusable(cert: Path, key: Path, authority: ClusterAuthority, names: Sequence[str] = ()) -> bool:
+    """Whether a leaf on disk was signed by `authority` and names every one of `names`."""
+    if not (cert.exists() and key.exists()):
+        return False
+    try:
+        certificate = load_certificate(cert.read_bytes())
+        certificate.verify_directly_issued_by(authority.certificate)
+    except (CertificateError, ValueError, TypeError, InvalidSignature):
+        return False
+    if not names:
+        return True
+    try:
+        sans = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return False
+    have = {str(ip) for ip in sans.get_values_for_type(x509.IPAddress)} | set(sans.get_values_for_type(x509.DNSName))
+    return set(names) <= have
+
+
 def ensure_pki(folder: Path, *, hosts: Sequence[str] = ()) -> tuple[EtcdServerTLS, EtcdClientTLS]:
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     ca_crt, ca_key = folder / "ca.crt", folder / "ca.key"
@@ -63,13 +91,14 @@ def ensure_pki(folder: Path, *, hosts: Sequence[str] = ()) -> tuple[EtcdServerTL
         write_private(ca_key, authority.key_pem)
         write_private(ca_crt, authority.certificate_pem, mode=0o644)
     server = EtcdServerTLS(ca=ca_crt, cert=folder / "server.crt", key=folder / "server.key")
-    if not (server.cert.exists() and server.key.exists()):
-        issued = authority.issue_server(names=[*hosts, "127.0.0.1", "localhost"], peer=True)
+    names = list(dict.fromkeys([*hosts, "127.0.0.1", "localhost"]))
+    if not _reusable(server.cert, server.key, authority, names):
+        issued = authority.issue_server(names=names, peer=True)
         assert issued.key is not None
         write_private(server.key, issued.key)
         write_private(server.cert, issued.certificate, mode=0o644)
     client = EtcdClientTLS(ca=ca_crt, cert=folder / "client.crt", key=folder / "client.key")
-    if not (client.cert.exists() and client.key.exists()):
+    if not _reusable(client.cert, client.key, authority):
         issued = authority.issue_client(Identity(user="kyb-master"))
         assert issued.key is not None
         write_private(client.key, issued.key)

@@ -1,4 +1,4 @@
-"""NoExecute taint eviction (Kubernetes' taint manager) and the rate limit for mass outages.
+"""NoExecute taint eviction (Kubernetes' taint manager).
 
 A Node with a NoExecute taint loses the pods that do not tolerate it:
 - a pod without a matching toleration is evicted when the taint has been there
@@ -15,9 +15,10 @@ ReplicaSet, and so is replaced at once.
 Work is keyed by Node: a Node's pods are looked at when its taints change, a
 pod lands on it, or the earliest pending eviction falls due (`add_after`).
 
-`EvictionLimiter` spaces out tainting when much of the cluster goes silent
-at once, which more likely means the master is cut off than that the Nodes
-died (Kubernetes' unhealthy-zone threshold and secondary eviction rate).
+This controller does not know about lost Nodes: the node lifecycle
+controller (monitor.py) decides which Nodes carry the unreachable/not-ready
+taints, and takes them off in a full disruption (disruption.py), which stops
+the evictions here.
 """
 
 from __future__ import annotations
@@ -57,27 +58,6 @@ def eviction_time(pod: pb.Pod, taints: Iterable[pb.Taint], *, default_timeout: f
         at = added + seconds
         earliest = at if earliest is None else min(earliest, at)
     return earliest
-
-
-class EvictionLimiter:
-    """At most one Node per `interval` while the cluster is disrupted; no limit otherwise."""
-
-    def __init__(self, *, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.interval = interval
-        self._clock = clock
-        self._last: float | None = None
-
-    def try_accept(self, *, disrupted: bool) -> bool:
-        now = self._clock()
-        if disrupted and self._last is not None and now - self._last < self.interval:
-            return False
-        self._last = now
-        return True
-
-
-def is_disrupted(*, not_ready: int, total: int, threshold: float) -> bool:
-    """Kubernetes' partial/full disruption: more than 2 Nodes and at least `threshold` of them not Ready."""
-    return not_ready > 2 and total > 0 and not_ready / total >= threshold
 
 
 class TaintEvictionController(QueueController):

@@ -10,10 +10,16 @@ liveness table the node link keeps (`NodeLiveness.silent_for`):
 - the NoExecute taint matching the Ready condition is kept on the Node:
   node.kubernetes.io/unreachable for Unknown, not-ready for False, none for
   True (so a Node whose link reports it Ready again is untainted at once).
-Adding a taint to an untainted Node goes through `EvictionLimiter`: when more
-than 2 Nodes and at least `unhealthy_threshold` of all are not Ready, only one
-Node per `disrupted_eviction_interval` is tainted (the longest silent first).
 The taint's timeAdded starts the pods' eviction clock (see eviction.py).
+
+Full disruption (disruption.py): when at least 2 Nodes and at least
+`unhealthy_threshold` of all are not Ready, the pass still marks lost Nodes
+Unknown and their pods not ready, but the taint wanted on every Node is none:
+no Node is tainted and the taints already there come off, so no pod is
+evicted. An Event and a log line mark entering and leaving. A controller taint
+older than the end of the last full disruption (one whose removal failed) is
+replaced by a fresh one, so a Node still lost then gets a whole eviction
+timeout from that moment.
 
 Ready=True is written by the node link when a kubelet registers; this
 controller only ever takes readiness away.
@@ -31,7 +37,7 @@ from kybernetes.core.api.objects import copy_of, get_condition, is_pod_ready, no
 from kybernetes.core.machinery.actors import Actor
 from kybernetes.core.machinery.informer import InformerFactory
 from kybernetes.master.controllers import indexes
-from kybernetes.master.controllers.nodelifecycle.eviction import EvictionLimiter, is_disrupted
+from kybernetes.master.controllers.nodelifecycle.disruption import CLUSTER_REFERENCE, announcement, is_full_disruption
 from kybernetes.master.controllers.scheduler.filters import NOT_READY_TAINT, UNREACHABLE_TAINT
 from kybernetes.master.events import EventRecorder
 from kybernetes.master.nodelink.liveness import NodeLiveness
@@ -51,10 +57,11 @@ def desired_taint(node: pb.Node) -> str | None:
     return UNREACHABLE_TAINT if status == "Unknown" else NOT_READY_TAINT
 
 
-def current_taint(node: pb.Node) -> str | None:
+def current_taint(node: pb.Node) -> pb.Taint | None:
+    """The unreachable/not-ready NoExecute taint on the Node, if any."""
     for taint in node.spec.taints:
         if taint.effect == "NoExecute" and taint.key in CONTROLLER_TAINTS:
-            return taint.key
+            return taint
     return None
 
 
@@ -64,7 +71,7 @@ class NodeLifecycleController(Actor):
     def __init__(self, *, client: ObjectClient, informers: InformerFactory, recorder: EventRecorder,
                  liveness: NodeLiveness,
                  node_monitor_grace_period: float, monitor_period: float | None = None,
-                 unhealthy_threshold: float = 0.55, disrupted_eviction_interval: float = 10.0,
+                 unhealthy_threshold: float = 0.55,
                  clock: Callable[[], float] = time.time) -> None:
         super().__init__(name="node-lifecycle-controller")
         self.client = client
@@ -73,17 +80,18 @@ class NodeLifecycleController(Actor):
         self.grace = node_monitor_grace_period
         self.monitor_period = monitor_period or max(0.1, min(1.0, node_monitor_grace_period / 5))
         self.unhealthy_threshold = unhealthy_threshold
-        self.limiter = EvictionLimiter(interval=disrupted_eviction_interval, clock=liveness.now)
         self.clock = clock
         self.node_informer = informers.informer("nodes")
         self.pod_informer = informers.informer("pods")
         indexes.add_pod_indexes(self.pod_informer)
-        self.disrupted = False
+        self.disrupted = False  # in full disruption (as of the last pass)
+        # When the last full disruption ended (epoch seconds): controller taints added before are stale.
+        self.resumed_at: int | None = None
 
     async def run(self) -> None:
         await self.node_informer.wait_synced()
         await self.pod_informer.wait_synced()
-        self.log.info("started", grace_period=self.grace)
+        self.log.info("started", grace_period=self.grace, unhealthy_zone_threshold=self.unhealthy_threshold)
         while True:
             try:
                 await self.monitor_once()
@@ -101,15 +109,23 @@ class NodeLifecycleController(Actor):
         nodes = [fresh.get(n.metadata.name, n) for n in self.node_informer.list()]
         lost_names = {n.metadata.name for n in lost}
         not_ready = sum(1 for n in nodes if desired_taint(n) is not None or n.metadata.name in lost_names)
-        disrupted = is_disrupted(not_ready=not_ready, total=len(nodes), threshold=self.unhealthy_threshold)
+        disrupted = is_full_disruption(not_ready=not_ready, total=len(nodes), threshold=self.unhealthy_threshold)
         if disrupted != self.disrupted:
-            (self.log.warning if disrupted else self.log.info)(
-                "cluster disruption" if disrupted else "cluster disruption over", not_ready=not_ready,
-                total=len(nodes))
-            self.disrupted = disrupted
-        # Longest silent first, so a slow rate evicts the surely-dead Nodes first.
-        for node in sorted(nodes, key=lambda n: -self.liveness.silent_for(n.metadata.name)):
+            self._announce(disrupted, not_ready=not_ready, total=len(nodes))
+        for node in nodes:
             await self._reconcile_taint(node)
+
+    def _announce(self, disrupted: bool, *, not_ready: int, total: int) -> None:
+        """Entering or leaving full disruption: the new state, a log line and an Event."""
+        self.disrupted = disrupted
+        if not disrupted:
+            self.resumed_at = int(self.clock())
+        (self.log.warning if disrupted else self.log.info)(
+            "full disruption: evictions stop" if disrupted else "full disruption over: evictions resume",
+            not_ready=not_ready, nodes=total, threshold=self.unhealthy_threshold)
+        event = announcement(disrupted=disrupted, not_ready=not_ready, total=total,
+                             threshold=self.unhealthy_threshold)
+        self.recorder.record_nowait(CLUSTER_REFERENCE, type=event.type, reason=event.reason, message=event.message)
 
     async def _mark_unknown(self, node: pb.Node) -> pb.Node | None:
         """Conditions Unknown and pods not ready; returns the Node as written (None when unchanged)."""
@@ -172,12 +188,12 @@ class NodeLifecycleController(Actor):
         self.recorder.record_nowait(pod, type="Warning", reason="NodeNotReady", message="Node is not ready")
 
     async def _reconcile_taint(self, node: pb.Node) -> None:
-        want = desired_taint(node)
-        have = current_taint(node)
-        if want == have:
+        want = None if self.disrupted else desired_taint(node)
+        taint = current_taint(node)
+        have = taint.key if taint is not None else None
+        stale = taint is not None and self.resumed_at is not None and taint.time_added.seconds < self.resumed_at
+        if want == have and not stale:
             return
-        if have is None and not self.limiter.try_accept(disrupted=self.disrupted):
-            return  # disrupted: this Node waits for its turn
         new = copy_of(node)
         taints = [t for t in new.spec.taints if not (t.effect == "NoExecute" and t.key in CONTROLLER_TAINTS)]
         if want is not None:
@@ -188,4 +204,5 @@ class NodeLifecycleController(Actor):
             await self.client.update(new)
         except (ConflictError, NotFoundError):
             return  # the next pass looks at the fresh Node
-        self.log.info("node taint", node=node.metadata.name, taint=want or "-", removed=have or "-")
+        self.log.info("node taint", node=node.metadata.name, taint=want or "-", removed=have or "-",
+                      full_disruption=self.disrupted)
