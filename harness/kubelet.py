@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from pathlib import Path
 
 from harness.containerd import ContainerdEnv, RestartableContainerd
 from harness.master import REPO, ClusterMaster, JoinInfo
+from harness.process import ChildProcess
 from harness.waiting import until
 from kybernetes.ctl.client import Client, NotFoundError
 from kybernetes.proto import node_pb2, node_pb2_grpc
@@ -30,7 +30,7 @@ from kybernetes.proto import objects_pb2 as pb
 REGISTERED = b'"registered with the master"'
 
 
-class KubeletProcess:
+class KubeletProcess(ChildProcess):
     """One kyb-kubelet child process."""
 
     def __init__(self, *, master: JoinInfo, node_name: str, root_dir: Path, log_path: Path,
@@ -84,29 +84,6 @@ class KubeletProcess:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.returncode is None
 
-    def tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    async def signal(self, sig: int) -> int:
-        """Send a signal and wait for the process to exit; returns its exit code."""
-        assert self.proc is not None
-        if self.proc.returncode is None:
-            os.kill(self.proc.pid, sig)
-        return await asyncio.wait_for(self.proc.wait(), 20)
-
-    async def kill(self) -> None:
-        """SIGKILL: a crash, with no chance to clean up."""
-        await self.signal(signal.SIGKILL)
-
-    async def stop(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            try:
-                await self.signal(signal.SIGTERM)
-            except TimeoutError:
-                await self.signal(signal.SIGKILL)
 
 
 # ----------------------------------------------------------------------------- a whole node

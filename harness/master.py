@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from harness.ports import free_port, free_port_pair
+from harness.process import ChildProcess
 from kybernetes.core.identity.credentials import Credentials, secure_channel
 from kybernetes.core.identity.kubeconfig import resolve
 from kybernetes.ctl.client import Client
@@ -44,7 +44,7 @@ class JoinInfo:
     token: str
 
 
-class MasterProcess:
+class MasterProcess(ChildProcess):
     """One kyb-master child process; start/stop/kill/restart it like a real operator would."""
 
     def __init__(self, *, etcd: Sequence[str], log_path: Path, extra_args: Sequence[str] = (),
@@ -131,30 +131,6 @@ class MasterProcess:
                     raise TimeoutError(f"kyb-master not serving after {timeout}s: {self.tail()}")
                 await asyncio.sleep(0.05)
 
-    def tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    async def signal(self, sig: int) -> int:
-        """Send a signal and wait for the process to exit; returns its exit code."""
-        assert self.proc is not None
-        if self.proc.returncode is None:
-            os.kill(self.proc.pid, sig)
-        code = await asyncio.wait_for(self.proc.wait(), 20)
-        return code
-
-    async def kill(self) -> None:
-        """SIGKILL: no chance to clean up, as in a crash."""
-        await self.signal(signal.SIGKILL)
-
-    async def stop(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            try:
-                await self.signal(signal.SIGTERM)
-            except TimeoutError:
-                await self.signal(signal.SIGKILL)
 
     async def __aenter__(self) -> MasterProcess:
         """`async with MasterProcess(...) as master:` starts it and stops it afterwards, whatever happens

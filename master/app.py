@@ -39,6 +39,7 @@ from kybernetes.master.controllers.endpoints.controller import start_endpoints_c
 from kybernetes.master.controllers.manager import ControllerManager, start_controllers
 from kybernetes.master.events import EventRecorder
 from kybernetes.master.join.masters import (
+    JoinError,
     MasterJoinService,
     Membership,
     initial_cluster,
@@ -333,11 +334,14 @@ class Master:
                                     f"{socket.gethostname()}-{secrets.token_hex(3)}" if clustered else "default")
         peer_url, client_url = f"https://{host}:{peer_port}", f"https://{host}:{client_port}"
         others: tuple[str, ...] = ()
-        promote_id = 0
+        promote_id, must_promote = 0, True
         if membership is not None:
-            # A restart: etcd reads its membership from its data; the flags only have to agree with it.
+            # A restart: etcd reads its membership from its data; the flags only have to agree with it. A
+            # master that died between its join and the promotion of its learner promotes it now (best effort:
+            # a member promoted long ago needs nothing, and the others may still be starting).
             initial, others = membership.initial_cluster, membership.client_urls
             state = "existing" if membership.member_id else "new"
+            promote_id, must_promote = (membership.member_id, False) if others else (0, False)
         elif config.join:
             response, etcd_ca = await request_join(join_url=config.join, token=token, name=name, peer_url=peer_url,
                                                    client_url=client_url)
@@ -362,7 +366,8 @@ class Master:
             helper = Store(endpoints=list(others), tls=sup.client_tls, tls_name="localhost")
             await helper.connect()
             try:
-                await asyncio.gather(sup.start(), promote(helper, promote_id))
+                await asyncio.gather(sup.start(), promote(helper, promote_id) if must_promote else
+                                     _promote_quietly(helper, promote_id))
             finally:
                 await helper.close()
         else:
@@ -477,6 +482,14 @@ class Master:
             await self.store.close()
         if self.etcd_process is not None:
             await self.etcd_process.stop()
+
+
+async def _promote_quietly(store: Store, member_id: int) -> None:
+    """`promote` after a restart: a failure is logged, not fatal (the member may be a voter for long)."""
+    try:
+        await promote(store, member_id, timeout=30.0)
+    except JoinError as err:
+        log.warning("etcd member not promoted at restart", error=str(err))
 
 
 def _event_recorder(client: LocalClient) -> EventRecorder:

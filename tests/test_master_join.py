@@ -22,6 +22,7 @@ from harness.ports import free_ports
 from harness.waiting import until
 from kybernetes.core.api.errors import UnavailableError
 from kybernetes.ctl.client import Client
+from kybernetes.master.join.masters import Membership, initial_cluster, request_join, write_ca
 from kybernetes.master.store.etcd import EtcdMember, Store
 from kybernetes.master.store.etcdtls import EtcdClientTLS
 
@@ -164,3 +165,35 @@ async def test_join_flags_are_checked(tmp_path: Path, args: list[str], message: 
     assert message in err.decode()
     assert "Traceback" not in err.decode()
 
+
+
+async def test_a_master_that_died_before_its_promotion_promotes_at_restart(tmp_path: Path):
+    first = _master(tmp_path, "m1")
+    second = _master(tmp_path, "m2", join=first)
+    async with first:
+        # What `--join` does before it starts its member, then a crash: the learner is added, the etcd CA and
+        # the membership are on disk, nothing was promoted.
+        client_port = second.extra_args[second.extra_args.index("--etcd-client-port") + 1]
+        peer_port = second.extra_args[second.extra_args.index("--etcd-peer-port") + 1]
+        response, etcd_ca = await request_join(
+            join_url=f"https://{first.address}", token=SERVER_TOKEN, name="m2",
+            peer_url=f"https://127.0.0.1:{peer_port}", client_url=f"https://127.0.0.1:{client_port}")
+        folder = second.data_dir / "etcd"
+        write_ca(folder / "pki", etcd_ca)
+        others = tuple(u for m in response.members if m.name != "m2" for u in m.client_urls)
+        Membership(name="m2", member_id=response.member_id, initial_cluster=initial_cluster(response.members),
+                   client_urls=others).save(folder)
+        async with _store(first) as store:
+            assert [m.learner for m in await store.members() if m.id == response.member_id] == [True]
+        # The restart (same flags and data dir) promotes it and serves.
+        async with second:
+            async with _store(first) as store:
+                voters = await until(lambda: _voters_named(store, {"m1", "m2"}), timeout=30,
+                                     message="m2 a voting member")
+            assert len(voters) == 2
+            assert b'"etcd member promoted"' in second.log_path.read_bytes()
+
+
+async def _voters_named(store: Store, names: set[str]) -> list[EtcdMember] | None:
+    voters = await _voters(store)
+    return voters if {m.name for m in voters} == names else None
