@@ -308,14 +308,17 @@ def short_dir() -> Iterator[Path]:
 # ----------------------------------------------------------------------------- the sample app on the lab
 
 
-def hello_manifest(lab: Lab, *, name: str, replicas: int, version: str = "v1") -> str:
-    """A Deployment of kyb/hello:VERSION labelled app=NAME, Ready when its /healthz answers."""
+def hello_manifest(lab: Lab, *, name: str, replicas: int, version: str = "v1", max_surge: int | None = None) -> str:
+    """A Deployment of kyb/hello:VERSION labelled app=NAME, Ready when its /healthz answers; with `max_surge`,
+    rolled that many pods at a time and none unavailable."""
+    strategy = "" if max_surge is None else (
+        f"\n  strategy:\n    type: RollingUpdate\n    rollingUpdate: {{maxSurge: {max_surge}, maxUnavailable: 0}}")
     return f"""apiVersion: apps/v1
 kind: Deployment
 metadata:
   name: {name}
 spec:
-  replicas: {replicas}
+  replicas: {replicas}{strategy}
   selector:
     matchLabels: {{app: {name}}}
   template:

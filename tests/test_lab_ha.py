@@ -19,11 +19,23 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Self
 
 from cryptography import x509
 
 from harness.builders import make_deployment
-from harness.lab import REPO, Lab, count_is, deployment, is_ready, live_pods, none_left, ready_pods, run
+from harness.lab import (
+    REPO,
+    Lab,
+    count_is,
+    deployment,
+    hello_manifest,
+    is_ready,
+    live_pods,
+    none_left,
+    ready_pods,
+    run,
+)
 from harness.waiting import until
 from kybernetes.core.identity.kubeconfig import resolve
 from kybernetes.ctl.client import AlreadyExistsError, Client, NotFoundError, UnavailableError
@@ -331,47 +343,19 @@ async def test_master_fault_commands_touch_one_master(ha_lab: Lab):
 # ----------------------------------------------------------------------------- the issue's failures, one by one
 
 
-def rollout_manifest(lab: Lab, *, name: str, replicas: int, version: str) -> str:
-    """The sample app, rolled one pod at a time (maxSurge 1, maxUnavailable 0): never more than replicas + 1."""
-    return f"""apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: {name}
-spec:
-  replicas: {replicas}
-  strategy:
-    type: RollingUpdate
-    rollingUpdate: {{maxSurge: 1, maxUnavailable: 0}}
-  selector:
-    matchLabels: {{app: {name}}}
-  template:
-    metadata:
-      labels: {{app: {name}}}
-    spec:
-      containers:
-      - name: hello
-        image: {lab.registry}/kyb/hello:{version}
-        ports:
-        - containerPort: 8080
-        readinessProbe:
-          httpGet: {{path: /healthz, port: 8080}}
-          periodSeconds: 1
-"""
+class Watching:
+    """A watch that runs while the `async with` block does (`_run`: the subclass's loop)."""
 
+    _task: asyncio.Task[None] | None = None
 
-class PodCensus:
-    """Every pod of one app as a watch sees it, and the most that were live (not terminating) at once."""
+    async def _run(self) -> None:
+        raise NotImplementedError
 
-    def __init__(self, kyb: Client, app: str) -> None:
-        self.kyb = kyb
-        self.app = app
-        self.live: dict[str, pb.Pod] = {}
-        self.most_live = 0
-        self._task: asyncio.Task[None] | None = None
+    async def _prime(self) -> None:
+        """What to read before the watch starts."""
 
-    async def __aenter__(self) -> PodCensus:
-        for pod in (await self.kyb.list("pods", namespace="default", label_selector=f"app={self.app}")).items:
-            self._see("ADDED", pod)
+    async def __aenter__(self) -> Self:
+        await self._prime()
         self._task = asyncio.create_task(self._run())
         return self
 
@@ -380,6 +364,20 @@ class PodCensus:
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
+
+
+class PodCensus(Watching):
+    """Every pod of one app as a watch sees it, and the most that were live (not terminating) at once."""
+
+    def __init__(self, kyb: Client, app: str) -> None:
+        self.kyb = kyb
+        self.app = app
+        self.live: dict[str, pb.Pod] = {}
+        self.most_live = 0
+
+    async def _prime(self) -> None:
+        for pod in (await self.kyb.list("pods", namespace="default", label_selector=f"app={self.app}")).items:
+            self._see("ADDED", pod)
 
     def _see(self, kind: str, pod: pb.Pod) -> None:
         if kind == "DELETED" or pod.metadata.HasField("deletion_timestamp") or \
@@ -394,24 +392,13 @@ class PodCensus:
             self._see(event.type, event.object)
 
 
-class ReadyChanges:
+class ReadyChanges(Watching):
     """Ready transitions of every Node while it runs."""
 
     def __init__(self, kyb: Client) -> None:
         self.kyb = kyb
         self.ready: dict[str, bool] = {}
         self.changes: list[tuple[str, bool]] = []
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> ReadyChanges:
-        self._task = asyncio.create_task(self._run())
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
 
     async def _run(self) -> None:
         async for event in self.kyb.watch("nodes"):
@@ -435,7 +422,7 @@ async def test_leader_killed_during_a_rollout_no_extra_pods_no_lost_node(ha_lab:
     lab = ha_lab
     async with lab.client() as kyb, deployment(lab, name="calm", replicas=3):
         calm = await pod_state(kyb, "calm")
-        lab.sh("kybctl", "apply", "-f", "-", stdin=rollout_manifest(lab, name="roll", replicas=6, version="v1"))
+        lab.sh("kybctl", "apply", "-f", "-", stdin=hello_manifest(lab, name="roll", replicas=6, max_surge=1))
         try:
             await until(lambda: count_is(ready_pods(kyb, "roll"), 6), timeout=120, message="6 replicas of v1")
             leader = await lab.leader()
