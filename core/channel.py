@@ -33,6 +33,15 @@ CHANNEL_OPTIONS = [
     ("grpc.http2.max_pings_without_data", 0),
 ]
 
+# A kubelet notices a dead master (or a cut link) within 1 s, before that master notices it (1-2 s): it is on
+# another master by the time the cut-off one reports its stream broken (master.nodelink.liveness: the
+# reconnect window).
+KUBELET_CHANNEL_OPTIONS = [
+    *[(k, v) for k, v in CHANNEL_OPTIONS if k not in ("grpc.keepalive_time_ms", "grpc.keepalive_timeout_ms")],
+    ("grpc.keepalive_time_ms", 500),
+    ("grpc.keepalive_timeout_ms", 500),
+]
+
 # What every master's server accepts and does: pings as often as every 0.5 s from clients, and its own every
 # second to each of them (a kubelet that vanished is noticed in 2 s too).
 SERVER_KEEPALIVE_OPTIONS = [

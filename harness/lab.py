@@ -32,7 +32,6 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from harness.waiting import until
 from kybernetes.ctl.client import Client
-from kybernetes.kubelet.routes import route_proto
 from kybernetes.proto import objects_pb2 as pb
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,6 +59,7 @@ class Lab:
     cluster_cidr: str
     workers: int
     masters: int = 1
+    route_proto: int | None = None  # the routing protocol number lab.sh picked for its host routes (once up)
 
     @property
     def env(self) -> dict[str, str]:
@@ -269,7 +269,10 @@ def lab_traces(lab: Lab) -> dict[str, list[str]]:
     """Everything on the host that carries one of the lab's names, subnets or directories (after
     `lab.sh down`: nothing)."""
     prefix, chain = lab.prefix, lab.prefix.upper() + "-FWD"
-    proto = str(route_proto(f"kyb-lab-{prefix}"))
+    host_env = lab.dir / "host.env"
+    if host_env.exists():  # lab.sh picked a routing protocol number no other lab uses; remember it for later
+        lab.route_proto = int(dict(line.split("=", 1) for line in host_env.read_text().split())["PROTO"])
+    protos = {str(lab.route_proto)} if lab.route_proto else set()
     routes = run("ip", "-N", "-4", "route", "show", "table", "all").stdout.splitlines()
     processes = []
     for entry in Path("/proc").iterdir():
@@ -284,7 +287,8 @@ def lab_traces(lab: Lab) -> dict[str, list[str]]:
                   if line.split(":")[1].strip().startswith(prefix)],
         "iptables": [line for line in run("iptables-save").stdout.splitlines() if chain in line],
         "nft": [line for line in run("nft", "list", "ruleset").stdout.splitlines() if prefix in line],
-        "routes": [r for r in routes if f"{lab.subnet}." in r or f"proto {proto} " in r + " "],
+        "routes": [r for r in routes
+                   if f"{lab.subnet}." in r or any(f"proto {proto} " in r + " " for proto in protos)],
         "mounts": [line for line in Path("/proc/self/mountinfo").read_text().splitlines()
                    if str(lab.dir) in line or f"/{prefix}-node" in line],
         "processes": processes,
@@ -308,11 +312,17 @@ def short_dir() -> Iterator[Path]:
 # ----------------------------------------------------------------------------- the sample app on the lab
 
 
-def hello_manifest(lab: Lab, *, name: str, replicas: int, version: str = "v1", max_surge: int | None = None) -> str:
+def hello_manifest(lab: Lab, *, name: str, replicas: int, version: str = "v1", max_surge: int | None = None,
+                   stay: bool = False) -> str:
     """A Deployment of kyb/hello:VERSION labelled app=NAME, Ready when its /healthz answers; with `max_surge`,
-    rolled that many pods at a time and none unavailable."""
+    rolled that many pods at a time and none unavailable; with `stay`, its pods tolerate their Node being
+    unreachable or not ready for good (never evicted)."""
     strategy = "" if max_surge is None else (
         f"\n  strategy:\n    type: RollingUpdate\n    rollingUpdate: {{maxSurge: {max_surge}, maxUnavailable: 0}}")
+    tolerations = "" if not stay else "".join(
+        f"\n      - {{key: node.kubernetes.io/{key}, operator: Exists, effect: NoExecute}}"
+        for key in ("unreachable", "not-ready"))
+    tolerations = tolerations and "\n      tolerations:" + tolerations
     return f"""apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -324,7 +334,7 @@ spec:
   template:
     metadata:
       labels: {{app: {name}}}
-    spec:
+    spec:{tolerations}
       containers:
       - name: hello
         image: {lab.registry}/kyb/hello:{version}
@@ -377,9 +387,10 @@ async def none_left(lab: Lab, kyb: Client, app: str) -> bool:
 
 
 @contextlib.asynccontextmanager
-async def deployment(lab: Lab, *, name: str, replicas: int) -> AsyncIterator[Client]:
-    """Apply a hello Deployment with kybctl, wait until all replicas are Ready; delete it afterwards."""
-    lab.sh("kybctl", "apply", "-f", "-", stdin=hello_manifest(lab, name=name, replicas=replicas))
+async def deployment(lab: Lab, *, name: str, replicas: int, stay: bool = False) -> AsyncIterator[Client]:
+    """Apply a hello Deployment with kybctl (`stay`: see hello_manifest), wait until all replicas are Ready;
+    delete it afterwards."""
+    lab.sh("kybctl", "apply", "-f", "-", stdin=hello_manifest(lab, name=name, replicas=replicas, stay=stay))
     async with lab.client() as kyb:
         try:
             await until(lambda: count_is(ready_pods(kyb, name), replicas), timeout=90)

@@ -15,7 +15,7 @@ import click
 import grpc
 
 from kybernetes.core.api.quantity import QuantityError, parse_memory
-from kybernetes.core.channel import CHANNEL_OPTIONS
+from kybernetes.core.channel import KUBELET_CHANNEL_OPTIONS
 from kybernetes.core.identity.credentials import secure_channel
 from kybernetes.core.identity.tokens import TokenError, parse
 from kybernetes.core.log import configure, get_logger
@@ -188,7 +188,7 @@ async def _serve(config: KubeletConfig, *, token: str, bootstrap: str) -> None:
         return
     waiting.cancel()
     credentials = joining.result()
-    channels = [secure_channel(config.master, c.credentials, options=CHANNEL_OPTIONS) for c in credentials]
+    channels = [secure_channel(config.master, c.credentials, options=KUBELET_CHANNEL_OPTIONS) for c in credentials]
     try:
         kubelets = [Kubelet(config=config, node_name=name, runtime=_runtime(config), channel=channel,
                             machine=machine) for name, channel in zip(names, channels, strict=True)]
@@ -230,7 +230,7 @@ async def _keep_renewed(kubelet: Kubelet, current: NodeCredentials, channels: li
             continue
         failures = 0
         old = channels[index]
-        channels[index] = secure_channel(config.master, current.credentials, options=CHANNEL_OPTIONS)
+        channels[index] = secure_channel(config.master, current.credentials, options=KUBELET_CHANNEL_OPTIONS)
         kubelet.link.replace_channel(channels[index])  # reconnects at once with the new certificate
         log.info("certificate renewed", not_after=current.not_after.isoformat())
         await old.close()

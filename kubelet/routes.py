@@ -62,6 +62,19 @@ def route_proto(table_owner_tag: str) -> int:
     return _DERIVED_PROTO_BASE + int.from_bytes(digest[:4], "big") % _DERIVED_PROTO_SPAN
 
 
+def free_route_proto(table_owner_tag: str, *, used: set[int]) -> int:
+    """`route_proto(table_owner_tag)`, or the next number (200-249, wrapping) when that one is in `used`:
+    for host-side owners that share the host's table and must never share a number (a sync deletes the
+    routes of its number that it does not want). Raises RouteError when all 50 are taken."""
+    start = route_proto(table_owner_tag)
+    for i in range(_DERIVED_PROTO_SPAN):
+        proto = _DERIVED_PROTO_BASE + (start - _DERIVED_PROTO_BASE + i) % _DERIVED_PROTO_SPAN
+        if proto not in used:
+            return proto
+    raise RouteError(f"no free routing protocol number in {_DERIVED_PROTO_BASE}-"
+                     f"{_DERIVED_PROTO_BASE + _DERIVED_PROTO_SPAN - 1}: every one carries routes")
+
+
 def desired_routes(*, nodes: Sequence[pb.Node], self_name: str) -> dict[str, str]:
     """{pod CIDR: InternalIP} for every other Node that has both; malformed values are skipped with a warning."""
     wanted: dict[str, str] = {}
@@ -85,16 +98,18 @@ def desired_routes(*, nodes: Sequence[pb.Node], self_name: str) -> dict[str, str
 
 
 async def sync_pod_routes(*, nodes: Sequence[pb.Node], self_name: str, table_owner_tag: str = DEFAULT_TAG,
-                          netns: str | None = None) -> None:
+                          proto: int | None = None, netns: str | None = None) -> None:
     """Make our routes in the main table exactly {other Node's podCIDR via its InternalIP}.
 
+    The routes are marked with `proto`, or else with `route_proto(table_owner_tag)`: an owner that must
+    never share its number with another (the namespace lab's host side) picks a free one and passes it.
     `netns` runs the `ip` commands in that named network namespace (`ip -n`), for tools and tests;
     the kubelet leaves it unset and edits the namespace it runs in.
     """
     lock = _locks.setdefault(asyncio.get_running_loop(), asyncio.Lock())
     async with lock:
-        await _sync(wanted=desired_routes(nodes=nodes, self_name=self_name), proto=route_proto(table_owner_tag),
-                    netns=netns)
+        await _sync(wanted=desired_routes(nodes=nodes, self_name=self_name),
+                    proto=route_proto(table_owner_tag) if proto is None else proto, netns=netns)
 
 
 async def _sync(*, wanted: dict[str, str], proto: int, netns: str | None) -> None:

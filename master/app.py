@@ -145,6 +145,8 @@ class MasterConfig:
     service_cidr: str = "10.96.0.0/16"
     node_monitor_grace_period: float = 5.0
     pod_eviction_timeout: float = 1.0
+    # With other masters: how long a Node whose stream broke has to show up on another one before it is lost.
+    node_reconnect_window: float = 1.0
     # Full disruption: evictions stop while at least 2 Nodes and this fraction of all are not Ready (docs/ha.md).
     unhealthy_zone_threshold: float = 0.55
     heartbeat_interval: float = 1.0
@@ -198,7 +200,7 @@ class Master:
         self.access = AccessControl()
         self.health = health.aio.HealthServicer()
         self.port = 0
-        self.liveness = NodeLiveness()
+        self.liveness = NodeLiveness(reconnect_window=config.node_reconnect_window)
         self.connections = Connections()
         self.client: LocalClient | None = None
         self.controllers: ControllerManager | None = None

@@ -34,6 +34,9 @@ from kybernetes.master.store.etcdtls import EtcdClientTLS
 @click.option("--pod-eviction-timeout", type=float, default=1.0, show_default=True,
               help="Seconds after NotReady before a Node's pods are evicted (a Node whose stream broke is NotReady at "
                    "once; one whose kubelet closed it, a restart, has the grace period first).")
+@click.option("--node-reconnect-window", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="With other masters: seconds a Node whose stream broke has to reconnect to another master before "
+                   "it is lost (a master cut off from its Nodes' network then evicts nothing).")
 @click.option("--unhealthy-zone-threshold", type=click.FloatRange(min=0, max=1, min_open=True), default=0.55,
               show_default=True, help="Fraction of Nodes not Ready together (and at least 2) at which the cluster "
                                       "is in full disruption: no pods are evicted from lost Nodes until fewer are.")
@@ -80,7 +83,7 @@ from kybernetes.master.store.etcdtls import EtcdClientTLS
 def main(listen: str, etcd: str, etcd_cafile: Path | None, etcd_certfile: Path | None, etcd_keyfile: Path | None,
          data_dir: Path, cluster_cidr: str, service_cidr: str,
          node_monitor_grace_period: float, pod_eviction_timeout: float, node_cidr_mask_size: int, controllers: str,
-         unhealthy_zone_threshold: float,
+         node_reconnect_window: float, unhealthy_zone_threshold: float,
          token: str, token_file: Path | None, bootstrap_listen: str, tls_sans: tuple[str, ...],
          write_kubeconfig: Path | None, certificate_validity: str, leader_lease_duration: int,
          leader_retry_period: float, cluster_init: bool, join: str, advertise_address: str,
@@ -98,6 +101,7 @@ def main(listen: str, etcd: str, etcd_cafile: Path | None, etcd_certfile: Path |
     config.cluster_init, config.join, config.advertise_address = cluster_init, join, advertise_address
     config.etcd_client_port, config.etcd_peer_port, config.etcd_name = etcd_client_port, etcd_peer_port, etcd_name
     config.unhealthy_zone_threshold = unhealthy_zone_threshold
+    config.node_reconnect_window = node_reconnect_window
     endpoints = config.etcd
     if (cluster_init or join) and endpoints:
         raise click.UsageError("--cluster-init and --join are for the embedded etcd: with --etcd, every master "

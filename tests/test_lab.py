@@ -37,7 +37,7 @@ from harness.lab import (
 from harness.waiting import until
 from kybernetes.core.identity.kubeconfig import resolve
 from kybernetes.ctl.client import ApiError
-from kybernetes.kubelet.routes import DEFAULT_PROTO, route_proto, sync_pod_routes
+from kybernetes.kubelet.routes import DEFAULT_PROTO, RouteError, free_route_proto, route_proto, sync_pod_routes
 from kybernetes.proto import objects_pb2 as pb
 
 # ----------------------------------------------------------------------------- host-gw routes
@@ -79,6 +79,17 @@ def test_route_proto_is_77_for_kyb_and_stable_elsewhere():
     assert route_proto("kyb-lab-kl") == route_proto("kyb-lab-kl")
     assert 200 <= route_proto("kyb-lab-kl") < 250
     assert route_proto("kyb-lab-kl") != route_proto("kyb-lab-klt")
+
+
+def test_a_host_side_owner_skips_route_protocol_numbers_in_use():
+    # Two labs whose tags hash to one number would delete each other's host routes: the second moves on.
+    first = route_proto("kyb-lab-kl")
+    assert free_route_proto("kyb-lab-kl", used={77, 186}) == first
+    second = free_route_proto("kyb-lab-kl", used={first})
+    assert second != first and 200 <= second < 250
+    assert free_route_proto("kyb-lab-kl", used={first, second}) not in {first, second}
+    with pytest.raises(RouteError, match="no free routing protocol number"):
+        free_route_proto("kyb-lab-kl", used=set(range(200, 250)))
 
 
 async def test_sync_installs_replaces_and_removes_only_its_own_routes(route_netns: str):

@@ -578,6 +578,15 @@ asyncio.run(main())
 """
 
 
+def nodes_on(lab: Lab, master: int) -> set[str]:
+    """The Nodes whose stream is on master N, as its presence key in etcd says."""
+    values = lab.etcdctl("get", "--prefix", "/kybernetes/presence/", "--print-value-only").stdout.splitlines()
+    for doc in (json.loads(v) for v in values if v.startswith("{")):
+        if doc.get("address") == lab.master_address(master):
+            return set(doc["connected"])
+    return set()
+
+
 async def test_leader_cut_off_from_every_node_evicts_nothing(ha_lab: Lab):
     lab = ha_lab
     leader = await lab.leader()
@@ -585,6 +594,18 @@ async def test_leader_cut_off_from_every_node_evicts_nothing(ha_lab: Lab):
     workers = [lab.node_ip(n) for n in range(1, lab.workers + 1)]
     async with lab.client() as kyb, deployment(lab, name="stay", replicas=3):
         before = await pod_state(kyb, "stay")
+        # The case that matters: a Node whose stream is on the leader, and which moves to another master when
+        # the leader loses it. Send node 1's kubelet there (the other masters out of its reach for a moment).
+        others = [lab.master_ip(m) for m in range(1, lab.masters + 1) if m != leader]
+        if "node1" not in nodes_on(lab, leader):
+            for ip in others:
+                run("ip", "netns", "exec", lab.node_netns(1), "iptables", "-I", "OUTPUT", "-d", ip, "-j", "DROP")
+            try:
+                await until(lambda: "node1" in nodes_on(lab, leader), timeout=30, message="node1 on the leader")
+            finally:
+                for ip in others:
+                    run("ip", "netns", "exec", lab.node_netns(1), "iptables", "-D", "OUTPUT", "-d", ip, "-j",
+                        "DROP", check=False)
         for ip in workers:
             run("ip", "netns", "exec", netns, "iptables", "-I", "INPUT", "-s", ip, "-j", "DROP")
             run("ip", "netns", "exec", netns, "iptables", "-I", "OUTPUT", "-d", ip, "-j", "DROP")
@@ -597,6 +618,8 @@ async def test_leader_cut_off_from_every_node_evicts_nothing(ha_lab: Lab):
                 assert state == before, "a pod was evicted, moved or restarted"
                 await asyncio.sleep(0.5)
             assert await lab.leaders() == [leader]
+            assert any("node1" in nodes_on(lab, m) for m in range(1, lab.masters + 1) if m != leader), \
+                "node1 moved to another master"
         finally:
             for ip in workers:
                 run("ip", "netns", "exec", netns, "iptables", "-D", "INPUT", "-s", ip, "-j", "DROP", check=False)

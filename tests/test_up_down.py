@@ -67,13 +67,20 @@ def script(path: Path, settings: dict[str, str], *, timeout: float = 400.0) -> s
                           env={**os.environ, **settings})
 
 
+_PROTOS: dict[str, str] = {}  # state dir -> the routing protocol number its up.sh picked
+
+
 def traces(settings: dict[str, str]) -> dict[str, list[str]]:
     """Everything on the host that carries one of this cluster's names, ranges or directories."""
     namespace, bridge = settings["KYB_CONTAINERD_NAMESPACE"], settings["KYB_POD_BRIDGE"]
     state_dir = settings["KYB_LOCAL_DIR"]
     third = int(settings["KYB_CLUSTER_CIDR"].split(".")[2])
     pod_prefixes = (f"10.244.{third}.", f"10.244.{third + 1}.")  # the /23
-    proto = str(route_proto(f"kyb-local-{bridge}"))
+    host_env = Path(state_dir) / "host.env"
+    if host_env.exists():  # up.sh's routing protocol number (a free one, not always route_proto's): remembered
+        _PROTOS[state_dir] = dict(line.split("=", 1) for line in host_env.read_text().splitlines()
+                                  if "=" in line)["PROTO"]
+    proto = _PROTOS.get(state_dir, str(route_proto(f"kyb-local-{bridge}")))
     processes = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():

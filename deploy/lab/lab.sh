@@ -182,21 +182,33 @@ provision() { "$PROVISION" "$@"; }
 lab_exists() { [[ -f $LAB/lab.env ]]; }
 require_lab() { lab_exists || die "no lab at $LAB (run: lab.sh up)"; }
 
-route_proto() { "$PY" -c 'import sys; from kubelet.routes import route_proto; print(route_proto(sys.argv[1]))' "$1"; }
 
 # ----------------------------------------------------------------------------- host guard
+
+free_route_proto() {  # route_proto of $1, or the next number that no route on this host carries
+    ip -N -4 route show table all | "$PY" -c 'import re, sys
+from kubelet.routes import free_route_proto
+used = {int(n) for n in re.findall(r"proto (\d+)", sys.stdin.read())}
+print(free_route_proto(sys.argv[1], used=used))' "$1"
+}
 
 guarded_ranges() { printf '%s\n' 10.244.0.0/16 10.96.0.0/16 "$CLUSTER_CIDR" "$SERVICE_CIDR" | sort -u; }
 
 guard_up() {
     # Before any node exists: nothing of the lab may ever be routed off this host.
-    local host=$LAB/host.env
+    local host=$LAB/host.env lock
+    # One lab at a time picks its routing protocol number and adds its blackholes (which then mark the
+    # number as taken), so that two labs never share one: each lab's route sync deletes the routes of
+    # its number that it does not want.
+    exec {lock}>/run/kybernetes-lab-routes.lock
+    flock "$lock"
     if [[ ! -f $host ]]; then
         local filter_existed=no proto
         nft list table ip filter >/dev/null 2>&1 && filter_existed=yes
-        proto=$(route_proto "$TAG")
+        proto=$(free_route_proto "$TAG") || die "cannot pick a routing protocol number"
         printf 'FILTER_TABLE_EXISTED=%s\nIP_FORWARD=%s\nPROTO=%s\n' "$filter_existed" \
-            "$(cat /proc/sys/net/ipv4/ip_forward)" "$proto" > "$host"
+            "$(cat /proc/sys/net/ipv4/ip_forward)" "$proto" > "$host.tmp"
+        mv "$host.tmp" "$host"
     fi
     # shellcheck disable=SC1090
     . "$host"
@@ -209,6 +221,7 @@ guard_up() {
                 die "cannot add blackhole route $cidr"
         fi
     done
+    exec {lock}>&-
     iptables -N "$CHAIN" 2>/dev/null || true
     iptables -F "$CHAIN"
     # Node-to-node frames cross the bridge (and, with br_netfilter, FORWARD): allowed. Routed: dropped.
@@ -390,7 +403,7 @@ host_routes_pid() {
 start_host_routes() {
     [[ -n $(host_routes_pid) ]] && return 0
     # The host reaches every node's pods through that node (host-gw), like the kubelets do.
-    nohup setsid "$PY" "$CLUSTER" host-routes --kubeconfig "$(admin_config)" --tag "$TAG" \
+    nohup setsid "$PY" "$CLUSTER" host-routes --kubeconfig "$(admin_config)" --tag "$TAG" --proto "$PROTO" \
         >>"$LAB/host-routes.log" 2>&1 </dev/null &
     echo $! > "$LAB/host-routes.pid"
 }
@@ -582,7 +595,7 @@ cmd_status() {
         printf '%-8s %-14s %-6s %-12s %s\n' "$(node_label "$n")" "$(node_ip "$n")" "$link" "$state" "$pids"
     done
     echo "host-routes: pid $(host_routes_pid || true)"
-    ip -4 route show proto "$(route_proto "$TAG")" | grep -v blackhole || true
+    if [[ -f $LAB/host.env ]]; then ip -4 route show proto "$(. "$LAB/host.env"; echo "$PROTO")" | grep -v blackhole || true; fi
     echo "leader: master $(leader_number 2>/dev/null || echo "? (none answered as the only leader)")"
     if (( MASTERS > 1 )); then
         etcdctl_lab --command-timeout 2s endpoint status -w table 2>&1 || true

@@ -125,7 +125,7 @@ async def _pods(access: Access, namespace: str, selector: str) -> None:
                        f"{pod.status.phase or 'Pending'}\t{ready}")
 
 
-async def _host_routes(access: Access, tag: str, once: bool, interval: float) -> None:
+async def _host_routes(access: Access, tag: str, proto: int | None, once: bool, interval: float) -> None:
     log = get_logger("host-routes")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -136,7 +136,7 @@ async def _host_routes(access: Access, tag: str, once: bool, interval: float) ->
             try:
                 nodes = (await kyb.list("nodes")).items
                 # self_name="": the host is no Node, so every Node's podCIDR gets a route.
-                await sync_pod_routes(nodes=nodes, self_name="", table_owner_tag=tag)
+                await sync_pod_routes(nodes=nodes, self_name="", table_owner_tag=tag, proto=proto)
             except RouteError:
                 raise
             except Exception as err:  # master down or restarting: keep the routes we have, retry
@@ -258,11 +258,13 @@ def pods(namespace: str, selector: str) -> None:
 @main.command("host-routes")
 @access_options
 @click.option("--tag", required=True, help="Owner tag of the routes (kubelet.routes.route_proto).")
+@click.option("--proto", type=click.IntRange(200, 249), default=None,
+              help="Routing protocol number of the routes; default: derived from --tag.")
 @click.option("--once", is_flag=True, help="Sync once and exit instead of following the Nodes.")
 @click.option("--interval", type=float, default=1.0, show_default=True, help="Seconds between syncs.")
-def host_routes(tag: str, once: bool, interval: float) -> None:
+def host_routes(tag: str, proto: int | None, once: bool, interval: float) -> None:
     """Route every Node's podCIDR via its InternalIP in this network namespace (host-gw for the host)."""
-    asyncio.run(_host_routes(_access(), tag, once, interval))
+    asyncio.run(_host_routes(_access(), tag, proto, once, interval))
 
 
 @main.command()

@@ -57,7 +57,12 @@ USER_KUBECONFIG=$USER_KUBECONFIG
 EOF
 }
 
-route_proto() { "$VENV/bin/python" -c 'import sys; from kubelet.routes import route_proto; print(route_proto(sys.argv[1]))' "$1"; }
+free_route_proto() {  # route_proto of $1, or the next number that no route on this host carries
+    ip -N -4 route show table all | "$VENV/bin/python" -c 'import re, sys
+from kubelet.routes import free_route_proto
+used = {int(n) for n in re.findall(r"proto (\d+)", sys.stdin.read())}
+print(free_route_proto(sys.argv[1], used=used))' "$1"
+}
 
 # Directories that up.sh (or what it starts) may create outside $DIR: removed by down.sh when they did not
 # exist before and are empty again (containerd's socket dir, the kubelet's /run/kybernetes, $DIR's parent).
@@ -76,7 +81,7 @@ record_host_state() {  # once, before the first change; $DIR itself was just cre
         fi
     done < <(shared_dirs)
     printf 'FILTER_TABLE_EXISTED=%s\nNAT_TABLE_EXISTED=%s\nIP_FORWARD=%s\nPROTO=%s\nCREATED_DIRS="%s"\n' \
-        "$filter_existed" "$nat_existed" "$(cat /proc/sys/net/ipv4/ip_forward)" "$(route_proto "$TAG")" \
+        "$filter_existed" "$nat_existed" "$(cat /proc/sys/net/ipv4/ip_forward)" "$(free_route_proto "$TAG")" \
         "${created[*]}" > "$DIR/host.env"
 }
 

@@ -9,6 +9,14 @@ this table to decide when a Node is lost.
 After a master restart the table is empty; every Node then counts as last seen
 when the master started, which gives kubelets the grace period to reconnect
 before anything is declared lost.
+
+A stream that breaks (keepalive: a power cut, a cut cable) makes its Node lost
+at once, without the grace period. With other masters around, "at once" means
+after `reconnect_window`: a master cut off from a Node's network (while the Node
+is fine) sees that stream break too, and its kubelet, which notices within a
+second (kubelet/main.py's keepalive), needs that long to reconnect to another
+master and show up in that master's presence. A power cut then costs the
+window more; a master cut off from its Nodes evicts nothing.
 """
 
 from __future__ import annotations
@@ -28,14 +36,16 @@ if TYPE_CHECKING:
 class NodeLiveness:
     """Last-heard times and open streams of the kubelets connected to this master."""
 
-    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic, reconnect_window: float = 0.0) -> None:
         self._clock = clock
+        self.reconnect_window = reconnect_window
         # The other masters' Nodes (master.nodelink.presence); None on a master that shares no etcd view.
         self.elsewhere: PresenceView | None = None
         self.started_at = clock()
         self._last_seen: dict[str, float] = {}
         self._connected: dict[str, int] = {}  # open streams per node (a reconnect may overlap the old one)
-        self._lost: set[str] = set()  # streams that broke: lost at once, without waiting for the grace period
+        # Streams that broke, and when: lost at once (or after reconnect_window), without the grace period.
+        self._lost: dict[str, float] = {}
         # Nodes the lifecycle controller wrote Ready=Unknown for while their stream stayed open (a kubelet
         # starved of CPU for longer than the grace period): their next message sets Ready=True again.
         self._marked_unknown: set[str] = set()
@@ -63,7 +73,7 @@ class NodeLiveness:
         silent: registration writes Ready=True, and with a thousand Nodes registering at once that write can
         come seconds after the kubelet spoke; the lifecycle controller must not take it for a lost Node."""
         self._registering[node] = self._registering.get(node, 0) + 1
-        self._lost.discard(node)
+        self._lost.pop(node, None)
         self.heartbeat(node)
 
     def registration_failed(self, node: str) -> None:
@@ -80,7 +90,7 @@ class NodeLiveness:
     def connected(self, node: str) -> None:
         """A kubelet's stream opened."""
         self._connected[node] = self._connected.get(node, 0) + 1
-        self._lost.discard(node)
+        self._lost.pop(node, None)
         self._marked_unknown.discard(node)  # registration has just written Ready=True
         self._registering_done(node)
         self.heartbeat(node)
@@ -98,7 +108,7 @@ class NodeLiveness:
         if graceful:
             self._last_seen[node] = self._clock()
         else:
-            self._lost.add(node)
+            self._lost[node] = self._clock()
         self.changed.set()
 
     def reported_ready(self, node: str) -> None:
@@ -108,7 +118,7 @@ class NodeLiveness:
         if node in self._connected:
             return
         self._last_seen[node] = max(self._last_seen.get(node, self.started_at), self._clock())
-        self._lost.discard(node)
+        self._lost.pop(node, None)
 
     def fresh_grace(self) -> None:
         """A newly elected leader judges no Node before a full grace period of its own: every Node not heard
@@ -122,7 +132,7 @@ class NodeLiveness:
         """The Node object was deleted."""
         self._last_seen.pop(node, None)
         self._connected.pop(node, None)
-        self._lost.discard(node)
+        self._lost.pop(node, None)
         self._marked_unknown.discard(node)
         self._registering.pop(node, None)
 
@@ -139,14 +149,22 @@ class NodeLiveness:
             return 0.0
         last = self._last_seen.get(node, self.started_at)
         gone = elsewhere.gone_at(node) if elsewhere is not None else None
-        if node in self._lost and (gone is None or gone <= last):
+        broke = self._lost.get(node)
+        if broke is not None and (gone is None or gone <= last) and self._window_over(broke):
             return float("inf")
         lost_at = elsewhere.lost_elsewhere_at(node) if elsewhere is not None else None
-        if node not in self._connected and lost_at is not None and lost_at >= last:
+        if node not in self._connected and lost_at is not None and lost_at >= last and self._window_over(lost_at):
             return float("inf")  # its stream broke on another master (a power cut), since it was last heard here
         if gone is not None:
             last = max(last, gone)
         return max(0.0, self._clock() - last)
+
+    def _window_over(self, broke_at: float) -> bool:
+        """Whether a Node whose stream broke at `broke_at` has had its chance to reconnect to another master
+        (no other master: nowhere to go, so no window)."""
+        if self.elsewhere is None or not self.elsewhere.has_other_masters():
+            return True
+        return self._clock() - broke_at >= self.reconnect_window
 
     def silent_connected(self, grace: float) -> set[str]:
         """Nodes whose stream here is open but which have said nothing for longer than `grace`."""

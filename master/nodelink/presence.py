@@ -71,6 +71,10 @@ class PresenceView:
             out |= nodes - self._silent.get(master, set())
         return out
 
+    def has_other_masters(self) -> bool:
+        """Whether another master publishes its presence (a kubelet whose stream broke may be moving there)."""
+        return bool(self._connected)
+
     def is_present_elsewhere(self, node: str) -> bool:
         return any(node in nodes and node not in self._silent.get(master, ())
                    for master, nodes in self._connected.items())

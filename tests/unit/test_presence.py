@@ -156,3 +156,38 @@ def test_a_loss_elsewhere_is_forgotten_once_the_node_was_heard_here_since():
     liveness.disconnected("n1", graceful=True)  # and restarts: the grace period, despite the old loss elsewhere
     clock.t += 2
     assert liveness.silent_for("n1") == 2.0
+
+
+def test_with_other_masters_a_broken_stream_has_the_reconnect_window_first():
+    # A master cut off from its Nodes' network sees their streams break while the Nodes are fine: their kubelets
+    # need a moment to show up on another master, and must not be judged lost meanwhile.
+    clock = Clock()
+    liveness = NodeLiveness(clock=clock, reconnect_window=1.0)
+    view = PresenceView(identity="leader", clock=clock)
+    liveness.elsewhere = view
+    view.replace({"other": Published(set(), set())})
+    for node in ("moving", "dead"):
+        liveness.connected(node)
+    clock.t += 10
+    liveness.disconnected("moving")
+    liveness.disconnected("dead")
+    clock.t += 0.5
+    assert liveness.silent_for("moving") == liveness.silent_for("dead") == 10.5  # silent, not lost yet
+    view.replace({"other": Published({"moving"}, set())})
+    clock.t += 0.5
+    assert liveness.silent_for("moving") == 0.0
+    assert liveness.silent_for("dead") == float("inf"), "the window is over: lost"
+    # A stream that broke on another master has the window too.
+    view.replace({"other": Published({"moving"}, set(), lost={"far"})})
+    assert liveness.silent_for("far") != float("inf")
+    clock.t += 1.0
+    assert liveness.silent_for("far") == float("inf")
+
+
+def test_alone_a_broken_stream_is_lost_at_once_whatever_the_window():
+    clock = Clock()
+    liveness = NodeLiveness(clock=clock, reconnect_window=1.0)
+    liveness.elsewhere = PresenceView(identity="only", clock=clock)
+    liveness.connected("n1")
+    liveness.disconnected("n1")
+    assert liveness.silent_for("n1") == float("inf"), "no other master to reconnect to"
