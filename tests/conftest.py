@@ -4,8 +4,8 @@ Fast and slow tests: tests/unit/ holds the pure ones (no root, no child process,
 network namespace; the whole folder runs in seconds: `./deploy/test.sh --fast`). Every test outside it is
 marked `slow`, and also by what its fixtures start: `etcd`, `process` (a kyb-master or kubelet process),
 `containerd` (containerd, runc, CNI, a registry), `root` (host routes or iptables), `lab` (network
-namespaces), so `-m containerd` or `-m "slow and not lab"` select them. A test in tests/unit/ that asks for
-one of those fixtures is an error at collection.
+namespaces), `vagrant` (the VM lab's VMs), so `-m containerd` or `-m "slow and not lab"` select them. A test
+in tests/unit/ that asks for one of those fixtures is an error at collection.
 """
 
 from pathlib import Path
@@ -36,6 +36,7 @@ NEEDS = {
     "node": "containerd", "restartable_node": "containerd",
     "host_route_guard": "root",
     "lab": "lab", "ha_lab": "lab",
+    "vm_lab": "vagrant",
 }
 
 

@@ -12,9 +12,12 @@ of its own so that it never touches a kubelet's routes). Run with the project's 
     python deploy/lib/cluster.py nodes-ready --pki /var/lib/kybernetes/kubelet/pki/node1 --server … --names node1
     python deploy/lib/cluster.py rollout --kubeconfig … --name hello --timeout 120
     python deploy/lib/cluster.py pods --kubeconfig … --selector app=hello
-    python deploy/lib/cluster.py host-routes --kubeconfig … --tag kyb-lab-kl [--once]
+    python deploy/lib/cluster.py host-routes --kubeconfig … --tag kyb-lab-kl [--once] [--services]
     python deploy/lib/cluster.py leader --kubeconfig … --servers A:6443,B:6443,C:6443 [--wait 30]
     python deploy/lib/cluster.py kubeconfig --kubeconfig … --server A:6443,B:6443,C:6443 --out FILE
+
+`host-routes --services` also programs the Services' iptables rules (the kubelet's own proxy code, given the
+Services and Endpoints it lists): the Vagrant master VMs, which run no kubelet, reach pods and ClusterIPs so.
 
 Credentials (every link is mutual TLS): `--kubeconfig FILE` (an admin's), or `--pki DIR` (a kubelet's own
 ca.crt, kubelet.crt and kubelet.key: a Node may read Nodes, enough for nodes-ready on a Node machine);
@@ -38,6 +41,8 @@ from kybernetes.core.identity import kubeconfig as kubeconfig_file
 from kybernetes.core.identity.credentials import Credentials
 from kybernetes.core.log import configure, get_logger
 from kybernetes.ctl.client import Client
+from kybernetes.kubelet.proxy.iptables import Iptables
+from kybernetes.kubelet.proxy.rules import ServicePortRules, service_ports
 from kybernetes.kubelet.routes import RouteError, sync_pod_routes
 
 
@@ -125,8 +130,22 @@ async def _pods(access: Access, namespace: str, selector: str) -> None:
                        f"{pod.status.phase or 'Pending'}\t{ready}")
 
 
-async def _host_routes(access: Access, tag: str, proto: int | None, once: bool, interval: float) -> None:
+async def _sync_services(kyb: Client, iptables: Iptables, applied: list[ServicePortRules] | None
+                         ) -> list[ServicePortRules]:
+    """Program the Service rules when what they are made of changed; returns what is now applied."""
+    services = (await kyb.list("services")).items
+    endpoints = (await kyb.list("endpoints")).items
+    wanted = service_ports(services, endpoints)
+    if wanted != applied:
+        await iptables.apply(services, endpoints)
+    return wanted
+
+
+async def _host_routes(access: Access, tag: str, proto: int | None, once: bool, interval: float,
+                      services: bool) -> None:
     log = get_logger("host-routes")
+    iptables = Iptables()
+    applied: list[ServicePortRules] | None = None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -137,10 +156,12 @@ async def _host_routes(access: Access, tag: str, proto: int | None, once: bool, 
                 nodes = (await kyb.list("nodes")).items
                 # self_name="": the host is no Node, so every Node's podCIDR gets a route.
                 await sync_pod_routes(nodes=nodes, self_name="", table_owner_tag=tag, proto=proto)
+                if services:
+                    applied = await _sync_services(kyb, iptables, applied)
             except RouteError:
                 raise
             except Exception as err:  # master down or restarting: keep the routes we have, retry
-                log.warning("node list failed; routes kept", error=str(err))
+                log.warning("sync failed; routes and rules kept", error=str(err))
                 if once:
                     raise click.ClickException(f"cannot list Nodes from {access.where}: {err}") from err
             if once:
@@ -262,9 +283,10 @@ def pods(namespace: str, selector: str) -> None:
               help="Routing protocol number of the routes; default: derived from --tag.")
 @click.option("--once", is_flag=True, help="Sync once and exit instead of following the Nodes.")
 @click.option("--interval", type=float, default=1.0, show_default=True, help="Seconds between syncs.")
-def host_routes(tag: str, proto: int | None, once: bool, interval: float) -> None:
+@click.option("--services", is_flag=True, help="Also program the Services' iptables rules (ClusterIPs, NodePorts).")
+def host_routes(tag: str, proto: int | None, once: bool, interval: float, services: bool) -> None:
     """Route every Node's podCIDR via its InternalIP in this network namespace (host-gw for the host)."""
-    asyncio.run(_host_routes(_access(), tag, proto, once, interval))
+    asyncio.run(_host_routes(_access(), tag, proto, once, interval, services))
 
 
 @main.command()

@@ -11,7 +11,8 @@
 #                              package itself (editable); made anew only when the lock or pyproject.toml changed
 #
 # Settings (environment): KYB_REPO (default: the current directory), KYB_VENV (default: $KYB_REPO/.venv),
-# KYB_VENV_EXTRAS (default: test).
+# KYB_VENV_EXTRAS (default: test), KYB_WHEELHOUSE (a folder of wheels to install from instead of an index:
+# `pip install --no-index`; the Vagrant VMs use the one deploy/vagrant/wheelhouse.sh fills).
 
 # What a virtualenv of the project needs (all that `./deploy/test.sh --fast` installs), then everything else.
 PYTHON_PACKAGES=(python3 python3-venv python3-dev gcc)
@@ -98,8 +99,10 @@ prepare_venv() {
     rm -rf "$venv"
     "$python" -m venv "$venv"
     # Every file's hash is checked; --no-deps because the lock already lists every transitive dependency.
-    "$venv/bin/python" -m pip install -q --require-hashes --no-deps -r "$lock"
+    local source=()
+    [[ -z ${KYB_WHEELHOUSE:-} ]] || source=(--no-index --find-links "$KYB_WHEELHOUSE")
+    "$venv/bin/python" -m pip install -q "${source[@]}" --require-hashes --no-deps -r "$lock"
     # The project itself, editable, built by the locked setuptools (no unpinned build environment).
-    "$venv/bin/python" -m pip install -q --no-deps --no-build-isolation -e "$repo"
+    "$venv/bin/python" -m pip install -q "${source[@]}" --no-deps --no-build-isolation -e "$repo"
     echo "$want" > "$stamp"
 }
