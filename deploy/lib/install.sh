@@ -100,7 +100,9 @@ prepare_venv() {
     "$python" -m venv "$venv"
     # Every file's hash is checked; --no-deps because the lock already lists every transitive dependency.
     local source=()
-    [[ -z ${KYB_WHEELHOUSE:-} ]] || source=(--no-index --find-links "$KYB_WHEELHOUSE")
+    # From a wheelhouse (the VMs, under software emulation): no byte-compiling of every module at install
+    # time; Python compiles the ones it imports, once.
+    [[ -z ${KYB_WHEELHOUSE:-} ]] || source=(--no-index --find-links "$KYB_WHEELHOUSE" --no-compile)
     "$venv/bin/python" -m pip install -q "${source[@]}" --require-hashes --no-deps -r "$lock"
     # The project itself, editable, built by the locked setuptools (no unpinned build environment).
     "$venv/bin/python" -m pip install -q "${source[@]}" --no-deps --no-build-isolation -e "$repo"
