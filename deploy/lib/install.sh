@@ -85,25 +85,35 @@ prepare_venv() {
         "") lock=$repo/requirements.lock ;;
         *) say "KYB_VENV_EXTRAS: must be 'test' or empty, got '$extras'"; exit 1 ;;
     esac
-    # The venv holds exactly the lock's pins: whenever the lock or pyproject.toml changed, it is made anew
-    # (an upgrade in place would leave packages the new lock no longer has).
-    local stamp=$venv/.kybernetes-installed want
-    want=$(cat "$lock" "$repo/pyproject.toml" | sha256sum | cut -d' ' -f1)
-    if [[ -x $venv/bin/python && -f $stamp && $(cat "$stamp") == "$want" ]] &&
-       "$venv/bin/python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    # The venv holds exactly the lock's pins: whenever the lock changed, it is made anew (an upgrade in place
+    # would leave packages the new lock no longer has). Two stamps: the dependencies (the lock's hash: a venv
+    # made ahead, as the VM box's /opt/kybernetes/venv, has only this one) and the project installed on top
+    # (the lock, pyproject.toml and the repository's path).
+    local stamp=$venv/.kybernetes-installed deps_stamp=$venv/.kybernetes-deps want deps
+    deps=$(sha256sum < "$lock" | cut -d' ' -f1)
+    want=$(cat "$lock" "$repo/pyproject.toml" <(echo "$repo") | sha256sum | cut -d' ' -f1)
+    local usable=no
+    [[ -x $venv/bin/python ]] && "$venv/bin/python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+        2>/dev/null && usable=yes
+    if [[ $usable == yes && -f $stamp && $(cat "$stamp") == "$want" ]]; then
         return 0
     fi
-    local python
-    python=$(pick_python)
-    say "creating $venv with $python from ${lock#"$repo"/}"
-    rm -rf "$venv"
-    "$python" -m venv "$venv"
-    # Every file's hash is checked; --no-deps because the lock already lists every transitive dependency.
     local source=()
     # From a wheelhouse (the VMs, under software emulation): no byte-compiling of every module at install
     # time; Python compiles the ones it imports, once.
     [[ -z ${KYB_WHEELHOUSE:-} ]] || source=(--no-index --find-links "$KYB_WHEELHOUSE" --no-compile)
-    "$venv/bin/python" -m pip install -q "${source[@]}" --require-hashes --no-deps -r "$lock"
+    if [[ $usable == yes && -f $deps_stamp && $(cat "$deps_stamp") == "$deps" ]]; then
+        say "installing the project into $venv (its dependencies are those of ${lock#"$repo"/})"
+    else
+        local python
+        python=$(pick_python)
+        say "creating $venv with $python from ${lock#"$repo"/}"
+        rm -rf "$venv"
+        "$python" -m venv "$venv"
+        # Every file's hash is checked; --no-deps because the lock already lists every transitive dependency.
+        "$venv/bin/python" -m pip install -q "${source[@]}" --require-hashes --no-deps -r "$lock"
+        echo "$deps" > "$deps_stamp"
+    fi
     # The project itself, editable, built by the locked setuptools (no unpinned build environment).
     "$venv/bin/python" -m pip install -q "${source[@]}" --no-deps --no-build-isolation -e "$repo"
     echo "$want" > "$stamp"

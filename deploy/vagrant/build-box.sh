@@ -15,11 +15,15 @@
 #   2 lab    every Debian package the lab needs (PACKAGES of deploy/lib/install.sh: Python, etcd, containerd,
 #            runc, CNI plugins, the registry, skopeo, ...) installed with apt into a copy of stage 1; the
 #            packaged services (etcd, docker-registry, containerd) disabled: the provisioning runs its own
-#   3 image  a 20 GB sparse raw disk (one partition, ext4), the root filled from stage 2, then: a `vagrant`
+#   3 python /opt/kybernetes/venv in the root of stage 2: the Python dependencies of requirements.lock from the
+#            wheelhouse (deploy/vagrant/wheelhouse.sh, hash-checked, byte-compiled here at native speed), so a
+#            VM's provisioning only installs the project on top (deploy/lib/install.sh's dependency stamp); a
+#            changed lock redoes this stage alone
+#   4 image  a 20 GB sparse raw disk (one partition, ext4), the root filled from stage 2, then: a `vagrant`
 #            user with passwordless sudo and Vagrant's insecure public key (the one the Debian package ships),
 #            DHCP on eth0 (net.ifnames=0), a serial console, SSH host keys made at first boot, GRUB with
 #            root=UUID=..., converted to qcow2
-#   4 box    box.img + metadata.json + a box Vagrantfile, tarred; a catalog JSON next to it lets Vagrant keep
+#   5 box    box.img + metadata.json + a box Vagrantfile, tarred; a catalog JSON next to it lets Vagrant keep
 #            one version per build (vagrant-libvirt names its base volume after the version, so a new image
 #            never reuses a stale volume)
 #
@@ -181,7 +185,30 @@ stage_lab() {
     : > "$root/etc/resolv.conf"
 }
 
-# ----------------------------------------------------------------------------- 3 image
+# ----------------------------------------------------------------------------- 3 python
+
+VENV=/opt/kybernetes/venv
+LOCK=$REPO/requirements.lock
+WHEELHOUSE=${KYB_WHEELHOUSE:-$REPO/.wheelhouse}
+
+stage_python() {
+    local root=$WORK/rootfs
+    "$REPO/deploy/vagrant/wheelhouse.sh"
+    rm -rf "${root:?}$VENV" "$root/tmp/kyb-wheelhouse"
+    cp -a "$WHEELHOUSE" "$root/tmp/kyb-wheelhouse"
+    cp "$LOCK" "$root/tmp/kyb-wheelhouse/requirements.lock"
+    bind_system "$root"
+    in_root "$root" python3 -m venv "$VENV"
+    in_root "$root" "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-index \
+        --find-links /tmp/kyb-wheelhouse --require-hashes --no-deps -r /tmp/kyb-wheelhouse/requirements.lock \
+        > "$WORK/pip-python.log" 2>&1 || { tail -n 30 "$WORK/pip-python.log" >&2; die "pip install failed"; }
+    unbind_system "$root"
+    # The stamp deploy/lib/install.sh compares: these are the dependencies of this lock.
+    sha256sum < "$LOCK" | cut -d' ' -f1 > "$root$VENV/.kybernetes-deps"
+    rm -rf "$root/tmp/kyb-wheelhouse"
+}
+
+# ----------------------------------------------------------------------------- 4 image
 
 configure_guest() {  # everything that makes the root a Vagrant box (runs on the mounted image)
     local root=$1 uuid=$2 key
@@ -280,7 +307,7 @@ stage_image() {
     rm -f "$raw"
 }
 
-# ----------------------------------------------------------------------------- 4 box
+# ----------------------------------------------------------------------------- 5 box
 
 stage_box() {
     local dir=$WORK/box
@@ -308,21 +335,22 @@ EOF
 
 BASE_KEY=$(hash_of "$SUITE" "$MIRROR" "$SECURITY_MIRROR" "${BASE_PACKAGES[*]}" "$(declare -f stage_base)")
 LAB_KEY=$(hash_of "$BASE_KEY" "${LAB_PACKAGES[*]}" "$(declare -f stage_lab)")
-IMAGE_KEY=$(hash_of "$LAB_KEY" "$DISK_GB" "$(declare -f configure_guest stage_image)")
+PYTHON_KEY=$(hash_of "$LAB_KEY" "$(sha256sum < "$LOCK")" "$(declare -f stage_python)")
+IMAGE_KEY=$(hash_of "$PYTHON_KEY" "$DISK_GB" "$(declare -f configure_guest stage_image)")
 BOX_KEY=$(hash_of "$IMAGE_KEY" "$(declare -f stage_box)")
 
 run_stage() {  # run_stage NUMBER NAME KEY FUNCTION [product that must exist]
     local n=$1 name=$2 key=$3 fn=$4 product=${5:-} t0=$SECONDS
     if stamp_ok "$WORK/$name.stamp" "$key" && [[ -z $product || -e $product ]]; then
-        say "$n/4 $name: up to date ($key)"
+        say "$n/5 $name: up to date ($key)"
         return 0
     fi
-    say "$n/4 $name: building ..."
+    say "$n/5 $name: building ..."
     rm -f "$WORK/$name.stamp"
     "$fn"
     echo "$key" > "$WORK/$name.stamp"
     REBUILT=yes
-    say "$n/4 $name: done in $((SECONDS - t0))s"
+    say "$n/5 $name: done in $((SECONDS - t0))s"
 }
 
 BOX_FILE=$WORK/kybernetes-debian12.box
@@ -341,12 +369,13 @@ fi
 REBUILT=no
 run_stage 1 base "$BASE_KEY" stage_base "$WORK/base/etc/debian_version"
 run_stage 2 lab "$LAB_KEY" stage_lab "$WORK/rootfs/etc/debian_version"
+run_stage 3 python "$PYTHON_KEY" stage_python "$WORK/rootfs$VENV/.kybernetes-deps"
 # The image is only an intermediate of the box: both are remade together.
 if ! stamp_ok "$WORK/box.stamp" "$BOX_KEY" || [[ ! -f $WORK/kybernetes-debian12.box ]]; then
     rm -f "$WORK/image.stamp"
 fi
-run_stage 3 image "$IMAGE_KEY" stage_image
-run_stage 4 box "$BOX_KEY" stage_box "$WORK/kybernetes-debian12.box"
+run_stage 4 image "$IMAGE_KEY" stage_image
+run_stage 5 box "$BOX_KEY" stage_box "$WORK/kybernetes-debian12.box"
 
 if [[ ! -f $CATALOG || $REBUILT == yes || $(jq -r .key "$CATALOG" 2>/dev/null) != "$BOX_KEY" ]]; then
     say "checksumming $BOX_FILE"
