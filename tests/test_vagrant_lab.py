@@ -144,8 +144,8 @@ class VmLab:
             raise AssertionError(f"lab.sh {' '.join(args)} failed ({result.returncode}): {result.stderr[-3000:]}")
         return result
 
-    def kybctl(self, *args: str) -> str:
-        return self.sh("kybctl", *args, timeout=120).stdout
+    def kybctl(self, *args: str, timeout: float = 120.0) -> str:
+        return self.sh("kybctl", *args, timeout=timeout).stdout
 
     def ssh(self, vm: str, command: str, *, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self.sh("ssh", vm, command, check=check, timeout=120)
@@ -239,12 +239,12 @@ async def test_tutorial_flow_from_the_host(vm_lab: VmLab):
         vm_lab.timed("scaled to 6", started)
 
         vm_lab.kybctl("set", "image", "deployment/hello", f"hello={image}:v2")
-        vm_lab.kybctl("rollout", "status", "deployment/hello", "--timeout=10m")
+        vm_lab.kybctl("rollout", "status", "deployment/hello", "--timeout=10m", timeout=660)
         await until(lambda: _all_say(vm_lab, node_port, "version v2"), timeout=120, interval=1)
         vm_lab.timed("rolled out v2", started)
 
         vm_lab.kybctl("rollout", "undo", "deployment/hello")
-        vm_lab.kybctl("rollout", "status", "deployment/hello", "--timeout=10m")
+        vm_lab.kybctl("rollout", "status", "deployment/hello", "--timeout=10m", timeout=660)
         await until(lambda: _all_say(vm_lab, node_port, "version v1"), timeout=120, interval=1)
         vm_lab.timed("tutorial flow", started)
 
