@@ -224,7 +224,8 @@ class Master:
         self.tls = ServingCredentials(authority, names=serving_names(listen=self.config.listen,
                                                                      extra=self.config.tls_sans))
         tokens = TokenRegistry(self.store, ca_hash=authority.hash)
-        service = ObjectService(store=self.store, service_cidr=self.config.service_cidr)
+        service = ObjectService(store=self.store, service_cidr=self.config.service_cidr,
+                                cluster_cidr=self.config.cluster_cidr)
         self.client = client = LocalClient(service)
         events = _event_recorder(client)
         # One cache per kind for the whole master: the pod router, the controllers and the endpoints

@@ -11,6 +11,12 @@ A spec change bumps metadata.generation; status is written only by
 UpdateStatus. Deletion of an object with finalizers, or of a pod bound to a
 node, is two-step: the first delete sets deletionTimestamp, and the key goes
 when the finalizers are gone or the kubelet confirms with a zero grace period.
+
+Validation judges addresses against the cluster's pod range (`cluster_cidr`).
+Unique values are claimed in etcd before the object is written and released
+when it goes: a Service's clusterIP and nodePorts, a Node's podCIDR (so no two
+Nodes route the same range, and a deleted Node's range is free again). A write
+that fails after its claim gives back what it claimed, and nothing else.
 """
 
 from __future__ import annotations
@@ -31,9 +37,9 @@ from kybernetes.core.api.kinds import ApiObject, Kind
 from kybernetes.core.api.objects import copy_of, now_timestamp
 from kybernetes.core.api.selectors import FieldSelector, LabelSelector, parse_field_selector, parse_label_selector
 from kybernetes.core.log import get_logger, obj_ref
-from kybernetes.master.api.allocators import ServiceAllocator
+from kybernetes.master.api.allocators import PodCIDRClaims, ServiceAllocator
 from kybernetes.master.api.defaults import apply_defaults
-from kybernetes.master.api.validation import validate
+from kybernetes.master.api.validation import ClusterNetwork, validate
 from kybernetes.master.store.batch import CreateBatcher
 from kybernetes.master.store.etcd import Store
 from kybernetes.proto import objects_pb2 as pb
@@ -102,9 +108,12 @@ def _spec_of(obj: ApiObject) -> bytes:
 class ObjectService:
     """Kubernetes' API semantics over the etcd store."""
 
-    def __init__(self, *, store: Store, service_cidr: str = "10.96.0.0/16") -> None:
+    def __init__(self, *, store: Store, service_cidr: str = "10.96.0.0/16",
+                 cluster_cidr: str = "10.244.0.0/16") -> None:
         self.store = store
+        self.network = ClusterNetwork.of(cluster_cidr=cluster_cidr)
         self.services = ServiceAllocator(store=store, service_cidr=service_cidr)
+        self.pod_cidrs = PodCIDRClaims(store=store)
         self.event_writer = CreateBatcher(store=store)
         self._event_lease: tuple[int, float] | None = None  # (lease id, monotonic time granted)
         self._lease_lock = asyncio.Lock()
@@ -132,7 +141,7 @@ class ObjectService:
         if not kind.namespaced:
             meta.namespace = ""
         apply_defaults(obj)
-        validate(obj)
+        validate(obj, network=self.network)
         meta.uid = str(uuid.uuid4())
         meta.creation_timestamp.CopyFrom(now_timestamp())
         meta.ClearField("deletion_timestamp")
@@ -145,6 +154,8 @@ class ObjectService:
         if kind.kind == "Event":
             lease = await self._shared_event_lease()
         claims = await self.services.allocate(obj) if isinstance(obj, pb.Service) else []
+        node = obj if isinstance(obj, pb.Node) and obj.spec.pod_cidr else None
+        cidr_claimed = node is not None and await self.pod_cidrs.claim(node)
         try:
             if kind.kind == "Event":
                 created = await self.event_writer.create(obj, lease=lease)
@@ -152,6 +163,8 @@ class ObjectService:
                 created = await self.store.create(obj, lease=lease)
         except Exception:
             await self.services.release_claims(ServiceAllocator.owner(obj), claims)
+            if node is not None and cidr_claimed:
+                await self.pod_cidrs.release(node.spec.pod_cidr, meta.name)
             raise
         log.debug("created", object=obj_ref(kind.resource, meta.name, meta.namespace))
         return created
@@ -195,7 +208,7 @@ class ObjectService:
         if isinstance(obj, pb.Service) and isinstance(old, pb.Service):
             _keep_allocated_service_fields(obj, old)
         apply_defaults(obj)
-        validate(obj, old=old)
+        validate(obj, old=old, network=self.network)
         meta = obj.metadata
         meta.uid = old.metadata.uid
         meta.creation_timestamp.CopyFrom(old.metadata.creation_timestamp)
@@ -211,9 +224,10 @@ class ObjectService:
         if meta.HasField("deletion_timestamp") and not meta.finalizers and not self._awaits_kubelet(old):
             # The last finalizer is gone: the two-step deletion completes.
             gone = await self.store.delete(kind, meta.name, meta.namespace, expected_revision=expected)
-            if isinstance(old, pb.Service):
-                await self.services.release_unused(None, old)
+            await self._release(old)
             return gone
+        if isinstance(obj, pb.Node) and isinstance(old, pb.Node) and obj.spec.pod_cidr != old.spec.pod_cidr:
+            return await self._update_node_cidr(obj, old, expected=expected)
         if not isinstance(obj, pb.Service) or not isinstance(old, pb.Service):
             return await self.store.update(obj, expected_revision=expected)
         claims = await self.services.allocate(obj, old=old)
@@ -224,6 +238,24 @@ class ObjectService:
             raise
         await self.services.release_unused(updated if isinstance(updated, pb.Service) else None, old)
         return updated
+
+    async def _update_node_cidr(self, node: pb.Node, old: pb.Node, *, expected: int) -> ApiObject:
+        """An update that gives a Node its podCIDR (validation allows only "" to a range): claim it first."""
+        claimed = await self.pod_cidrs.claim(node)
+        try:
+            return await self.store.update(node, expected_revision=expected)
+        except Exception:
+            if claimed:
+                await self.pod_cidrs.release(node.spec.pod_cidr, node.metadata.name)
+            raise
+
+    async def _release(self, gone: ApiObject) -> None:
+        """Give back what an object whose key was just deleted held: a Service's IP and ports, a Node's range."""
+        if isinstance(gone, pb.Service):
+            await self.services.release_unused(None, gone)
+        elif isinstance(gone, pb.Node) and gone.spec.pod_cidr:
+            await self.pod_cidrs.release(gone.spec.pod_cidr, gone.metadata.name)
+            log.info("pod CIDR released", object=obj_ref("nodes", gone.metadata.name), pod_cidr=gone.spec.pod_cidr)
 
     async def update_status(self, obj: ApiObject) -> ApiObject:
         """Replace only an object's status, at the version the caller read; generation is unchanged."""
@@ -240,7 +272,7 @@ class ObjectService:
                            "has been modified; please apply your changes to the latest version and try again")
         new = copy_of(old)
         getattr(new, "status").CopyFrom(getattr(obj, "status"))  # noqa: B009 - any kind with a status
-        validate(new, old=old)
+        validate(new, old=old, network=self.network)
         return await self.store.update(new, expected_revision=expected)
 
     # ---------------------------------------------------------------- delete
@@ -289,8 +321,7 @@ class ObjectService:
         grace = self._grace(old, grace_period_seconds)
         if not finalizers and grace == 0:
             gone = await self.store.delete(kind, name, namespace, expected_revision=current)
-            if isinstance(old, pb.Service):
-                await self.services.release_unused(None, old)
+            await self._release(old)
             return gone, True
         if meta.HasField("deletion_timestamp") and list(meta.finalizers) == finalizers and (
                 grace is None or grace >= meta.deletion_grace_period_seconds):
