@@ -45,6 +45,7 @@ class Kubelet:
         self.node_ip = config.node_ip or default_node_ip(master=config.master)
         self.log = get_logger("kubelet", node=node_name)
         self._runtime_version = ""
+        self.pod_cidr: str | None = None  # the Node's spec.podCIDR, from Registered
         self.link = MasterLink(channel=channel, node_name=node_name, register=self._register,
                                on_registered=self._registered, on_message=self._dispatch,
                                on_disconnected=self._disconnected, heartbeat_interval=config.heartbeat_interval,
@@ -55,7 +56,7 @@ class Kubelet:
         ctx = WorkerContext(node_name=node_name, runtime=runtime, logs=self.logs, events=self.events,
                             reporter=self.reporter, send=self.link.send, node_ip=lambda: self.node_ip,
                             backoff_base=config.backoff_base, backoff_max=config.backoff_max,
-                            services=lambda: self._services,
+                            services=lambda: self._services, pod_cidr=lambda: self.pod_cidr,
                             seccomp_default="RuntimeDefault" if config.seccomp_default else "Unconfined")
         self.pods = PodManager(ctx=ctx, relist_interval=config.relist_interval,
                                log_max_bytes=config.container_log_max_bytes)
@@ -66,7 +67,7 @@ class Kubelet:
         self._nodes_changed = asyncio.Event()
         self.proxy: ServiceProxy | None = None
         if config.wants_proxy:
-            self.proxy = ServiceProxy()
+            self.proxy = ServiceProxy(events=self.events)
 
     async def run(self) -> None:
         """Run until cancelled."""
@@ -101,6 +102,7 @@ class Kubelet:
     async def _registered(self, registered: node_pb2.Registered) -> None:
         cidr = registered.node.spec.pod_cidr
         if cidr:
+            self.pod_cidr = cidr
             try:
                 self.runtime.set_pod_cidr(cidr)
             except ValueError as err:

@@ -9,6 +9,11 @@ uid, so a pod deleted and re-created under the same name is a new worker.
 Two loops feed the workers what the runtime sees: the exit stream (fast) and a
 periodic relist of all containers (catches anything the stream missed, and
 removes leftovers of pods that have no worker any more).
+
+A pod whose spec.nodeName is not this Node is never run, whatever the link
+brings (the master routes by nodeName, so this only happens through a bug or a
+forged message): it is dropped at the door with a warning naming it and the
+Node it is bound to. In a PodSync it counts as absent.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-from kybernetes.core.log import get_logger
+from kybernetes.core.log import get_logger, obj_ref
 from kybernetes.core.machinery.actors import Actor
 from kybernetes.kubelet.logs import rotate_if_larger
 from kybernetes.kubelet.memory import release_free_memory
@@ -75,10 +80,19 @@ class PodManager(Actor):
     # ---------------------------------------------------------------- inputs
 
     def pod_sync(self, pods: list[pb.Pod]) -> None:
-        self.tell(_Sync(list(pods)))
+        self.tell(_Sync([pod for pod in pods if self._ours(pod)]))
 
     def pod_upsert(self, pod: pb.Pod) -> None:
-        self.tell(_Upsert(pod))
+        if self._ours(pod):
+            self.tell(_Upsert(pod))
+
+    def _ours(self, pod: pb.Pod) -> bool:
+        if pod.spec.node_name == self.ctx.node_name:
+            return True
+        self.log.warning("pod bound to another Node ignored",
+                         object=obj_ref("pods", pod.metadata.name, pod.metadata.namespace),
+                         pod_node=pod.spec.node_name, uid=pod.metadata.uid)
+        return False
 
     def pod_remove(self, uid: str) -> None:
         self.tell(_Remove(uid))
