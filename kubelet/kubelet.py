@@ -16,6 +16,7 @@ import grpc
 
 from kybernetes.core.log import get_logger
 from kybernetes.core.machinery.actors import Supervisor
+from kybernetes.core.machinery.tasks import TaskSet
 from kybernetes.kubelet.config import KubeletConfig
 from kybernetes.kubelet.events import EventRecorder
 from kybernetes.kubelet.link import MasterLink
@@ -62,6 +63,10 @@ class Kubelet:
                                log_max_bytes=config.container_log_max_bytes)
         self.sessions = Sessions(manager=self.pods, logs=self.logs, send=self.link.send)
         self.supervisor = Supervisor(name=f"kubelet:{node_name}")
+        # One-shot work started by a message: a failure leaves the kubelet's view of the master unknown, so it
+        # is logged with its traceback and the link registers again (a fresh Registered and PodSync).
+        self.tasks = TaskSet(name=f"kubelet:{node_name}",
+                             on_failure=lambda what, _err: self.link.reconnect(reason=f"{what} failed"))
         self._nodes: list[pb.Node] | None = None
         self._services: list[pb.Service] = []
         self._nodes_changed = asyncio.Event()
@@ -81,6 +86,7 @@ class Kubelet:
             await asyncio.Event().wait()
         finally:
             self.sessions.cancel_all()
+            await self.tasks.cancel_all()
             await self.supervisor.stop_all()
 
     # ----------------------------------------------------------------- link
@@ -133,7 +139,7 @@ class Kubelet:
             if self.proxy is not None:
                 self.proxy.tell(message.service_sync)
         elif kind == "registered":
-            asyncio.create_task(self._registered(message.registered))
+            self.tasks.spawn(self._registered(message.registered), what="registered", node=self.node_name)
 
     def _disconnected(self) -> None:
         self.sessions.cancel_all()

@@ -111,6 +111,10 @@ class Sessions:
         except OSError as err:
             self.send(node_pb2.NodeMessage(log_chunk=node_pb2.LogChunk(
                 request_id=rid, eof=True, error=f"reading logs failed: {err}")))
+        except Exception as err:  # our bug: logged with its traceback, and the session ends instead of hanging
+            log.exception("log session failed", request_id=rid, object=f"pods/{request.namespace}/{request.pod}")
+            self.send(node_pb2.NodeMessage(log_chunk=node_pb2.LogChunk(
+                request_id=rid, eof=True, error=f"internal error on the node: {type(err).__name__}")))
 
     # ------------------------------------------------------------------ exec
 
@@ -159,6 +163,9 @@ class Sessions:
             output(exited=True, exit_code=126, error=str(err))
         except ContainerRuntimeError as err:
             output(exited=True, exit_code=1, error=f"exec failed: {err}")
+        except Exception as err:  # our bug: logged with its traceback, and the session ends instead of hanging
+            log.exception("exec session failed", request_id=rid, object=f"pods/{request.namespace}/{request.pod}")
+            output(exited=True, exit_code=1, error=f"internal error on the node: {type(err).__name__}")
         finally:
             self._execs.pop(rid, None)
 

@@ -256,3 +256,26 @@ async def test_pod_cidrs_are_unique_released_with_their_node_and_rebuilt_from_et
         # The only range left was the ghost's: reclaimed, then released and taken again by every cycle.
         assert seen == ["10.250.3.0/24"] * 8, seen
         assert sorted(n.metadata.name for n in (await client.list("nodes")).items) == ["keeper", "legacy"]
+
+
+async def test_a_replaced_stream_leaves_the_next_break_lost_at_once(etcd: EtcdProcess, tmp_path: Path):
+    """A kubelet that reconnects while its old stream is still open replaces it (the master ends the old one).
+    The old stream's end must still count as closed: when the new stream then breaks, the Node is lost at once,
+    not after the grace period (an hour here)."""
+    args = ["--node-monitor-grace-period", "3600", "--controllers", "nodelifecycle"]
+    async with MasterProcess(etcd=[etcd.endpoint], etcd_tls=etcd.client_tls, log_path=tmp_path / "m.log",
+                             extra_args=args) as master, master.client() as client:
+        old, new = ScriptedNode(master, "flappy"), ScriptedNode(master, "flappy")
+        try:
+            await old.connect()
+            await new.connect()
+            assert old.reader is not None
+            await asyncio.wait_for(asyncio.shield(old.reader), 10)  # the master ended the replaced stream
+            await until(lambda: _ready_is(client, "flappy", "True"))
+            assert new.call is not None
+            new.call.cancel()
+            await until(lambda: _ready_is(client, "flappy", "Unknown"), timeout=15,
+                        message="the Node whose newest stream broke lost")
+        finally:
+            await old.close()
+            await new.close()

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kybernetes.core.log import get_logger, obj_ref
-from kybernetes.core.machinery.actors import Actor
+from kybernetes.core.machinery.actors import Actor, Supervisor
 from kybernetes.kubelet.logs import rotate_if_larger
 from kybernetes.kubelet.memory import release_free_memory
 from kybernetes.kubelet.pods import adoption
@@ -107,8 +107,11 @@ class PodManager(Actor):
     # ------------------------------------------------------------------ loop
 
     async def run(self) -> None:
-        exits = asyncio.create_task(self._dispatch_exits(), name=f"exits:{self.ctx.node_name}")
-        relist = asyncio.create_task(self._relist_loop(), name=f"relist:{self.ctx.node_name}")
+        # The exit dispatcher and the relist loop are this actor's helpers: each is restarted (with its
+        # traceback logged) if it crashes, instead of leaving the manager running without it.
+        helpers = Supervisor(name=f"pods:{self.ctx.node_name}")
+        helpers.start_fn(f"exits:{self.ctx.node_name}", self._dispatch_exits)
+        helpers.start_fn(f"relist:{self.ctx.node_name}", self._relist_loop)
         try:
             while True:
                 message = await self.mailbox.get()
@@ -124,12 +127,11 @@ class PodManager(Actor):
                 except Exception:
                     self.log.exception("pod manager message failed")
         finally:
-            exits.cancel()
-            relist.cancel()
+            await helpers.stop_all()
             workers = [w.task for w in self.workers.values() if w.task is not None]
             for task in workers:
                 task.cancel()
-            await asyncio.gather(exits, relist, *workers, return_exceptions=True)
+            await asyncio.gather(*workers, return_exceptions=True)
 
     async def _sync(self, pods: list[pb.Pod]) -> None:
         desired = {p.metadata.uid: p for p in pods}

@@ -21,6 +21,7 @@ from kybernetes.core.api.client import ObjectClient
 from kybernetes.core.api.errors import ApiError, NotFoundError
 from kybernetes.core.identity.certs import node_identity
 from kybernetes.core.log import get_logger, obj_ref
+from kybernetes.core.machinery.tasks import TaskSet
 from kybernetes.master.auth.authn import caller
 from kybernetes.master.auth.node import may_register, may_report_pod
 from kybernetes.master.nodelink.connections import Connections, NodeConnection
@@ -52,6 +53,9 @@ class NodeLinkServicer(node_pb2_grpc.NodeLinkServicer):
         self.events = events
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat_refresh = heartbeat_refresh
+        # One-shot work started from the streams (final deletes, Events, heartbeat refreshes): kept and
+        # logged with its traceback if it fails; it outlives the stream that started it.
+        self.tasks = TaskSet(name="nodelink")
 
     async def Connect(self, request_iterator: AsyncIterator[node_pb2.NodeMessage],  # noqa: N802
                       context: grpc.aio.ServicerContext) -> AsyncIterator[node_pb2.MasterMessage]:
@@ -84,20 +88,38 @@ class NodeLinkServicer(node_pb2_grpc.NodeLinkServicer):
         old = self.connections.add(conn)
         if old is not None:
             old.close()
+        # From here on this stream counts as open in the liveness table, and its end must count it out, whether
+        # it is still the Node's current stream or was replaced by a newer one (a replaced stream that did not
+        # would leave the count one too high, and the next real break would not make the Node lost).
         self.liveness.connected(name)
-        conn.send(node_pb2.MasterMessage(registered=node_pb2.Registered(
-            node=node, heartbeat_interval_ms=int(self.heartbeat_interval * 1000))))
-        reader = asyncio.create_task(self._read(conn, request_iterator))
-        attach = asyncio.gather(self.router.attach(conn), self.service_router.attach(conn))
-        log.info("node connected", object=obj_ref("nodes", name))
+        reader = asyncio.create_task(self._read(conn, request_iterator), name=f"nodelink-read:{name}")
+        attach: asyncio.Future[Any] | None = asyncio.ensure_future(
+            asyncio.gather(self.router.attach(conn), self.service_router.attach(conn)))
+        get: asyncio.Task[node_pb2.MasterMessage | None] | None = None
+        failed = False
         try:
+            conn.send(node_pb2.MasterMessage(registered=node_pb2.Registered(
+                node=node, heartbeat_interval_ms=int(self.heartbeat_interval * 1000))))
+            log.info("node connected", object=obj_ref("nodes", name))
             while True:
-                get = asyncio.create_task(conn.outbox.get())
-                done, _ = await asyncio.wait({get, reader}, return_when=asyncio.FIRST_COMPLETED)
+                if get is None:
+                    get = asyncio.create_task(conn.outbox.get())
+                waiting: set[asyncio.Future[Any]] = {get, reader}
+                if attach is not None:
+                    waiting.add(attach)
+                done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                if attach is not None and attach in done:
+                    finished, attach = attach, None
+                    if finished.exception() is not None:  # our bug: the stream cannot be served
+                        log.error("node sync failed", object=obj_ref("nodes", name), exc_info=finished.exception())
+                        failed = True
+                        break
                 if get not in done:
-                    get.cancel()
-                    break
+                    if reader in done:
+                        break
+                    continue
                 message = get.result()
+                get = None
                 if message is None:
                     break
                 yield message
@@ -105,11 +127,19 @@ class NodeLinkServicer(node_pb2_grpc.NodeLinkServicer):
             # The kubelet ended its side of the stream itself (it stops or restarts): not a lost Node.
             graceful = reader.done() and not reader.cancelled() and reader.result() is True
             reader.cancel()
-            attach.cancel()
-            if self.connections.remove(conn):
-                self.liveness.disconnected(name, graceful=graceful)
+            if get is not None:
+                get.cancel()
+            if attach is not None:
+                attach.cancel()
+            current = self.connections.remove(conn)
+            self.liveness.disconnected(name, graceful=graceful)
+            if current:
                 self.relay.node_gone(name)
                 log.warning("node disconnected", object=obj_ref("nodes", name), graceful=graceful)
+            else:
+                log.info("replaced node stream closed", object=obj_ref("nodes", name))
+        if failed:
+            await context.abort(grpc.StatusCode.INTERNAL, f"node link of {name}: sending the node its state failed")
 
     async def _read(self, conn: NodeConnection, messages: AsyncIterator[node_pb2.NodeMessage]) -> bool:
         """Handle the kubelet's messages; True when it said Goodbye (it closes the stream on purpose), False when
@@ -124,17 +154,21 @@ class NodeLinkServicer(node_pb2_grpc.NodeLinkServicer):
                 kind = msg.WhichOneof("message")
                 if recovered or (kind == "heartbeat" and time.monotonic() - refreshed > self.heartbeat_refresh):
                     refreshed = time.monotonic()
-                    asyncio.create_task(self.registrar.refresh_heartbeat(name))
+                    self.tasks.spawn(self.registrar.refresh_heartbeat(name), what="heartbeat refresh",
+                                     object=obj_ref("nodes", name))
                 if kind == "heartbeat":
                     pass
                 elif kind == "pod_status":
                     self.status_writer.submit(msg.pod_status, node=name)
                 elif kind == "pod_terminated":
-                    asyncio.create_task(self._finish_deletion(msg.pod_terminated, node=name))
+                    done = msg.pod_terminated
+                    self.tasks.spawn(self._finish_deletion(done, node=name), what="final pod delete",
+                                     object=obj_ref("pods", done.name, done.namespace))
                 elif kind == "event":
                     # NodeRestriction: what a kubelet reports comes from its own Node, whatever it claims.
                     msg.event.event.source.host = name
-                    asyncio.create_task(self.events.record_event(msg.event.event))
+                    self.tasks.spawn(self.events.record_event(msg.event.event), what="event from kubelet",
+                                     object=obj_ref("nodes", name))
                 elif kind == "log_chunk":
                     self.relay.deliver(name, msg.log_chunk)
                 elif kind == "exec_output":
