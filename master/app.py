@@ -153,6 +153,10 @@ class MasterConfig:
     # lastHeartbeatTime in etcd is refreshed this often per Node (liveness itself is in memory).
     node_status_refresh: float = 120.0
     node_cidr_mask_size: int = 24
+    # Back-pressure on the node link (docs/limits.md): how far a kubelet may fall behind on ordered messages, and
+    # how long one write may wait for it to read, before its stream is ended with RESOURCE_EXHAUSTED.
+    node_link_max_pending_bytes: int = 8 * 1024 * 1024
+    node_link_send_timeout: float = 30.0
     # Which control loops run, as kube-controller-manager's --controllers: "*" (all), names, "-name".
     controllers: str = "*"
     # Identity (docs/identity.md). The server token seals the CA in etcd; empty: the data dir's, made once.
@@ -241,7 +245,9 @@ class Master:
                                 registrar=registrar, router=router, service_router=service_router,
                                 status_writer=status_writer, relay=relay,
                                 events=events, heartbeat_interval=self.config.heartbeat_interval,
-                                heartbeat_refresh=self.config.node_status_refresh)
+                                heartbeat_refresh=self.config.node_status_refresh,
+                                max_pending_bytes=self.config.node_link_max_pending_bytes,
+                                send_timeout=self.config.node_link_send_timeout)
 
         self.server = grpc.aio.server(interceptors=[AuthenticationInterceptor()], options=[
             ("grpc.max_receive_message_length", 64 * 1024 * 1024),

@@ -42,6 +42,14 @@ from kybernetes.master.store.etcdtls import EtcdClientTLS
                                       "is in full disruption: no pods are evicted from lost Nodes until fewer are.")
 @click.option("--node-cidr-mask-size", type=click.IntRange(8, 30), default=24, show_default=True,
               help="Size of each Node's pod range within --cluster-cidr.")
+@click.option("--node-link-max-pending-bytes", type=click.IntRange(min=64 * 1024), default=8 * 1024 * 1024,
+              show_default=True,
+              help="Bytes of pods, logs and exec requests that may wait for one kubelet to read them; beyond, its "
+                   "stream ends with RESOURCE_EXHAUSTED and it resyncs when it reconnects. Services and Node routes "
+                   "are not counted: only the newest set of each waits (docs/limits.md).")
+@click.option("--node-link-send-timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
+              help="Seconds one message to a kubelet may wait for it to read before its stream ends with "
+                   "RESOURCE_EXHAUSTED (a kubelet that stopped reading; docs/limits.md).")
 @click.option("--controllers", default="*", show_default=True,
               help="Control loops to run: '*' for all, names to enable, '-name' to disable "
                    "(scheduler, replicaset, deployment, nodelifecycle, gc, endpoints).")
@@ -83,7 +91,8 @@ from kybernetes.master.store.etcdtls import EtcdClientTLS
 def main(listen: str, etcd: str, etcd_cafile: Path | None, etcd_certfile: Path | None, etcd_keyfile: Path | None,
          data_dir: Path, cluster_cidr: str, service_cidr: str,
          node_monitor_grace_period: float, pod_eviction_timeout: float, node_cidr_mask_size: int, controllers: str,
-         node_reconnect_window: float, unhealthy_zone_threshold: float,
+         node_reconnect_window: float, unhealthy_zone_threshold: float, node_link_max_pending_bytes: int,
+         node_link_send_timeout: float,
          token: str, token_file: Path | None, bootstrap_listen: str, tls_sans: tuple[str, ...],
          write_kubeconfig: Path | None, certificate_validity: str, leader_lease_duration: int,
          leader_retry_period: float, cluster_init: bool, join: str, advertise_address: str,
@@ -102,6 +111,8 @@ def main(listen: str, etcd: str, etcd_cafile: Path | None, etcd_certfile: Path |
     config.etcd_client_port, config.etcd_peer_port, config.etcd_name = etcd_client_port, etcd_peer_port, etcd_name
     config.unhealthy_zone_threshold = unhealthy_zone_threshold
     config.node_reconnect_window = node_reconnect_window
+    config.node_link_max_pending_bytes = node_link_max_pending_bytes
+    config.node_link_send_timeout = node_link_send_timeout
     endpoints = config.etcd
     if (cluster_init or join) and endpoints:
         raise click.UsageError("--cluster-init and --join are for the embedded etcd: with --etcd, every master "
