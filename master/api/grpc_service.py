@@ -101,10 +101,11 @@ class ObjectAPIServicer(api_pb2_grpc.ObjectAPIServicer):
     @unary_rpc
     async def List(self, request: api_pb2.ListRequest, context: grpc.aio.ServicerContext) -> api_pb2.ObjectList:  # noqa: N802
         self.access.require(verb="list", resource=request.resource, namespace=request.namespace)
-        items, rv = await self.service.list(request.resource, request.namespace,
-                                            label_selector=request.label_selector,
-                                            field_selector=request.field_selector)
-        return api_pb2.ObjectList(items=[kinds.wrap(o) for o in items], resource_version=rv)
+        items, rv, token = await self.service.list_page(request.resource, request.namespace,
+                                                        label_selector=request.label_selector,
+                                                        field_selector=request.field_selector, limit=request.limit,
+                                                        continue_token=request.continue_token)
+        return api_pb2.ObjectList(items=[kinds.wrap(o) for o in items], resource_version=rv, continue_token=token)
 
     @unary_rpc
     async def Update(self, request: api_pb2.UpdateRequest, context: grpc.aio.ServicerContext) -> pb.Object:  # noqa: N802

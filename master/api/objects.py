@@ -22,6 +22,9 @@ that fails after its claim gives back what it claimed, and nothing else.
 from __future__ import annotations
 
 import asyncio
+import base64
+import builtins
+import json
 import secrets
 import string
 import time
@@ -32,7 +35,7 @@ from dataclasses import dataclass
 from google.protobuf.message import Message
 
 from kybernetes.core.api import kinds
-from kybernetes.core.api.errors import ConflictError, InvalidError, NotFoundError
+from kybernetes.core.api.errors import ConflictError, ExpiredError, InvalidError, NotFoundError
 from kybernetes.core.api.kinds import ApiObject, Kind
 from kybernetes.core.api.objects import copy_of, now_timestamp
 from kybernetes.core.api.selectors import FieldSelector, LabelSelector, parse_field_selector, parse_label_selector
@@ -41,7 +44,7 @@ from kybernetes.master.api.allocators import PodCIDRClaims, ServiceAllocator
 from kybernetes.master.api.defaults import apply_defaults
 from kybernetes.master.api.validation import ClusterNetwork, validate
 from kybernetes.master.store.batch import CreateBatcher
-from kybernetes.master.store.etcd import Store
+from kybernetes.master.store.etcd import Store, key_for, prefix_for
 from kybernetes.proto import objects_pb2 as pb
 
 # How often an unconditional delete reads again when the object changed under it.
@@ -187,6 +190,44 @@ class ObjectService:
         if not (labels.is_empty() and fields.is_empty()):
             items = [o for o in items if labels.matches(o.metadata.labels) and fields.matches(o)]
         return items, str(rev)
+
+    async def list_page(self, resource: str, namespace: str = "", *, label_selector: str = "",
+                        field_selector: str = "", limit: int = 0,
+                        continue_token: str = "") -> tuple[builtins.list[ApiObject], str, str]:
+        """Kubernetes' paged list: at most `limit` matching objects (0: all), the list's resourceVersion, and a
+        continue token when more may follow. Every page of one list is read at the first page's revision, so
+        together they are one consistent list; a token whose revision etcd has compacted is ExpiredError."""
+        if limit < 0:
+            raise InvalidRequest(f"limit: Invalid value: {limit}: must be greater than or equal to 0")
+        kind = resolve_kind(resource)
+        namespace = namespace if kind.namespaced else ""
+        if not limit and not continue_token:
+            items, rv = await self.list(resource, namespace, label_selector=label_selector,
+                                        field_selector=field_selector)
+            return items, rv, ""
+        labels, fields = _selectors(label_selector, field_selector)
+        prefix = prefix_for(kind, namespace)
+        revision, start = 0, b""
+        if continue_token:
+            revision, start = decode_continue(continue_token, prefix=prefix)
+        out: builtins.list[ApiObject] = []
+        while True:
+            try:
+                page, revision, following = await self.store.list_page(
+                    kind, namespace, limit=limit or 500, start=start, revision=revision)
+            except ExpiredError as err:
+                raise ExpiredError("continue: the continue token is too old to display a consistent list "
+                                   f"({err.message}): start a new list without it") from err
+            for obj in page:
+                if labels.matches(obj.metadata.labels) and fields.matches(obj):
+                    out.append(obj)
+                    if limit and len(out) == limit:
+                        after = key_for(kind, obj.metadata.name, obj.metadata.namespace) + b"\x00"
+                        more = obj is not page[-1] or bool(following)
+                        return out, str(revision), encode_continue(revision, after) if more else ""
+            if not following:
+                return out, str(revision), ""
+            start = following
 
     # ---------------------------------------------------------------- update
 
@@ -421,3 +462,23 @@ def _has_dependents_kind(kind: Kind) -> bool:
 
 
 __all__ = ["InvalidRequest", "NotFoundError", "ObjectService", "WatchEvent", "resolve_kind"]
+
+
+def encode_continue(revision: int, start: bytes) -> str:
+    """A continue token: the list's revision and the key the next page starts at (opaque to clients)."""
+    body = json.dumps({"v": 1, "rv": revision, "start": base64.b64encode(start).decode()}).encode()
+    return base64.urlsafe_b64encode(body).decode()
+
+
+def decode_continue(token: str, *, prefix: bytes) -> tuple[int, bytes]:
+    """The revision and start key of a continue token; InvalidRequest naming `continue` unless it is one this
+    server made for a list of the same resource (and namespace)."""
+    try:
+        body = json.loads(base64.urlsafe_b64decode(token.encode()))
+        revision, start = int(body["rv"]), base64.b64decode(body["start"])
+        if body.get("v") != 1 or revision <= 0 or not start.startswith(prefix):
+            raise ValueError("not a token of this list")
+    except (ValueError, KeyError, TypeError) as err:
+        raise InvalidRequest(f'continue: Invalid value: "{token[:64]}": not a continue token of this list '
+                             f"({err})") from None
+    return revision, start

@@ -258,6 +258,23 @@ class Store:
         resp = await self._call(self._kv.Range, rpc.RangeRequest(key=prefix, range_end=_prefix_end(prefix)))
         return [_decode(kind, kv) for kv in resp.kvs], resp.header.revision
 
+    async def list_page(self, kind: Kind, namespace: str = "", *, limit: int, start: bytes = b"",
+                        revision: int = 0) -> tuple[builtins.list[ApiObject], int, bytes]:
+        """At most `limit` objects of a kind from key `start` on (the prefix's first key when empty), read at
+        `revision` (0: now). Returns the objects, the revision read, and the key the next page starts at (empty
+        when there is none). A revision etcd has compacted is ExpiredError."""
+        prefix = prefix_for(kind, namespace)
+        try:
+            resp = await self._call(self._kv.Range, rpc.RangeRequest(
+                key=start or prefix, range_end=_prefix_end(prefix), limit=limit, revision=revision))
+        except ApiError as err:
+            if "compacted" in err.message:
+                raise ExpiredError(f"revision {revision} has been compacted") from err
+            raise
+        following = resp.kvs[-1].key + b"\x00" if resp.more and resp.kvs else b""
+        # etcd's header names its current revision, not the one read at: a later page keeps the first's.
+        return [_decode(kind, kv) for kv in resp.kvs], revision or resp.header.revision, following
+
     async def revision(self) -> int:
         """The store's current revision."""
         resp = await self._call(self._kv.Range, rpc.RangeRequest(key=b"/registry/", range_end=b"/registry0",
