@@ -29,6 +29,7 @@ from kybernetes.core.log import get_logger
 from kybernetes.core.machinery.actors import Supervisor
 from kybernetes.core.machinery.informer import InformerFactory
 from kybernetes.master.api.grpc_service import ObjectAPIServicer
+from kybernetes.master.api.limits import DEFAULT_MAX_STREAMS_PER_CONNECTION, DEFAULT_MAX_WATCHES_PER_USER, WatchLimit
 from kybernetes.master.api.local_client import LocalClient
 from kybernetes.master.api.objects import ObjectService
 from kybernetes.master.auth.access import AccessControl
@@ -157,6 +158,10 @@ class MasterConfig:
     # how long one write may wait for it to read, before its stream is ended with RESOURCE_EXHAUSTED.
     node_link_max_pending_bytes: int = 8 * 1024 * 1024
     node_link_send_timeout: float = 30.0
+    # Limits on streams (docs/limits.md): HTTP/2 streams of one connection, watches of one identity (beyond it
+    # RESOURCE_EXHAUSTED; system:masters is not counted).
+    http2_max_streams_per_connection: int = DEFAULT_MAX_STREAMS_PER_CONNECTION
+    max_watches_per_user: int = DEFAULT_MAX_WATCHES_PER_USER
     # Which control loops run, as kube-controller-manager's --controllers: "*" (all), names, "-name".
     controllers: str = "*"
     # Identity (docs/identity.md). The server token seals the CA in etcd; empty: the data dir's, made once.
@@ -252,10 +257,14 @@ class Master:
         self.server = grpc.aio.server(interceptors=[AuthenticationInterceptor()], options=[
             ("grpc.max_receive_message_length", 64 * 1024 * 1024),
             ("grpc.max_send_message_length", 256 * 1024 * 1024),
+            # SETTINGS_MAX_CONCURRENT_STREAMS: a client's further streams on one connection wait for a free slot.
+            ("grpc.max_concurrent_streams", self.config.http2_max_streams_per_connection),
             *SERVER_KEEPALIVE_OPTIONS,
         ])
         access = self.access
-        api_pb2_grpc.add_ObjectAPIServicer_to_server(ObjectAPIServicer(service=service, access=access), self.server)
+        api_pb2_grpc.add_ObjectAPIServicer_to_server(ObjectAPIServicer(
+            service=service, access=access, watches=WatchLimit(max_per_user=self.config.max_watches_per_user)),
+            self.server)
         node_pb2_grpc.add_NodeLinkServicer_to_server(link, self.server)
         view = PresenceView(identity=self.identity, clock=self.liveness.now)
         masters = MasterRelay(locate=view.master_of, credentials=lambda: self._master_credentials(authority))

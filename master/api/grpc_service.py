@@ -2,8 +2,12 @@
 
 Errors are `kybernetes.core.api.errors.ApiError`s from the store and validation up, each with its status
 code (invalid input INVALID_ARGUMENT, a missing object NOT_FOUND, a taken name ALREADY_EXISTS, a stale
-resourceVersion ABORTED, etcd down UNAVAILABLE, a compacted watch start OUT_OF_RANGE); any other exception is
-a bug, answered INTERNAL and logged with its traceback.
+resourceVersion ABORTED, etcd down UNAVAILABLE, a compacted watch start OUT_OF_RANGE, one watch more than an
+identity may hold RESOURCE_EXHAUSTED); any other exception is a bug, answered INTERNAL and logged with its
+traceback.
+
+Watches are counted per caller identity (master.api.limits): one more than `--max-watches-per-user` is refused
+before anything is read from etcd.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import grpc
 from kybernetes.core.api import kinds
 from kybernetes.core.api.errors import ApiError, code_of
 from kybernetes.core.log import get_logger
+from kybernetes.master.api.limits import WatchLimit
 from kybernetes.master.api.objects import InvalidRequest, ObjectService
 from kybernetes.master.auth.access import AccessControl
 from kybernetes.proto import api_pb2, api_pb2_grpc
@@ -74,9 +79,10 @@ def _unwrap(envelope: pb.Object) -> Any:
 class ObjectAPIServicer(api_pb2_grpc.ObjectAPIServicer):
     """gRPC front of the object service."""
 
-    def __init__(self, *, service: ObjectService, access: AccessControl) -> None:
+    def __init__(self, *, service: ObjectService, access: AccessControl, watches: WatchLimit | None = None) -> None:
         self.service = service
         self.access = access
+        self.watches = watches or WatchLimit()
 
     def _allow_object(self, verb: str, obj: Any, *, subresource: str = "") -> None:
         kind = kinds.kind_of(obj)
@@ -135,17 +141,18 @@ class ObjectAPIServicer(api_pb2_grpc.ObjectAPIServicer):
     async def Watch(self, request: api_pb2.WatchRequest,  # noqa: N802
                     context: grpc.aio.ServicerContext) -> AsyncIterator[api_pb2.WatchEvent]:
         try:
-            self.access.require(verb="watch", resource=request.resource, namespace=request.namespace)
-            async for ev in self.service.watch(request.resource, request.namespace,
-                                               label_selector=request.label_selector,
-                                               field_selector=request.field_selector,
-                                               resource_version=request.resource_version,
-                                               bookmarks=request.allow_bookmarks):
-                if ev.object is None:
-                    yield api_pb2.WatchEvent(type=ev.type, resource_version=ev.resource_version)
-                else:
-                    yield api_pb2.WatchEvent(type=ev.type, object=kinds.wrap(ev.object),
-                                             resource_version=ev.resource_version)
+            identity = self.access.require(verb="watch", resource=request.resource, namespace=request.namespace)
+            with self.watches.hold(identity, resource=request.resource):
+                async for ev in self.service.watch(request.resource, request.namespace,
+                                                   label_selector=request.label_selector,
+                                                   field_selector=request.field_selector,
+                                                   resource_version=request.resource_version,
+                                                   bookmarks=request.allow_bookmarks):
+                    if ev.object is None:
+                        yield api_pb2.WatchEvent(type=ev.type, resource_version=ev.resource_version)
+                    else:
+                        yield api_pb2.WatchEvent(type=ev.type, object=kinds.wrap(ev.object),
+                                                 resource_version=ev.resource_version)
         except grpc.aio.AbortError:
             raise
         except Exception as err:

@@ -62,6 +62,7 @@ async def served() -> object:
     (errors.ExpiredError("too old resource version"), grpc.StatusCode.OUT_OF_RANGE),
     (errors.ForbiddenError('pods "x" is forbidden'), grpc.StatusCode.PERMISSION_DENIED),
     (errors.UnauthorizedError("Unauthorized"), grpc.StatusCode.UNAUTHENTICATED),
+    (errors.TooManyRequestsError("too many watches"), grpc.StatusCode.RESOURCE_EXHAUSTED),
 ])
 async def test_api_errors_keep_their_code_and_message(served, error: errors.ApiError, code: grpc.StatusCode):
     service, client = served
