@@ -131,6 +131,8 @@ class Kubelet:
             self.sessions.exec_input(message.exec_input)
         elif kind == "cancel":
             self.sessions.cancel(message.cancel.request_id)
+        elif kind == "credit":
+            self.sessions.credit(message.credit)
         elif kind == "node_sync":
             self._nodes = list(message.node_sync.nodes)
             self._nodes_changed.set()

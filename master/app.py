@@ -58,7 +58,7 @@ from kybernetes.master.nodelink.podapi import MasterRelay, PodAPIServicer
 from kybernetes.master.nodelink.podcidr import PodCIDRAllocator
 from kybernetes.master.nodelink.presence import Presence, PresenceView
 from kybernetes.master.nodelink.registration import Registrar
-from kybernetes.master.nodelink.relay import Relay
+from kybernetes.master.nodelink.relay import DEFAULT_EXEC_IDLE_TIMEOUT, DEFAULT_MAX_EXEC_SESSIONS_PER_NODE, Relay
 from kybernetes.master.nodelink.router import PodRouter
 from kybernetes.master.nodelink.service import NodeLinkServicer
 from kybernetes.master.nodelink.services import ServiceRouter
@@ -162,6 +162,10 @@ class MasterConfig:
     # RESOURCE_EXHAUSTED; system:masters is not counted).
     http2_max_streams_per_connection: int = DEFAULT_MAX_STREAMS_PER_CONNECTION
     max_watches_per_user: int = DEFAULT_MAX_WATCHES_PER_USER
+    # Exec sessions (docs/limits.md): how many may be open on one Node (beyond it RESOURCE_EXHAUSTED), and how
+    # long one may move no byte either way before it is ended.
+    max_exec_sessions_per_node: int = DEFAULT_MAX_EXEC_SESSIONS_PER_NODE
+    exec_idle_timeout: float = DEFAULT_EXEC_IDLE_TIMEOUT
     # Which control loops run, as kube-controller-manager's --controllers: "*" (all), names, "-name".
     controllers: str = "*"
     # Identity (docs/identity.md). The server token seals the CA in etcd; empty: the data dir's, made once.
@@ -268,9 +272,10 @@ class Master:
         node_pb2_grpc.add_NodeLinkServicer_to_server(link, self.server)
         view = PresenceView(identity=self.identity, clock=self.liveness.now)
         masters = MasterRelay(locate=view.master_of, credentials=lambda: self._master_credentials(authority))
-        node_pb2_grpc.add_PodAPIServicer_to_server(PodAPIServicer(client=client, connections=self.connections,
-                                                                  relay=relay, access=access, masters=masters),
-                                                   self.server)
+        node_pb2_grpc.add_PodAPIServicer_to_server(PodAPIServicer(
+            client=client, connections=self.connections, relay=relay, access=access, masters=masters,
+            max_exec_sessions=self.config.max_exec_sessions_per_node,
+            exec_idle_timeout=self.config.exec_idle_timeout), self.server)
         identity_pb2_grpc.add_TokensServicer_to_server(TokensServicer(tokens=tokens, access=access), self.server)
         identity_pb2_grpc.add_CertificatesServicer_to_server(CertificatesServicer(
             authority=authority, access=access, validity=self.config.certificate_validity), self.server)

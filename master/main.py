@@ -14,6 +14,7 @@ from kybernetes.core.log import configure, get_logger
 from kybernetes.master.api.limits import DEFAULT_MAX_STREAMS_PER_CONNECTION, DEFAULT_MAX_WATCHES_PER_USER
 from kybernetes.master.app import Master, MasterConfig, enabled_controllers
 from kybernetes.master.join.masters import JoinError, bootstrap_address
+from kybernetes.master.nodelink.relay import DEFAULT_EXEC_IDLE_TIMEOUT, DEFAULT_MAX_EXEC_SESSIONS_PER_NODE
 from kybernetes.master.store.etcdtls import EtcdClientTLS
 
 
@@ -59,6 +60,14 @@ from kybernetes.master.store.etcdtls import EtcdClientTLS
               show_default=True,
               help="Watches one client identity may hold open on this master; one more is refused with "
                    "RESOURCE_EXHAUSTED. system:masters is not counted (docs/limits.md).")
+@click.option("--max-exec-sessions-per-node", type=click.IntRange(min=1), default=DEFAULT_MAX_EXEC_SESSIONS_PER_NODE,
+              show_default=True,
+              help="Exec sessions that may be open on one Node at once; one more is refused with RESOURCE_EXHAUSTED "
+                   "(docs/limits.md).")
+@click.option("--exec-idle-timeout", type=click.FloatRange(min=0.1), default=DEFAULT_EXEC_IDLE_TIMEOUT,
+              show_default=True,
+              help="Seconds an exec session may pass no byte either way (no input, no output read) before it is "
+                   "ended with RESOURCE_EXHAUSTED; 4 hours, as the kubelet's --streaming-connection-idle-timeout.")
 @click.option("--controllers", default="*", show_default=True,
               help="Control loops to run: '*' for all, names to enable, '-name' to disable "
                    "(scheduler, replicaset, deployment, nodelifecycle, gc, endpoints).")
@@ -102,6 +111,7 @@ def main(listen: str, etcd: str, etcd_cafile: Path | None, etcd_certfile: Path |
          node_monitor_grace_period: float, pod_eviction_timeout: float, node_cidr_mask_size: int, controllers: str,
          node_reconnect_window: float, unhealthy_zone_threshold: float, node_link_max_pending_bytes: int,
          node_link_send_timeout: float, http2_max_streams_per_connection: int, max_watches_per_user: int,
+         max_exec_sessions_per_node: int, exec_idle_timeout: float,
          token: str, token_file: Path | None, bootstrap_listen: str, tls_sans: tuple[str, ...],
          write_kubeconfig: Path | None, certificate_validity: str, leader_lease_duration: int,
          leader_retry_period: float, cluster_init: bool, join: str, advertise_address: str,
@@ -124,6 +134,8 @@ def main(listen: str, etcd: str, etcd_cafile: Path | None, etcd_certfile: Path |
     config.node_link_send_timeout = node_link_send_timeout
     config.http2_max_streams_per_connection = http2_max_streams_per_connection
     config.max_watches_per_user = max_watches_per_user
+    config.max_exec_sessions_per_node = max_exec_sessions_per_node
+    config.exec_idle_timeout = exec_idle_timeout
     endpoints = config.etcd
     if (cluster_init or join) and endpoints:
         raise click.UsageError("--cluster-init and --join are for the embedded etcd: with --etcd, every master "

@@ -5,7 +5,8 @@ Node as stored, podCIDR included), then the pods bound to the node, then every
 change. Everything the kubelet sends afterwards is dispatched: heartbeats to
 the liveness table (no etcd write), pod status to the coalescing writer,
 terminations to the final delete, events to the recorder, log and exec output
-to the relay. When the stream ends, the node is marked lost at once.
+and exec input credit to the relay (master.nodelink.relay: flow control per
+session). When the stream ends, the node is marked lost at once.
 
 Back-pressure: the handler writes one message at a time (`context.write`)
 from the connection's bounded mailbox (master.nodelink.connections), so what
@@ -205,6 +206,8 @@ class NodeLinkServicer(node_pb2_grpc.NodeLinkServicer):
                     self.relay.deliver(name, msg.log_chunk)
                 elif kind == "exec_output":
                     self.relay.deliver(name, msg.exec_output)
+                elif kind == "credit":
+                    self.relay.credit(name, msg.credit)
                 elif kind == "goodbye":
                     log.info("node says goodbye", object=obj_ref("nodes", name), reason=msg.goodbye.reason)
                     return True
