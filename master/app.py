@@ -28,6 +28,7 @@ from kybernetes.core.identity.kubeconfig import admin_config, save
 from kybernetes.core.log import get_logger
 from kybernetes.core.machinery.actors import Supervisor
 from kybernetes.core.machinery.informer import InformerFactory
+from kybernetes.master.api.decoding import DecodingInterceptor
 from kybernetes.master.api.grpc_service import ObjectAPIServicer
 from kybernetes.master.api.limits import DEFAULT_MAX_STREAMS_PER_CONNECTION, DEFAULT_MAX_WATCHES_PER_USER, WatchLimit
 from kybernetes.master.api.local_client import LocalClient
@@ -258,7 +259,8 @@ class Master:
                                 max_pending_bytes=self.config.node_link_max_pending_bytes,
                                 send_timeout=self.config.node_link_send_timeout)
 
-        self.server = grpc.aio.server(interceptors=[AuthenticationInterceptor()], options=[
+        # Authentication first: an unauthenticated caller learns nothing, not even that its request does not parse.
+        self.server = grpc.aio.server(interceptors=[AuthenticationInterceptor(), DecodingInterceptor()], options=[
             ("grpc.max_receive_message_length", 64 * 1024 * 1024),
             ("grpc.max_send_message_length", 256 * 1024 * 1024),
             # SETTINGS_MAX_CONCURRENT_STREAMS: a client's further streams on one connection wait for a free slot.

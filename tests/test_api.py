@@ -20,6 +20,7 @@ from kybernetes.ctl.client import (
     NotFoundError,
     UnavailableError,
 )
+from kybernetes.proto import api_pb2
 from kybernetes.proto import objects_pb2 as pb
 
 
@@ -463,3 +464,35 @@ async def test_one_oversized_event_fails_alone_and_its_batch_is_committed(etcd):
         assert {e.metadata.name for e in listed} == set(names)
     finally:
         await store.close()
+
+
+async def test_refusals_found_by_the_fuzzer_name_their_field(client: Client):
+    # Each of these was answered without a field path before the API fuzzer (tests/fuzz) found it.
+    with pytest.raises(InvalidError, match=r'^labelSelector: Invalid value: "app in \(web": '):
+        await client.list("pods", label_selector="app in (web")
+    with pytest.raises(InvalidError, match=r'^fieldSelector: Invalid value: "spec.bogus=1": field label not'):
+        await client.list("pods", field_selector="spec.bogus=1")
+    ev = pb.Event()
+    ev.metadata.name = "web.1"
+    ev.involved_object.kind, ev.involved_object.name = "Pod", "web"
+    created = await client.create(ev)
+    await _refused_unwritten(client, client.update_status(created), "status", "Forbidden: events have no status")
+
+
+async def test_an_undecodable_or_huge_write_is_invalid_argument_naming_the_field(client: Client,
+                                                                                master: MasterProcess):
+    # Found by the API fuzzer: bytes that are no UTF-8 in a string field were answered UNKNOWN (grpc's own
+    # answer to a DecodeError), and a refusal quoting a 1.2 MB value was lost as RESOURCE_EXHAUSTED.
+    before = (await client.list("pods")).resource_version
+    marker = "\x01mark\x01"
+    raw = api_pb2.CreateRequest(object=pb.Object(pod=make_pod(marker))).SerializeToString()
+    async with master.channel() as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await channel.unary_unary("/kyb.v1.ObjectAPI/Create")(raw.replace(marker.encode(), b"\xff" * 6))
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert raised.value.details() == ("object.pod.metadata.name: Invalid value: not a valid kyb.v1.CreateRequest: "
+                                      "string is not valid UTF-8")
+    message = await _refused_unwritten(client, client.create(make_pod("huge", image="x" * 1_200_000)),
+                                       "spec.containers[0].image", "Invalid value")
+    assert "... (1200002 characters)" in message and len(message) < 4000
+    assert (await client.list("pods")).resource_version == before

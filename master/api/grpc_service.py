@@ -31,14 +31,30 @@ T = TypeVar("T")
 log = get_logger("api")
 
 
+# The status message travels in the grpc-message trailer, percent-encoded (3 bytes for each byte outside
+# printable ASCII); clients drop a response whose metadata exceeds 8-16 KiB, so a refusal is cut to fit.
+MAX_STATUS_MESSAGE_BYTES = 6 * 1024
+
+
+def fit_status_message(message: str, limit: int = MAX_STATUS_MESSAGE_BYTES) -> str:
+    """`message` as sent in grpc-message, cut (at a character) to at most `limit` bytes once percent-encoded."""
+    size = 0
+    for i, char in enumerate(message):
+        size += 1 if " " <= char <= "~" and char != "%" else 3 * len(char.encode("utf-8", "surrogatepass"))
+        if size > limit - 40:
+            return f"{message[:i]}... (message cut: {len(message)} characters)"
+    return message
+
+
 async def _abort(context: grpc.aio.ServicerContext, err: Exception, method: str) -> None:
     """Answer an error: an `ApiError` with its own code (errors.code_of), anything else as INTERNAL.
 
     Anything that is not an `ApiError` is our bug, never the caller's fault: it is logged with its traceback
-    and answered INTERNAL, never INVALID_ARGUMENT.
+    and answered INTERNAL, never INVALID_ARGUMENT. The message is cut to what a client's metadata limit lets
+    through (fit_status_message).
     """
     if isinstance(err, ApiError):
-        await context.abort(code_of(err), err.message)
+        await context.abort(code_of(err), fit_status_message(err.message))
     log.error("internal error", method=method, error=repr(err), exc_info=err)
     await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(err).__name__}")
 

@@ -91,10 +91,16 @@ def _parse_rv(value: str, field: str = "metadata.resourceVersion") -> int:
 
 
 def _selectors(label_selector: str, field_selector: str) -> tuple[LabelSelector, FieldSelector]:
+    """Both selectors parsed; one that does not parse is InvalidRequest naming labelSelector or fieldSelector."""
     try:
-        return parse_label_selector(label_selector), parse_field_selector(field_selector)
+        labels = parse_label_selector(label_selector)
     except ValueError as err:
-        raise InvalidRequest(str(err)) from err
+        raise InvalidRequest(f"labelSelector: Invalid value: {json.dumps(label_selector[:256])}: {err}") from err
+    try:
+        fields = parse_field_selector(field_selector)
+    except ValueError as err:
+        raise InvalidRequest(f"fieldSelector: Invalid value: {json.dumps(field_selector[:256])}: {err}") from err
+    return labels, fields
 
 
 def _spec_of(obj: ApiObject) -> bytes:
@@ -302,7 +308,7 @@ class ObjectService:
         """Replace only an object's status, at the version the caller read; generation is unchanged."""
         kind = kinds.kind_of(obj)
         if not any(f.name == "status" for f in obj.DESCRIPTOR.fields):
-            raise InvalidRequest(f"{kind.resource} have no status")
+            raise InvalidRequest(f"status: Forbidden: {kind.resource} have no status")
         if not obj.metadata.resource_version:
             raise InvalidRequest("metadata.resourceVersion: Required value: must be set for an update")
         expected = _parse_rv(obj.metadata.resource_version)

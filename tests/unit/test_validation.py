@@ -204,6 +204,29 @@ def test_several_errors_are_joined():
     )
 
 
+def test_a_long_value_is_shown_cut_and_its_length_said():
+    # Found by the API fuzzer: the whole 1.2 MB value went into the message, too big for gRPC's metadata.
+    obj = pod()
+    obj.spec.containers[0].image = "UPPER" * 240_000
+    with pytest.raises(ValidationError) as info:
+        validate(obj)
+    message = str(info.value)
+    assert 'spec.containers[0].image: Invalid value: "UPPERUPPER' in message
+    assert "... (1200002 characters)" in message and len(message) < 2000
+
+
+def test_many_errors_are_listed_up_to_the_message_limit_then_counted():
+    obj = pod()
+    for i in range(5000):
+        obj.metadata.labels[f"bad key {i}"] = "v"
+    with pytest.raises(ValidationError) as info:
+        validate(obj)
+    assert len(info.value.errors) == 5000
+    message = str(info.value)
+    assert message.startswith('Pod "web-1.v2" is invalid: metadata.labels: Invalid value: "bad key ')
+    assert len(message) < 3500 and message.endswith(" more errors")
+
+
 def test_old_of_another_kind_is_a_programming_error():
     with pytest.raises(TypeError):
         validate(pod(), old=service())
