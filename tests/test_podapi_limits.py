@@ -121,6 +121,10 @@ def _exec_master(etcd: EtcdProcess, tmp_path: Path, *args: str) -> MasterProcess
                          extra_args=["--controllers=", *args])
 
 
+async def _all(call: AsyncIterator[node_pb2.ExecServerMessage]) -> list[node_pb2.ExecServerMessage]:
+    return [reply async for reply in call]
+
+
 class ExecCall:
     """One PodAPI.Exec call whose input the test controls (the start, then input until `finish`)."""
 
@@ -155,8 +159,12 @@ async def test_exec_sessions_per_node_are_capped_with_resource_exhausted(etcd: E
             await node.connect()
             await client.create(make_pod("shell", node="busy"))
             stub = node_pb2_grpc.PodAPIStub(client.channel)
-            calls = [ExecCall(stub, pod="shell"), ExecCall(stub, pod="shell")]
-            starts = [(await node.expect("exec_start")).exec_start for _ in calls]
+            # One call at a time, so that starts[i] is calls[i]'s session (two calls at once may reach the
+            # node in either order).
+            starts = []
+            for _ in range(2):
+                calls.append(ExecCall(stub, pod="shell"))
+                starts.append((await node.expect("exec_start")).exec_start)
             assert all(s.window > 0 for s in starts)
             calls.append(ExecCall(stub, pod="shell"))
             refused = await calls[-1].error()
@@ -165,7 +173,7 @@ async def test_exec_sessions_per_node_are_capped_with_resource_exhausted(etcd: E
             assert 'node "busy"' in details and "--max-exec-sessions-per-node" in details and "(2)" in details
             # A session that ends frees its place.
             node.send(exec_output=node_pb2.ExecOutput(request_id=starts[0].request_id, exited=True))
-            replies = [r async for r in calls[0].call]
+            replies = await asyncio.wait_for(_all(calls[0].call), 60)
             assert replies[-1].exited
             calls.append(ExecCall(stub, pod="shell"))
             await node.expect("exec_start")
