@@ -1,4 +1,5 @@
-"""Events about pods (Pulling, Started, BackOff, Killing, Unhealthy, …), sent up the link as EventReports.
+"""Events about pods (Pulling, Started, BackOff, Killing, Unhealthy, …) and, from the proxy, about
+Endpoints it could not program (InvalidEndpoint), sent up the link as EventReports.
 
 Each occurrence is reported once with count 1; the master's event recorder
 correlates repeats (same object, reason, message and source) into one Event
@@ -38,14 +39,18 @@ class EventRecorder:
                   container: str = "") -> pb.Event:
         """Record an event about a pod (or one of its containers) and send it."""
         meta = pod.metadata
+        ref = pb.ObjectReference(kind="Pod", api_version="v1", namespace=meta.namespace, name=meta.name,
+                                 uid=meta.uid, field_path=f"spec.containers{{{container}}}" if container else "")
+        return self.object_event(ref, type=type, reason=reason, message=message)
+
+    def object_event(self, ref: pb.ObjectReference, *, type: str, reason: str,  # noqa: A002 - as above
+                     message: str) -> pb.Event:
+        """Record an event about any object (the proxy's about an Endpoints) and send it."""
         now = self._clock()
         event = pb.Event(api_version="v1", kind="Event", reason=reason, message=message, type=type, count=1)
-        event.metadata.name = f"{meta.name}.{int(now * 1e9):x}"
-        event.metadata.namespace = meta.namespace
-        ref = event.involved_object
-        ref.kind, ref.api_version = "Pod", "v1"
-        ref.namespace, ref.name, ref.uid = meta.namespace, meta.name, meta.uid
-        ref.field_path = f"spec.containers{{{container}}}" if container else ""
+        event.metadata.name = f"{ref.name}.{int(now * 1e9):x}"
+        event.metadata.namespace = ref.namespace or "default"
+        event.involved_object.CopyFrom(ref)
         event.source.component = "kubelet"
         event.source.host = self.node_name
         event.first_timestamp.CopyFrom(_timestamp(now))

@@ -16,6 +16,7 @@ import grpc
 
 from kybernetes.core.log import get_logger
 from kybernetes.core.machinery.actors import Supervisor
+from kybernetes.core.machinery.tasks import TaskSet
 from kybernetes.kubelet.config import KubeletConfig
 from kybernetes.kubelet.events import EventRecorder
 from kybernetes.kubelet.link import MasterLink
@@ -45,6 +46,7 @@ class Kubelet:
         self.node_ip = config.node_ip or default_node_ip(master=config.master)
         self.log = get_logger("kubelet", node=node_name)
         self._runtime_version = ""
+        self.pod_cidr: str | None = None  # the Node's spec.podCIDR, from Registered
         self.link = MasterLink(channel=channel, node_name=node_name, register=self._register,
                                on_registered=self._registered, on_message=self._dispatch,
                                on_disconnected=self._disconnected, heartbeat_interval=config.heartbeat_interval,
@@ -55,18 +57,22 @@ class Kubelet:
         ctx = WorkerContext(node_name=node_name, runtime=runtime, logs=self.logs, events=self.events,
                             reporter=self.reporter, send=self.link.send, node_ip=lambda: self.node_ip,
                             backoff_base=config.backoff_base, backoff_max=config.backoff_max,
-                            services=lambda: self._services,
+                            services=lambda: self._services, pod_cidr=lambda: self.pod_cidr,
                             seccomp_default="RuntimeDefault" if config.seccomp_default else "Unconfined")
         self.pods = PodManager(ctx=ctx, relist_interval=config.relist_interval,
                                log_max_bytes=config.container_log_max_bytes)
         self.sessions = Sessions(manager=self.pods, logs=self.logs, send=self.link.send)
         self.supervisor = Supervisor(name=f"kubelet:{node_name}")
+        # One-shot work started by a message: a failure leaves the kubelet's view of the master unknown, so it
+        # is logged with its traceback and the link registers again (a fresh Registered and PodSync).
+        self.tasks = TaskSet(name=f"kubelet:{node_name}",
+                             on_failure=lambda what, _err: self.link.reconnect(reason=f"{what} failed"))
         self._nodes: list[pb.Node] | None = None
         self._services: list[pb.Service] = []
         self._nodes_changed = asyncio.Event()
         self.proxy: ServiceProxy | None = None
         if config.wants_proxy:
-            self.proxy = ServiceProxy()
+            self.proxy = ServiceProxy(events=self.events)
 
     async def run(self) -> None:
         """Run until cancelled."""
@@ -80,6 +86,7 @@ class Kubelet:
             await asyncio.Event().wait()
         finally:
             self.sessions.cancel_all()
+            await self.tasks.cancel_all()
             await self.supervisor.stop_all()
 
     # ----------------------------------------------------------------- link
@@ -101,6 +108,7 @@ class Kubelet:
     async def _registered(self, registered: node_pb2.Registered) -> None:
         cidr = registered.node.spec.pod_cidr
         if cidr:
+            self.pod_cidr = cidr
             try:
                 self.runtime.set_pod_cidr(cidr)
             except ValueError as err:
@@ -123,6 +131,8 @@ class Kubelet:
             self.sessions.exec_input(message.exec_input)
         elif kind == "cancel":
             self.sessions.cancel(message.cancel.request_id)
+        elif kind == "credit":
+            self.sessions.credit(message.credit)
         elif kind == "node_sync":
             self._nodes = list(message.node_sync.nodes)
             self._nodes_changed.set()
@@ -131,7 +141,7 @@ class Kubelet:
             if self.proxy is not None:
                 self.proxy.tell(message.service_sync)
         elif kind == "registered":
-            asyncio.create_task(self._registered(message.registered))
+            self.tasks.spawn(self._registered(message.registered), what="registered", node=self.node_name)
 
     def _disconnected(self) -> None:
         self.sessions.cancel_all()

@@ -63,14 +63,19 @@ class MasterLink:
         self.connected = asyncio.Event()
         self.connections = 0  # successful registrations so far (tests and logs)
         self._call: Any = None
-        self._rotating = False
+        self._rotating = ""  # why the current stream is being ended on purpose (reconnect at once)
 
     def replace_channel(self, channel: grpc.aio.Channel) -> None:
         """Reconnect through `channel` now (a renewed certificate): the current stream is ended at once and
         the next one opens on the new channel, without a back-off. The pods keep running throughout."""
         self.stub = node_pb2_grpc.NodeLinkStub(channel)
+        self.reconnect(reason="new certificate")
+
+    def reconnect(self, *, reason: str) -> None:
+        """End the current stream on purpose (saying Goodbye) and register again at once, without a back-off: the
+        kubelet's view of the master is rebuilt from a fresh Registered and PodSync."""
         if self._call is not None:
-            self._rotating = True
+            self._rotating = reason
             self._call.cancel()
 
     # --------------------------------------------------------------- sending
@@ -99,8 +104,8 @@ class MasterLink:
                 task = asyncio.current_task()
                 if not self._rotating or (task is not None and task.cancelling()):
                     raise
-                self._rotating = False
-                self.log.info("reconnecting with a new certificate")
+                self.log.info("reconnecting", reason=self._rotating)
+                self._rotating = ""
                 attempt = 0
                 continue
             except grpc.aio.AioRpcError as err:
@@ -145,7 +150,7 @@ class MasterLink:
             # period instead of judging it lost at once.
             for task in tasks:
                 task.cancel()
-            reason = "new certificate" if self._rotating else "kubelet stopping"
+            reason = self._rotating or "kubelet stopping"
             with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError, TimeoutError,
                                      asyncio.CancelledError):
                 await asyncio.wait_for(call.write(node_pb2.NodeMessage(goodbye=node_pb2.Goodbye(reason=reason))),

@@ -12,10 +12,12 @@ truncated in place, because the shim keeps its O_APPEND descriptor and never
 reopens a renamed file (docs/containerd.md §5). Logs show the file after rotation,
 as `kubectl logs` does.
 
-Reading never blocks the event loop: file I/O runs in a worker thread. A tail
-reads backwards from the end in blocks until it has N lines; a follow polls the
-file's size and sends what was appended until the instance has exited (and its
-last bytes have been sent) or the request is cancelled.
+Reading never blocks the event loop: file I/O runs in a worker thread. The whole
+log is read a chunk at a time as the reader asks for it (a paused reader holds the
+file's offset, not its content); a tail reads backwards from the end in blocks
+until it has N lines; a follow polls the file's size and sends what was appended
+until the instance has exited (and its last bytes have been sent) or the request
+is cancelled.
 """
 
 from __future__ import annotations
@@ -115,9 +117,19 @@ async def read_log(path: Path, *, tail_lines: int, follow: bool,
 
     A follow ends when `still_running()` turns False and the file has been read to its end.
     """
-    data, offset = await asyncio.to_thread(_read_tail, path, tail_lines)
-    for start in range(0, len(data), CHUNK):
-        yield data[start:start + CHUNK]
+    if tail_lines < 0:
+        # All of it: a chunk at a time up to where the file ends now (the rest is what a follow reads).
+        end = await asyncio.to_thread(os.path.getsize, path)
+        offset = 0
+        while offset < end:
+            chunk, offset = await asyncio.to_thread(_read_from, path, offset, min(CHUNK, end - offset))
+            if not chunk:
+                break
+            yield chunk
+    else:
+        data, offset = await asyncio.to_thread(_read_tail, path, tail_lines)
+        for start in range(0, len(data), CHUNK):
+            yield data[start:start + CHUNK]
     if not follow:
         return
     while True:

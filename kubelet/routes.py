@@ -11,6 +11,12 @@ that someone else owns (the kernel's connected route of a local bridge, an admin
 blackhole) is never replaced: that Node is skipped with a warning. Several owners can share one
 routing table by passing different `table_owner_tag`s (the namespace lab's host-side router does).
 
+What the Node list says is not trusted blindly (the API server refuses podCIDRs outside the cluster
+CIDR, duplicates and bad addresses, but one wrong route sends every pod's traffic astray): a Node is
+skipped with a warning when its podCIDR overlaps this Node's own, equals another Node's (neither is
+trusted), or contains another Node's (`0.0.0.0/1` would capture them all), or when its InternalIP is not
+an address a Node can have (unspecified, loopback, link-local, multicast: `formats.endpoint_ip`).
+
 Failures of single routes (a gateway not on any connected subnet, say) are logged and the rest is
 still applied; the next NodeSync retries. Listing the table failing raises `RouteError`: without it
 nothing safe can be done. Calls are serialized, so overlapping NodeSyncs never interleave edits.
@@ -26,6 +32,7 @@ import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from kybernetes.core.api import formats
 from kybernetes.core.log import get_logger
 from kybernetes.proto import objects_pb2 as pb
 
@@ -76,24 +83,59 @@ def free_route_proto(table_owner_tag: str, *, used: set[int]) -> int:
 
 
 def desired_routes(*, nodes: Sequence[pb.Node], self_name: str) -> dict[str, str]:
-    """{pod CIDR: InternalIP} for every other Node that has both; malformed values are skipped with a warning."""
-    wanted: dict[str, str] = {}
+    """{pod CIDR: InternalIP} for every other Node that has both; bad or conflicting values are skipped with a
+    warning (see the module docstring)."""
+    own: ipaddress.IPv4Network | None = None
+    candidates: dict[str, tuple[ipaddress.IPv4Network, str]] = {}
     for node in nodes:
         name = node.metadata.name
-        if name == self_name or not node.spec.pod_cidr:
+        if not node.spec.pod_cidr:
+            continue
+        try:
+            network = ipaddress.ip_network(node.spec.pod_cidr, strict=False)
+        except ValueError as err:
+            log.warning("node skipped: bad podCIDR or InternalIP", node=name, error=str(err))
+            continue
+        if not isinstance(network, ipaddress.IPv4Network):
+            continue
+        if name == self_name:
+            own = network
             continue
         internal = [a.address for a in node.status.addresses if a.type == "InternalIP" and a.address]
         if not internal:
             continue
         try:
-            cidr = str(ipaddress.ip_network(node.spec.pod_cidr, strict=False))
-            gateway = str(ipaddress.ip_address(internal[0]))
+            address = ipaddress.ip_address(internal[0])
         except ValueError as err:
             log.warning("node skipped: bad podCIDR or InternalIP", node=name, error=str(err))
             continue
-        if ipaddress.ip_network(cidr).version != 4 or ipaddress.ip_address(gateway).version != 4:
+        if address.version != 4:
             continue
-        wanted[cidr] = gateway
+        problems = formats.endpoint_ip(str(address))
+        if problems:
+            log.warning("node skipped: its InternalIP cannot be a gateway", node=name, via=str(address),
+                        error="; ".join(problems))
+            continue
+        candidates[name] = (network, str(address))
+    wanted: dict[str, str] = {}
+    for name, (network, gateway) in candidates.items():
+        conflict = ""
+        if own is not None and network.overlaps(own):
+            conflict = f"overlaps this Node's own pod range {own}"
+        for other, (other_network, _) in candidates.items():
+            if conflict:
+                break
+            if other == name:
+                continue
+            if other_network == network:
+                conflict = f"Node {other} has the same pod range"
+            elif other_network.subnet_of(network):
+                conflict = f"contains the pod range {other_network} of Node {other}"
+        if conflict:
+            log.warning("node skipped: its podCIDR conflicts with another", node=name, pod_cidr=str(network),
+                        error=conflict)
+            continue
+        wanted[str(network)] = gateway
     return wanted
 
 

@@ -5,6 +5,13 @@ LogChunk / ExecOutput messages back up the same link; Cancel (or the link
 going down) cancels it. The pod and container are resolved by name through
 the pod manager; when they can't be, the answer is an error on the first and
 last message, worded like kubectl's.
+
+Flow control (docs/limits.md): the master's request gives a window of chunks. A session sends at most that many
+chunks with data (each at most CHUNK bytes) beyond those the master has credited back (Credit, one per chunk it
+passed on to the client), and otherwise waits: it then reads no more of the log file, or of the command's
+output, whose pipe fills and stops the command. So a client that stops reading holds back the whole path, down
+to the container. Exec input is credited the other way: one Credit per input chunk handed to the command. A
+window of 0 (a master from before flow control) sends without waiting.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kybernetes.core.log import get_logger
-from kybernetes.kubelet.logs import LogStore, read_log
+from kybernetes.kubelet.logs import CHUNK, LogStore, read_log
 from kybernetes.kubelet.pods.manager import PodManager
 from kybernetes.kubelet.pods.records import ContainerRecord, Instance
 from kybernetes.kubelet.pods.worker import PodWorker
@@ -26,6 +33,36 @@ from kybernetes.proto import node_pb2
 log = get_logger("kubelet")
 
 _STREAMS = {"stdout": 1, "stderr": 2}
+# A session that waits this long for the master's credit says so in the debug log (once per wait).
+HELD_BACK_LOG_AFTER = 1.0
+
+
+class Window:
+    """Chunks one session may still send before the master credits more; `limit` 0 means no flow control."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.available = limit
+        self._more = asyncio.Event()
+
+    async def take(self, *, held_back: Callable[[], None]) -> None:
+        """Wait for a credit and use it; `held_back` is called once if the wait lasts HELD_BACK_LOG_AFTER."""
+        if self.limit <= 0:
+            return
+        told = False
+        while self.available <= 0:
+            self._more.clear()
+            try:
+                await asyncio.wait_for(self._more.wait(), None if told else HELD_BACK_LOG_AFTER)
+            except TimeoutError:
+                held_back()
+                told = True
+        self.available -= 1
+
+    def give(self, chunks: int) -> None:
+        # Never above the window: a confused master cannot make a session send more than it allowed at first.
+        self.available = min(self.limit, self.available + max(chunks, 0))
+        self._more.set()
 
 
 class LookupFailed(Exception):  # noqa: N818 - reads as a sentence where raised
@@ -62,6 +99,7 @@ class Sessions:
         self.send = send
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._execs: dict[str, _Exec] = {}
+        self._windows: dict[str, Window] = {}
 
     def _worker(self, namespace: str, pod: str) -> PodWorker:
         worker = self.manager.find(namespace or "default", pod)
@@ -72,8 +110,26 @@ class Sessions:
     # ------------------------------------------------------------------ logs
 
     def start_logs(self, request: node_pb2.LogRequest) -> None:
+        self._windows[request.request_id] = Window(request.window)
         task = asyncio.create_task(self._logs(request), name=f"logs:{request.request_id}")
         self._track(request.request_id, task)
+
+    def credit(self, message: node_pb2.Credit) -> None:
+        """The master passed chunks of a session's output on to its client: that many more may be sent."""
+        window = self._windows.get(message.request_id)
+        if window is not None:
+            window.give(message.chunks)
+
+    async def _send_data(self, request_id: str, message: node_pb2.NodeMessage, *, session: str, obj: str) -> None:
+        """Send one chunk with data, under the session's window."""
+        window = self._windows.get(request_id)
+        if window is not None:
+            def held_back() -> None:
+                log.debug(f"{session} session held back: the master has not passed its output on",
+                          request_id=request_id, object=obj, window=window.limit)
+
+            await window.take(held_back=held_back)
+        self.send(message)
 
     def _log_target(self, request: node_pb2.LogRequest) -> tuple[PodWorker, ContainerRecord, Instance]:
         worker = self._worker(request.namespace, request.pod)
@@ -102,19 +158,26 @@ class Sessions:
                 self.send(node_pb2.NodeMessage(log_chunk=node_pb2.LogChunk(request_id=rid, eof=True)))
                 return
             tail = request.tail_lines if request.HasField("tail_lines") else -1
+            obj = f"pods/{meta.namespace}/{meta.name}"
             async for data in read_log(path, tail_lines=tail, follow=request.follow,
                                        still_running=lambda: instance.running and not worker.finished.is_set()):
-                self.send(node_pb2.NodeMessage(log_chunk=node_pb2.LogChunk(request_id=rid, data=data)))
+                await self._send_data(rid, node_pb2.NodeMessage(log_chunk=node_pb2.LogChunk(request_id=rid, data=data)),
+                                      session="log", obj=obj)
             self.send(node_pb2.NodeMessage(log_chunk=node_pb2.LogChunk(request_id=rid, eof=True)))
         except LookupFailed as err:
             self.send(node_pb2.NodeMessage(log_chunk=node_pb2.LogChunk(request_id=rid, eof=True, error=str(err))))
         except OSError as err:
             self.send(node_pb2.NodeMessage(log_chunk=node_pb2.LogChunk(
                 request_id=rid, eof=True, error=f"reading logs failed: {err}")))
+        except Exception as err:  # our bug: logged with its traceback, and the session ends instead of hanging
+            log.exception("log session failed", request_id=rid, object=f"pods/{request.namespace}/{request.pod}")
+            self.send(node_pb2.NodeMessage(log_chunk=node_pb2.LogChunk(
+                request_id=rid, eof=True, error=f"internal error on the node: {type(err).__name__}")))
 
     # ------------------------------------------------------------------ exec
 
     def start_exec(self, request: node_pb2.ExecStart) -> None:
+        self._windows[request.request_id] = Window(request.window)
         stdin: asyncio.Queue[bytes | None] | None = asyncio.Queue() if request.stdin else None
         task = asyncio.create_task(self._exec(request, stdin), name=f"exec:{request.request_id}")
         self._execs[request.request_id] = _Exec(task=task, stdin=stdin)
@@ -142,11 +205,21 @@ class Sessions:
                 raise LookupFailed(f"unable to upgrade connection: container not found (\"{record.name}\")"
                                    if record.current is None else
                                    f'container "{record.name}" in pod "{worker.pod.metadata.name}" is not running')
-            session = await worker.ctx.runtime.exec(record.current.container_id, list(request.command),
-                                                    stdin=_drain(stdin) if stdin is not None else None)
+            obj = f"pods/{request.namespace}/{request.pod}"
+
+            def credit_input() -> None:
+                if request.window > 0:
+                    self.send(node_pb2.NodeMessage(credit=node_pb2.Credit(request_id=rid, chunks=1)))
+
+            session = await worker.ctx.runtime.exec(
+                record.current.container_id, list(request.command),
+                stdin=_drain(stdin, taken=credit_input) if stdin is not None else None)
             try:
                 async for chunk in session.chunks():
-                    output(stream=_STREAMS[chunk.stream], data=chunk.data)
+                    for start in range(0, len(chunk.data), CHUNK):
+                        await self._send_data(rid, node_pb2.NodeMessage(exec_output=node_pb2.ExecOutput(
+                            request_id=rid, stream=_STREAMS[chunk.stream], data=chunk.data[start:start + CHUNK])),
+                            session="exec", obj=obj)
                 code = await session.wait()
             except asyncio.CancelledError:
                 with contextlib.suppress(ContainerRuntimeError):
@@ -159,6 +232,9 @@ class Sessions:
             output(exited=True, exit_code=126, error=str(err))
         except ContainerRuntimeError as err:
             output(exited=True, exit_code=1, error=f"exec failed: {err}")
+        except Exception as err:  # our bug: logged with its traceback, and the session ends instead of hanging
+            log.exception("exec session failed", request_id=rid, object=f"pods/{request.namespace}/{request.pod}")
+            output(exited=True, exit_code=1, error=f"internal error on the node: {type(err).__name__}")
         finally:
             self._execs.pop(rid, None)
 
@@ -166,7 +242,12 @@ class Sessions:
 
     def _track(self, request_id: str, task: asyncio.Task[None]) -> None:
         self._tasks[request_id] = task
-        task.add_done_callback(lambda _t: self._tasks.pop(request_id, None))
+
+        def done(_task: asyncio.Task[None]) -> None:
+            self._tasks.pop(request_id, None)
+            self._windows.pop(request_id, None)
+
+        task.add_done_callback(done)
 
     def cancel(self, request_id: str) -> None:
         task = self._tasks.get(request_id)
@@ -179,9 +260,11 @@ class Sessions:
             task.cancel()
 
 
-async def _drain(queue: asyncio.Queue[bytes | None]) -> AsyncIterator[bytes]:
+async def _drain(queue: asyncio.Queue[bytes | None], *, taken: Callable[[], None]) -> AsyncIterator[bytes]:
+    """The session's input for the command; `taken` after each chunk the command's writer took."""
     while True:
         data = await queue.get()
         if data is None:
             return
         yield data
+        taken()

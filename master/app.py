@@ -28,7 +28,9 @@ from kybernetes.core.identity.kubeconfig import admin_config, save
 from kybernetes.core.log import get_logger
 from kybernetes.core.machinery.actors import Supervisor
 from kybernetes.core.machinery.informer import InformerFactory
+from kybernetes.master.api.decoding import DecodingInterceptor
 from kybernetes.master.api.grpc_service import ObjectAPIServicer
+from kybernetes.master.api.limits import DEFAULT_MAX_STREAMS_PER_CONNECTION, DEFAULT_MAX_WATCHES_PER_USER, WatchLimit
 from kybernetes.master.api.local_client import LocalClient
 from kybernetes.master.api.objects import ObjectService
 from kybernetes.master.auth.access import AccessControl
@@ -57,7 +59,7 @@ from kybernetes.master.nodelink.podapi import MasterRelay, PodAPIServicer
 from kybernetes.master.nodelink.podcidr import PodCIDRAllocator
 from kybernetes.master.nodelink.presence import Presence, PresenceView
 from kybernetes.master.nodelink.registration import Registrar
-from kybernetes.master.nodelink.relay import Relay
+from kybernetes.master.nodelink.relay import DEFAULT_EXEC_IDLE_TIMEOUT, DEFAULT_MAX_EXEC_SESSIONS_PER_NODE, Relay
 from kybernetes.master.nodelink.router import PodRouter
 from kybernetes.master.nodelink.service import NodeLinkServicer
 from kybernetes.master.nodelink.services import ServiceRouter
@@ -153,6 +155,18 @@ class MasterConfig:
     # lastHeartbeatTime in etcd is refreshed this often per Node (liveness itself is in memory).
     node_status_refresh: float = 120.0
     node_cidr_mask_size: int = 24
+    # Back-pressure on the node link (docs/limits.md): how far a kubelet may fall behind on ordered messages, and
+    # how long one write may wait for it to read, before its stream is ended with RESOURCE_EXHAUSTED.
+    node_link_max_pending_bytes: int = 8 * 1024 * 1024
+    node_link_send_timeout: float = 30.0
+    # Limits on streams (docs/limits.md): HTTP/2 streams of one connection, watches of one identity (beyond it
+    # RESOURCE_EXHAUSTED; system:masters is not counted).
+    http2_max_streams_per_connection: int = DEFAULT_MAX_STREAMS_PER_CONNECTION
+    max_watches_per_user: int = DEFAULT_MAX_WATCHES_PER_USER
+    # Exec sessions (docs/limits.md): how many may be open on one Node (beyond it RESOURCE_EXHAUSTED), and how
+    # long one may move no byte either way before it is ended.
+    max_exec_sessions_per_node: int = DEFAULT_MAX_EXEC_SESSIONS_PER_NODE
+    exec_idle_timeout: float = DEFAULT_EXEC_IDLE_TIMEOUT
     # Which control loops run, as kube-controller-manager's --controllers: "*" (all), names, "-name".
     controllers: str = "*"
     # Identity (docs/identity.md). The server token seals the CA in etcd; empty: the data dir's, made once.
@@ -224,7 +238,8 @@ class Master:
         self.tls = ServingCredentials(authority, names=serving_names(listen=self.config.listen,
                                                                      extra=self.config.tls_sans))
         tokens = TokenRegistry(self.store, ca_hash=authority.hash)
-        service = ObjectService(store=self.store, service_cidr=self.config.service_cidr)
+        service = ObjectService(store=self.store, service_cidr=self.config.service_cidr,
+                                cluster_cidr=self.config.cluster_cidr)
         self.client = client = LocalClient(service)
         events = _event_recorder(client)
         # One cache per kind for the whole master: the pod router, the controllers and the endpoints
@@ -240,21 +255,29 @@ class Master:
                                 registrar=registrar, router=router, service_router=service_router,
                                 status_writer=status_writer, relay=relay,
                                 events=events, heartbeat_interval=self.config.heartbeat_interval,
-                                heartbeat_refresh=self.config.node_status_refresh)
+                                heartbeat_refresh=self.config.node_status_refresh,
+                                max_pending_bytes=self.config.node_link_max_pending_bytes,
+                                send_timeout=self.config.node_link_send_timeout)
 
-        self.server = grpc.aio.server(interceptors=[AuthenticationInterceptor()], options=[
+        # Authentication first: an unauthenticated caller learns nothing, not even that its request does not parse.
+        self.server = grpc.aio.server(interceptors=[AuthenticationInterceptor(), DecodingInterceptor()], options=[
             ("grpc.max_receive_message_length", 64 * 1024 * 1024),
             ("grpc.max_send_message_length", 256 * 1024 * 1024),
+            # SETTINGS_MAX_CONCURRENT_STREAMS: a client's further streams on one connection wait for a free slot.
+            ("grpc.max_concurrent_streams", self.config.http2_max_streams_per_connection),
             *SERVER_KEEPALIVE_OPTIONS,
         ])
         access = self.access
-        api_pb2_grpc.add_ObjectAPIServicer_to_server(ObjectAPIServicer(service=service, access=access), self.server)
+        api_pb2_grpc.add_ObjectAPIServicer_to_server(ObjectAPIServicer(
+            service=service, access=access, watches=WatchLimit(max_per_user=self.config.max_watches_per_user)),
+            self.server)
         node_pb2_grpc.add_NodeLinkServicer_to_server(link, self.server)
         view = PresenceView(identity=self.identity, clock=self.liveness.now)
         masters = MasterRelay(locate=view.master_of, credentials=lambda: self._master_credentials(authority))
-        node_pb2_grpc.add_PodAPIServicer_to_server(PodAPIServicer(client=client, connections=self.connections,
-                                                                  relay=relay, access=access, masters=masters),
-                                                   self.server)
+        node_pb2_grpc.add_PodAPIServicer_to_server(PodAPIServicer(
+            client=client, connections=self.connections, relay=relay, access=access, masters=masters,
+            max_exec_sessions=self.config.max_exec_sessions_per_node,
+            exec_idle_timeout=self.config.exec_idle_timeout), self.server)
         identity_pb2_grpc.add_TokensServicer_to_server(TokensServicer(tokens=tokens, access=access), self.server)
         identity_pb2_grpc.add_CertificatesServicer_to_server(CertificatesServicer(
             authority=authority, access=access, validity=self.config.certificate_validity), self.server)

@@ -11,8 +11,10 @@ from pathlib import Path
 import click
 
 from kybernetes.core.log import configure, get_logger
+from kybernetes.master.api.limits import DEFAULT_MAX_STREAMS_PER_CONNECTION, DEFAULT_MAX_WATCHES_PER_USER
 from kybernetes.master.app import Master, MasterConfig, enabled_controllers
 from kybernetes.master.join.masters import JoinError, bootstrap_address
+from kybernetes.master.nodelink.relay import DEFAULT_EXEC_IDLE_TIMEOUT, DEFAULT_MAX_EXEC_SESSIONS_PER_NODE
 from kybernetes.master.store.etcdtls import EtcdClientTLS
 
 
@@ -42,6 +44,30 @@ from kybernetes.master.store.etcdtls import EtcdClientTLS
                                       "is in full disruption: no pods are evicted from lost Nodes until fewer are.")
 @click.option("--node-cidr-mask-size", type=click.IntRange(8, 30), default=24, show_default=True,
               help="Size of each Node's pod range within --cluster-cidr.")
+@click.option("--node-link-max-pending-bytes", type=click.IntRange(min=64 * 1024), default=8 * 1024 * 1024,
+              show_default=True,
+              help="Bytes of pods, logs and exec requests that may wait for one kubelet to read them; beyond, its "
+                   "stream ends with RESOURCE_EXHAUSTED and it resyncs when it reconnects. Services and Node routes "
+                   "are not counted: only the newest set of each waits (docs/limits.md).")
+@click.option("--node-link-send-timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
+              help="Seconds one message to a kubelet may wait for it to read before its stream ends with "
+                   "RESOURCE_EXHAUSTED (a kubelet that stopped reading; docs/limits.md).")
+@click.option("--http2-max-streams-per-connection", type=click.IntRange(min=1),
+              default=DEFAULT_MAX_STREAMS_PER_CONNECTION, show_default=True,
+              help="Concurrent streams (calls, watches, log and exec sessions) of one client connection; further "
+                   "ones wait for a free slot (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS; docs/limits.md).")
+@click.option("--max-watches-per-user", type=click.IntRange(min=1), default=DEFAULT_MAX_WATCHES_PER_USER,
+              show_default=True,
+              help="Watches one client identity may hold open on this master; one more is refused with "
+                   "RESOURCE_EXHAUSTED. system:masters is not counted (docs/limits.md).")
+@click.option("--max-exec-sessions-per-node", type=click.IntRange(min=1), default=DEFAULT_MAX_EXEC_SESSIONS_PER_NODE,
+              show_default=True,
+              help="Exec sessions that may be open on one Node at once; one more is refused with RESOURCE_EXHAUSTED "
+                   "(docs/limits.md).")
+@click.option("--exec-idle-timeout", type=click.FloatRange(min=0.1), default=DEFAULT_EXEC_IDLE_TIMEOUT,
+              show_default=True,
+              help="Seconds an exec session may pass no byte either way (no input, no output read) before it is "
+                   "ended with RESOURCE_EXHAUSTED; 4 hours, as the kubelet's --streaming-connection-idle-timeout.")
 @click.option("--controllers", default="*", show_default=True,
               help="Control loops to run: '*' for all, names to enable, '-name' to disable "
                    "(scheduler, replicaset, deployment, nodelifecycle, gc, endpoints).")
@@ -83,7 +109,9 @@ from kybernetes.master.store.etcdtls import EtcdClientTLS
 def main(listen: str, etcd: str, etcd_cafile: Path | None, etcd_certfile: Path | None, etcd_keyfile: Path | None,
          data_dir: Path, cluster_cidr: str, service_cidr: str,
          node_monitor_grace_period: float, pod_eviction_timeout: float, node_cidr_mask_size: int, controllers: str,
-         node_reconnect_window: float, unhealthy_zone_threshold: float,
+         node_reconnect_window: float, unhealthy_zone_threshold: float, node_link_max_pending_bytes: int,
+         node_link_send_timeout: float, http2_max_streams_per_connection: int, max_watches_per_user: int,
+         max_exec_sessions_per_node: int, exec_idle_timeout: float,
          token: str, token_file: Path | None, bootstrap_listen: str, tls_sans: tuple[str, ...],
          write_kubeconfig: Path | None, certificate_validity: str, leader_lease_duration: int,
          leader_retry_period: float, cluster_init: bool, join: str, advertise_address: str,
@@ -102,6 +130,12 @@ def main(listen: str, etcd: str, etcd_cafile: Path | None, etcd_certfile: Path |
     config.etcd_client_port, config.etcd_peer_port, config.etcd_name = etcd_client_port, etcd_peer_port, etcd_name
     config.unhealthy_zone_threshold = unhealthy_zone_threshold
     config.node_reconnect_window = node_reconnect_window
+    config.node_link_max_pending_bytes = node_link_max_pending_bytes
+    config.node_link_send_timeout = node_link_send_timeout
+    config.http2_max_streams_per_connection = http2_max_streams_per_connection
+    config.max_watches_per_user = max_watches_per_user
+    config.max_exec_sessions_per_node = max_exec_sessions_per_node
+    config.exec_idle_timeout = exec_idle_timeout
     endpoints = config.etcd
     if (cluster_init or join) and endpoints:
         raise click.UsageError("--cluster-init and --join are for the embedded etcd: with --etcd, every master "

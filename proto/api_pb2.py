@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from kybernetes.proto import objects_pb2 as kybernetes_dot_proto_dot_objects__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1akybernetes/proto/api.proto\x12\x06kyb.v1\x1a\x1ekybernetes/proto/objects.proto\"/\n\rCreateRequest\x12\x1e\n\x06object\x18\x01 \x01(\x0b\x32\x0e.kyb.v1.Object\"?\n\nGetRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"b\n\x0bListRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x16\n\x0elabel_selector\x18\x03 \x01(\t\x12\x16\n\x0e\x66ield_selector\x18\x04 \x01(\t\"E\n\nObjectList\x12\x1d\n\x05items\x18\x01 \x03(\x0b\x32\x0e.kyb.v1.Object\x12\x18\n\x10resource_version\x18\x02 \x01(\t\"/\n\rUpdateRequest\x12\x1e\n\x06object\x18\x01 \x01(\x0b\x32\x0e.kyb.v1.Object\"\xcb\x01\n\rDeleteRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x18\n\x10resource_version\x18\x04 \x01(\t\x12\x15\n\runconditional\x18\x05 \x01(\x08\x12\x1a\n\x12propagation_policy\x18\x06 \x01(\t\x12!\n\x14grace_period_seconds\x18\x07 \x01(\x03H\x00\x88\x01\x01\x42\x17\n\x15_grace_period_seconds\"A\n\x0e\x44\x65leteResponse\x12\x1e\n\x06object\x18\x01 \x01(\x0b\x32\x0e.kyb.v1.Object\x12\x0f\n\x07\x64\x65leted\x18\x02 \x01(\x08\"\x96\x01\n\x0cWatchRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x16\n\x0elabel_selector\x18\x03 \x01(\t\x12\x16\n\x0e\x66ield_selector\x18\x04 \x01(\t\x12\x18\n\x10resource_version\x18\x05 \x01(\t\x12\x17\n\x0f\x61llow_bookmarks\x18\x06 \x01(\x08\"T\n\nWatchEvent\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x1e\n\x06object\x18\x02 \x01(\x0b\x32\x0e.kyb.v1.Object\x12\x18\n\x10resource_version\x18\x03 \x01(\t2\xee\x02\n\tObjectAPI\x12/\n\x06\x43reate\x12\x15.kyb.v1.CreateRequest\x1a\x0e.kyb.v1.Object\x12)\n\x03Get\x12\x12.kyb.v1.GetRequest\x1a\x0e.kyb.v1.Object\x12/\n\x04List\x12\x13.kyb.v1.ListRequest\x1a\x12.kyb.v1.ObjectList\x12/\n\x06Update\x12\x15.kyb.v1.UpdateRequest\x1a\x0e.kyb.v1.Object\x12\x35\n\x0cUpdateStatus\x12\x15.kyb.v1.UpdateRequest\x1a\x0e.kyb.v1.Object\x12\x37\n\x06\x44\x65lete\x12\x15.kyb.v1.DeleteRequest\x1a\x16.kyb.v1.DeleteResponse\x12\x33\n\x05Watch\x12\x14.kyb.v1.WatchRequest\x1a\x12.kyb.v1.WatchEvent0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1akybernetes/proto/api.proto\x12\x06kyb.v1\x1a\x1ekybernetes/proto/objects.proto\"/\n\rCreateRequest\x12\x1e\n\x06object\x18\x01 \x01(\x0b\x32\x0e.kyb.v1.Object\"?\n\nGetRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"\x89\x01\n\x0bListRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x16\n\x0elabel_selector\x18\x03 \x01(\t\x12\x16\n\x0e\x66ield_selector\x18\x04 \x01(\t\x12\r\n\x05limit\x18\x05 \x01(\x03\x12\x16\n\x0e\x63ontinue_token\x18\x06 \x01(\t\"]\n\nObjectList\x12\x1d\n\x05items\x18\x01 \x03(\x0b\x32\x0e.kyb.v1.Object\x12\x18\n\x10resource_version\x18\x02 \x01(\t\x12\x16\n\x0e\x63ontinue_token\x18\x03 \x01(\t\"/\n\rUpdateRequest\x12\x1e\n\x06object\x18\x01 \x01(\x0b\x32\x0e.kyb.v1.Object\"\xcb\x01\n\rDeleteRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x18\n\x10resource_version\x18\x04 \x01(\t\x12\x15\n\runconditional\x18\x05 \x01(\x08\x12\x1a\n\x12propagation_policy\x18\x06 \x01(\t\x12!\n\x14grace_period_seconds\x18\x07 \x01(\x03H\x00\x88\x01\x01\x42\x17\n\x15_grace_period_seconds\"A\n\x0e\x44\x65leteResponse\x12\x1e\n\x06object\x18\x01 \x01(\x0b\x32\x0e.kyb.v1.Object\x12\x0f\n\x07\x64\x65leted\x18\x02 \x01(\x08\"\x96\x01\n\x0cWatchRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x16\n\x0elabel_selector\x18\x03 \x01(\t\x12\x16\n\x0e\x66ield_selector\x18\x04 \x01(\t\x12\x18\n\x10resource_version\x18\x05 \x01(\t\x12\x17\n\x0f\x61llow_bookmarks\x18\x06 \x01(\x08\"T\n\nWatchEvent\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x1e\n\x06object\x18\x02 \x01(\x0b\x32\x0e.kyb.v1.Object\x12\x18\n\x10resource_version\x18\x03 \x01(\t2\xee\x02\n\tObjectAPI\x12/\n\x06\x43reate\x12\x15.kyb.v1.CreateRequest\x1a\x0e.kyb.v1.Object\x12)\n\x03Get\x12\x12.kyb.v1.GetRequest\x1a\x0e.kyb.v1.Object\x12/\n\x04List\x12\x13.kyb.v1.ListRequest\x1a\x12.kyb.v1.ObjectList\x12/\n\x06Update\x12\x15.kyb.v1.UpdateRequest\x1a\x0e.kyb.v1.Object\x12\x35\n\x0cUpdateStatus\x12\x15.kyb.v1.UpdateRequest\x1a\x0e.kyb.v1.Object\x12\x37\n\x06\x44\x65lete\x12\x15.kyb.v1.DeleteRequest\x1a\x16.kyb.v1.DeleteResponse\x12\x33\n\x05Watch\x12\x14.kyb.v1.WatchRequest\x1a\x12.kyb.v1.WatchEvent0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,20 +36,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CREATEREQUEST']._serialized_end=117
   _globals['_GETREQUEST']._serialized_start=119
   _globals['_GETREQUEST']._serialized_end=182
-  _globals['_LISTREQUEST']._serialized_start=184
-  _globals['_LISTREQUEST']._serialized_end=282
-  _globals['_OBJECTLIST']._serialized_start=284
-  _globals['_OBJECTLIST']._serialized_end=353
-  _globals['_UPDATEREQUEST']._serialized_start=355
-  _globals['_UPDATEREQUEST']._serialized_end=402
-  _globals['_DELETEREQUEST']._serialized_start=405
-  _globals['_DELETEREQUEST']._serialized_end=608
-  _globals['_DELETERESPONSE']._serialized_start=610
-  _globals['_DELETERESPONSE']._serialized_end=675
-  _globals['_WATCHREQUEST']._serialized_start=678
-  _globals['_WATCHREQUEST']._serialized_end=828
-  _globals['_WATCHEVENT']._serialized_start=830
-  _globals['_WATCHEVENT']._serialized_end=914
-  _globals['_OBJECTAPI']._serialized_start=917
-  _globals['_OBJECTAPI']._serialized_end=1283
+  _globals['_LISTREQUEST']._serialized_start=185
+  _globals['_LISTREQUEST']._serialized_end=322
+  _globals['_OBJECTLIST']._serialized_start=324
+  _globals['_OBJECTLIST']._serialized_end=417
+  _globals['_UPDATEREQUEST']._serialized_start=419
+  _globals['_UPDATEREQUEST']._serialized_end=466
+  _globals['_DELETEREQUEST']._serialized_start=469
+  _globals['_DELETEREQUEST']._serialized_end=672
+  _globals['_DELETERESPONSE']._serialized_start=674
+  _globals['_DELETERESPONSE']._serialized_end=739
+  _globals['_WATCHREQUEST']._serialized_start=742
+  _globals['_WATCHREQUEST']._serialized_end=892
+  _globals['_WATCHEVENT']._serialized_start=894
+  _globals['_WATCHEVENT']._serialized_end=978
+  _globals['_OBJECTAPI']._serialized_start=981
+  _globals['_OBJECTAPI']._serialized_end=1347
 # @@protoc_insertion_point(module_scope)

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from kybernetes.proto import objects_pb2 as kybernetes_dot_proto_dot_objects__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bkybernetes/proto/node.proto\x12\x06kyb.v1\x1a\x1ekybernetes/proto/objects.proto\"m\n\x08Register\x12\x1a\n\x04node\x18\x01 \x01(\x0b\x32\x0c.kyb.v1.Node\x12\x18\n\x10running_pod_uids\x18\x02 \x03(\t\x12\x13\n\x0bwatch_nodes\x18\x03 \x01(\x08\x12\x16\n\x0ewatch_services\x18\x04 \x01(\x08\"\x1d\n\tHeartbeat\x12\x10\n\x08sequence\x18\x01 \x01(\x03\"b\n\x0fPodStatusReport\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12!\n\x06status\x18\x04 \x01(\x0b\x32\x11.kyb.v1.PodStatus\"=\n\rPodTerminated\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\"+\n\x0b\x45ventReport\x12\x1c\n\x05\x65vent\x18\x01 \x01(\x0b\x32\r.kyb.v1.Event\"H\n\x08LogChunk\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0b\n\x03\x65of\x18\x03 \x01(\x08\x12\r\n\x05\x65rror\x18\x04 \x01(\t\"p\n\nExecOutput\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06stream\x18\x02 \x01(\x05\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12\x0e\n\x06\x65xited\x18\x04 \x01(\x08\x12\x11\n\texit_code\x18\x05 \x01(\x05\x12\r\n\x05\x65rror\x18\x06 \x01(\t\"\xe2\x02\n\x0bNodeMessage\x12$\n\x08register\x18\x01 \x01(\x0b\x32\x10.kyb.v1.RegisterH\x00\x12&\n\theartbeat\x18\x02 \x01(\x0b\x32\x11.kyb.v1.HeartbeatH\x00\x12-\n\npod_status\x18\x03 \x01(\x0b\x32\x17.kyb.v1.PodStatusReportH\x00\x12/\n\x0epod_terminated\x18\x04 \x01(\x0b\x32\x15.kyb.v1.PodTerminatedH\x00\x12$\n\x05\x65vent\x18\x05 \x01(\x0b\x32\x13.kyb.v1.EventReportH\x00\x12%\n\tlog_chunk\x18\x06 \x01(\x0b\x32\x10.kyb.v1.LogChunkH\x00\x12)\n\x0b\x65xec_output\x18\x07 \x01(\x0b\x32\x12.kyb.v1.ExecOutputH\x00\x12\"\n\x07goodbye\x18\x08 \x01(\x0b\x32\x0f.kyb.v1.GoodbyeH\x00\x42\t\n\x07message\"\x19\n\x07Goodbye\x12\x0e\n\x06reason\x18\x01 \x01(\t\"G\n\nRegistered\x12\x1a\n\x04node\x18\x01 \x01(\x0b\x32\x0c.kyb.v1.Node\x12\x1d\n\x15heartbeat_interval_ms\x18\x02 \x01(\x05\"$\n\x07PodSync\x12\x19\n\x04pods\x18\x01 \x03(\x0b\x32\x0b.kyb.v1.Pod\"%\n\tPodUpsert\x12\x18\n\x03pod\x18\x01 \x01(\x0b\x32\x0b.kyb.v1.Pod\"9\n\tPodRemove\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\"\'\n\x08NodeSync\x12\x1b\n\x05nodes\x18\x01 \x03(\x0b\x32\x0c.kyb.v1.Node\"V\n\x0bServiceSync\x12!\n\x08services\x18\x01 \x03(\x0b\x32\x0f.kyb.v1.Service\x12$\n\tendpoints\x18\x02 \x03(\x0b\x32\x11.kyb.v1.Endpoints\"\x9d\x01\n\nLogRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0b\n\x03pod\x18\x03 \x01(\t\x12\x11\n\tcontainer\x18\x04 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x05 \x01(\x08\x12\x17\n\ntail_lines\x18\x06 \x01(\x03H\x00\x88\x01\x01\x12\x10\n\x08previous\x18\x07 \x01(\x08\x42\r\n\x0b_tail_lines\"r\n\tExecStart\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0b\n\x03pod\x18\x03 \x01(\t\x12\x11\n\tcontainer\x18\x04 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x05 \x03(\t\x12\r\n\x05stdin\x18\x06 \x01(\x08\":\n\tExecInput\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0b\n\x03\x65of\x18\x03 \x01(\x08\"\x1c\n\x06\x43\x61ncel\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"\xae\x03\n\rMasterMessage\x12(\n\nregistered\x18\x01 \x01(\x0b\x32\x12.kyb.v1.RegisteredH\x00\x12#\n\x08pod_sync\x18\x02 \x01(\x0b\x32\x0f.kyb.v1.PodSyncH\x00\x12\'\n\npod_upsert\x18\x03 \x01(\x0b\x32\x11.kyb.v1.PodUpsertH\x00\x12\'\n\npod_remove\x18\x04 \x01(\x0b\x32\x11.kyb.v1.PodRemoveH\x00\x12%\n\tnode_sync\x18\x05 \x01(\x0b\x32\x10.kyb.v1.NodeSyncH\x00\x12+\n\x0cservice_sync\x18\x06 \x01(\x0b\x32\x13.kyb.v1.ServiceSyncH\x00\x12)\n\x0blog_request\x18\x07 \x01(\x0b\x32\x12.kyb.v1.LogRequestH\x00\x12\'\n\nexec_start\x18\x08 \x01(\x0b\x32\x11.kyb.v1.ExecStartH\x00\x12\'\n\nexec_input\x18\t \x01(\x0b\x32\x11.kyb.v1.ExecInputH\x00\x12 \n\x06\x63\x61ncel\x18\n \x01(\x0b\x32\x0e.kyb.v1.CancelH\x00\x42\t\n\x07message\"\x8a\x01\n\x0bLogsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03pod\x18\x02 \x01(\t\x12\x11\n\tcontainer\x18\x03 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x04 \x01(\x08\x12\x17\n\ntail_lines\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\x10\n\x08previous\x18\x06 \x01(\x08\x42\r\n\x0b_tail_lines\"f\n\x11\x45xecClientMessage\x12\"\n\x05start\x18\x01 \x01(\x0b\x32\x11.kyb.v1.ExecStartH\x00\x12\"\n\x05input\x18\x02 \x01(\x0b\x32\x11.kyb.v1.ExecInputH\x00\x42\t\n\x07message\"c\n\x11\x45xecServerMessage\x12\x0e\n\x06stream\x18\x01 \x01(\x05\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0e\n\x06\x65xited\x18\x03 \x01(\x08\x12\x11\n\texit_code\x18\x04 \x01(\x05\x12\r\n\x05\x65rror\x18\x05 \x01(\t2E\n\x08NodeLink\x12\x39\n\x07\x43onnect\x12\x13.kyb.v1.NodeMessage\x1a\x15.kyb.v1.MasterMessage(\x01\x30\x01\x32{\n\x06PodAPI\x12/\n\x04Logs\x12\x13.kyb.v1.LogsRequest\x1a\x10.kyb.v1.LogChunk0\x01\x12@\n\x04\x45xec\x12\x19.kyb.v1.ExecClientMessage\x1a\x19.kyb.v1.ExecServerMessage(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bkybernetes/proto/node.proto\x12\x06kyb.v1\x1a\x1ekybernetes/proto/objects.proto\"m\n\x08Register\x12\x1a\n\x04node\x18\x01 \x01(\x0b\x32\x0c.kyb.v1.Node\x12\x18\n\x10running_pod_uids\x18\x02 \x03(\t\x12\x13\n\x0bwatch_nodes\x18\x03 \x01(\x08\x12\x16\n\x0ewatch_services\x18\x04 \x01(\x08\"\x1d\n\tHeartbeat\x12\x10\n\x08sequence\x18\x01 \x01(\x03\"b\n\x0fPodStatusReport\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12!\n\x06status\x18\x04 \x01(\x0b\x32\x11.kyb.v1.PodStatus\"=\n\rPodTerminated\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\"+\n\x0b\x45ventReport\x12\x1c\n\x05\x65vent\x18\x01 \x01(\x0b\x32\r.kyb.v1.Event\"H\n\x08LogChunk\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0b\n\x03\x65of\x18\x03 \x01(\x08\x12\r\n\x05\x65rror\x18\x04 \x01(\t\"p\n\nExecOutput\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06stream\x18\x02 \x01(\x05\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12\x0e\n\x06\x65xited\x18\x04 \x01(\x08\x12\x11\n\texit_code\x18\x05 \x01(\x05\x12\r\n\x05\x65rror\x18\x06 \x01(\t\"\x84\x03\n\x0bNodeMessage\x12$\n\x08register\x18\x01 \x01(\x0b\x32\x10.kyb.v1.RegisterH\x00\x12&\n\theartbeat\x18\x02 \x01(\x0b\x32\x11.kyb.v1.HeartbeatH\x00\x12-\n\npod_status\x18\x03 \x01(\x0b\x32\x17.kyb.v1.PodStatusReportH\x00\x12/\n\x0epod_terminated\x18\x04 \x01(\x0b\x32\x15.kyb.v1.PodTerminatedH\x00\x12$\n\x05\x65vent\x18\x05 \x01(\x0b\x32\x13.kyb.v1.EventReportH\x00\x12%\n\tlog_chunk\x18\x06 \x01(\x0b\x32\x10.kyb.v1.LogChunkH\x00\x12)\n\x0b\x65xec_output\x18\x07 \x01(\x0b\x32\x12.kyb.v1.ExecOutputH\x00\x12\"\n\x07goodbye\x18\x08 \x01(\x0b\x32\x0f.kyb.v1.GoodbyeH\x00\x12 \n\x06\x63redit\x18\t \x01(\x0b\x32\x0e.kyb.v1.CreditH\x00\x42\t\n\x07message\"\x19\n\x07Goodbye\x12\x0e\n\x06reason\x18\x01 \x01(\t\"G\n\nRegistered\x12\x1a\n\x04node\x18\x01 \x01(\x0b\x32\x0c.kyb.v1.Node\x12\x1d\n\x15heartbeat_interval_ms\x18\x02 \x01(\x05\"$\n\x07PodSync\x12\x19\n\x04pods\x18\x01 \x03(\x0b\x32\x0b.kyb.v1.Pod\"%\n\tPodUpsert\x12\x18\n\x03pod\x18\x01 \x01(\x0b\x32\x0b.kyb.v1.Pod\"9\n\tPodRemove\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\"\'\n\x08NodeSync\x12\x1b\n\x05nodes\x18\x01 \x03(\x0b\x32\x0c.kyb.v1.Node\"V\n\x0bServiceSync\x12!\n\x08services\x18\x01 \x03(\x0b\x32\x0f.kyb.v1.Service\x12$\n\tendpoints\x18\x02 \x03(\x0b\x32\x11.kyb.v1.Endpoints\"\xad\x01\n\nLogRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0b\n\x03pod\x18\x03 \x01(\t\x12\x11\n\tcontainer\x18\x04 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x05 \x01(\x08\x12\x17\n\ntail_lines\x18\x06 \x01(\x03H\x00\x88\x01\x01\x12\x10\n\x08previous\x18\x07 \x01(\x08\x12\x0e\n\x06window\x18\x08 \x01(\x05\x42\r\n\x0b_tail_lines\"\x82\x01\n\tExecStart\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0b\n\x03pod\x18\x03 \x01(\t\x12\x11\n\tcontainer\x18\x04 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x05 \x03(\t\x12\r\n\x05stdin\x18\x06 \x01(\x08\x12\x0e\n\x06window\x18\x07 \x01(\x05\":\n\tExecInput\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0b\n\x03\x65of\x18\x03 \x01(\x08\"\x1c\n\x06\x43\x61ncel\x12\x12\n\nrequest_id\x18\x01 \x01(\t\",\n\x06\x43redit\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06\x63hunks\x18\x02 \x01(\x05\"\xd0\x03\n\rMasterMessage\x12(\n\nregistered\x18\x01 \x01(\x0b\x32\x12.kyb.v1.RegisteredH\x00\x12#\n\x08pod_sync\x18\x02 \x01(\x0b\x32\x0f.kyb.v1.PodSyncH\x00\x12\'\n\npod_upsert\x18\x03 \x01(\x0b\x32\x11.kyb.v1.PodUpsertH\x00\x12\'\n\npod_remove\x18\x04 \x01(\x0b\x32\x11.kyb.v1.PodRemoveH\x00\x12%\n\tnode_sync\x18\x05 \x01(\x0b\x32\x10.kyb.v1.NodeSyncH\x00\x12+\n\x0cservice_sync\x18\x06 \x01(\x0b\x32\x13.kyb.v1.ServiceSyncH\x00\x12)\n\x0blog_request\x18\x07 \x01(\x0b\x32\x12.kyb.v1.LogRequestH\x00\x12\'\n\nexec_start\x18\x08 \x01(\x0b\x32\x11.kyb.v1.ExecStartH\x00\x12\'\n\nexec_input\x18\t \x01(\x0b\x32\x11.kyb.v1.ExecInputH\x00\x12 \n\x06\x63\x61ncel\x18\n \x01(\x0b\x32\x0e.kyb.v1.CancelH\x00\x12 \n\x06\x63redit\x18\x0b \x01(\x0b\x32\x0e.kyb.v1.CreditH\x00\x42\t\n\x07message\"\x8a\x01\n\x0bLogsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03pod\x18\x02 \x01(\t\x12\x11\n\tcontainer\x18\x03 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x04 \x01(\x08\x12\x17\n\ntail_lines\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\x10\n\x08previous\x18\x06 \x01(\x08\x42\r\n\x0b_tail_lines\"f\n\x11\x45xecClientMessage\x12\"\n\x05start\x18\x01 \x01(\x0b\x32\x11.kyb.v1.ExecStartH\x00\x12\"\n\x05input\x18\x02 \x01(\x0b\x32\x11.kyb.v1.ExecInputH\x00\x42\t\n\x07message\"c\n\x11\x45xecServerMessage\x12\x0e\n\x06stream\x18\x01 \x01(\x05\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0e\n\x06\x65xited\x18\x03 \x01(\x08\x12\x11\n\texit_code\x18\x04 \x01(\x05\x12\r\n\x05\x65rror\x18\x05 \x01(\t2E\n\x08NodeLink\x12\x39\n\x07\x43onnect\x12\x13.kyb.v1.NodeMessage\x1a\x15.kyb.v1.MasterMessage(\x01\x30\x01\x32{\n\x06PodAPI\x12/\n\x04Logs\x12\x13.kyb.v1.LogsRequest\x1a\x10.kyb.v1.LogChunk0\x01\x12@\n\x04\x45xec\x12\x19.kyb.v1.ExecClientMessage\x1a\x19.kyb.v1.ExecServerMessage(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -47,39 +47,41 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EXECOUTPUT']._serialized_start=495
   _globals['_EXECOUTPUT']._serialized_end=607
   _globals['_NODEMESSAGE']._serialized_start=610
-  _globals['_NODEMESSAGE']._serialized_end=964
-  _globals['_GOODBYE']._serialized_start=966
-  _globals['_GOODBYE']._serialized_end=991
-  _globals['_REGISTERED']._serialized_start=993
-  _globals['_REGISTERED']._serialized_end=1064
-  _globals['_PODSYNC']._serialized_start=1066
-  _globals['_PODSYNC']._serialized_end=1102
-  _globals['_PODUPSERT']._serialized_start=1104
-  _globals['_PODUPSERT']._serialized_end=1141
-  _globals['_PODREMOVE']._serialized_start=1143
-  _globals['_PODREMOVE']._serialized_end=1200
-  _globals['_NODESYNC']._serialized_start=1202
-  _globals['_NODESYNC']._serialized_end=1241
-  _globals['_SERVICESYNC']._serialized_start=1243
-  _globals['_SERVICESYNC']._serialized_end=1329
-  _globals['_LOGREQUEST']._serialized_start=1332
-  _globals['_LOGREQUEST']._serialized_end=1489
-  _globals['_EXECSTART']._serialized_start=1491
-  _globals['_EXECSTART']._serialized_end=1605
-  _globals['_EXECINPUT']._serialized_start=1607
-  _globals['_EXECINPUT']._serialized_end=1665
-  _globals['_CANCEL']._serialized_start=1667
-  _globals['_CANCEL']._serialized_end=1695
-  _globals['_MASTERMESSAGE']._serialized_start=1698
-  _globals['_MASTERMESSAGE']._serialized_end=2128
-  _globals['_LOGSREQUEST']._serialized_start=2131
-  _globals['_LOGSREQUEST']._serialized_end=2269
-  _globals['_EXECCLIENTMESSAGE']._serialized_start=2271
-  _globals['_EXECCLIENTMESSAGE']._serialized_end=2373
-  _globals['_EXECSERVERMESSAGE']._serialized_start=2375
-  _globals['_EXECSERVERMESSAGE']._serialized_end=2474
-  _globals['_NODELINK']._serialized_start=2476
-  _globals['_NODELINK']._serialized_end=2545
-  _globals['_PODAPI']._serialized_start=2547
-  _globals['_PODAPI']._serialized_end=2670
+  _globals['_NODEMESSAGE']._serialized_end=998
+  _globals['_GOODBYE']._serialized_start=1000
+  _globals['_GOODBYE']._serialized_end=1025
+  _globals['_REGISTERED']._serialized_start=1027
+  _globals['_REGISTERED']._serialized_end=1098
+  _globals['_PODSYNC']._serialized_start=1100
+  _globals['_PODSYNC']._serialized_end=1136
+  _globals['_PODUPSERT']._serialized_start=1138
+  _globals['_PODUPSERT']._serialized_end=1175
+  _globals['_PODREMOVE']._serialized_start=1177
+  _globals['_PODREMOVE']._serialized_end=1234
+  _globals['_NODESYNC']._serialized_start=1236
+  _globals['_NODESYNC']._serialized_end=1275
+  _globals['_SERVICESYNC']._serialized_start=1277
+  _globals['_SERVICESYNC']._serialized_end=1363
+  _globals['_LOGREQUEST']._serialized_start=1366
+  _globals['_LOGREQUEST']._serialized_end=1539
+  _globals['_EXECSTART']._serialized_start=1542
+  _globals['_EXECSTART']._serialized_end=1672
+  _globals['_EXECINPUT']._serialized_start=1674
+  _globals['_EXECINPUT']._serialized_end=1732
+  _globals['_CANCEL']._serialized_start=1734
+  _globals['_CANCEL']._serialized_end=1762
+  _globals['_CREDIT']._serialized_start=1764
+  _globals['_CREDIT']._serialized_end=1808
+  _globals['_MASTERMESSAGE']._serialized_start=1811
+  _globals['_MASTERMESSAGE']._serialized_end=2275
+  _globals['_LOGSREQUEST']._serialized_start=2278
+  _globals['_LOGSREQUEST']._serialized_end=2416
+  _globals['_EXECCLIENTMESSAGE']._serialized_start=2418
+  _globals['_EXECCLIENTMESSAGE']._serialized_end=2520
+  _globals['_EXECSERVERMESSAGE']._serialized_start=2522
+  _globals['_EXECSERVERMESSAGE']._serialized_end=2621
+  _globals['_NODELINK']._serialized_start=2623
+  _globals['_NODELINK']._serialized_end=2692
+  _globals['_PODAPI']._serialized_start=2694
+  _globals['_PODAPI']._serialized_end=2817
 # @@protoc_insertion_point(module_scope)

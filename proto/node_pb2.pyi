@@ -82,7 +82,7 @@ class ExecOutput(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., stream: _Optional[int] = ..., data: _Optional[bytes] = ..., exited: _Optional[bool] = ..., exit_code: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
 
 class NodeMessage(_message.Message):
-    __slots__ = ("register", "heartbeat", "pod_status", "pod_terminated", "event", "log_chunk", "exec_output", "goodbye")
+    __slots__ = ("register", "heartbeat", "pod_status", "pod_terminated", "event", "log_chunk", "exec_output", "goodbye", "credit")
     REGISTER_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     POD_STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -91,6 +91,7 @@ class NodeMessage(_message.Message):
     LOG_CHUNK_FIELD_NUMBER: _ClassVar[int]
     EXEC_OUTPUT_FIELD_NUMBER: _ClassVar[int]
     GOODBYE_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_FIELD_NUMBER: _ClassVar[int]
     register: Register
     heartbeat: Heartbeat
     pod_status: PodStatusReport
@@ -99,7 +100,8 @@ class NodeMessage(_message.Message):
     log_chunk: LogChunk
     exec_output: ExecOutput
     goodbye: Goodbye
-    def __init__(self, register: _Optional[_Union[Register, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., pod_status: _Optional[_Union[PodStatusReport, _Mapping]] = ..., pod_terminated: _Optional[_Union[PodTerminated, _Mapping]] = ..., event: _Optional[_Union[EventReport, _Mapping]] = ..., log_chunk: _Optional[_Union[LogChunk, _Mapping]] = ..., exec_output: _Optional[_Union[ExecOutput, _Mapping]] = ..., goodbye: _Optional[_Union[Goodbye, _Mapping]] = ...) -> None: ...
+    credit: Credit
+    def __init__(self, register: _Optional[_Union[Register, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., pod_status: _Optional[_Union[PodStatusReport, _Mapping]] = ..., pod_terminated: _Optional[_Union[PodTerminated, _Mapping]] = ..., event: _Optional[_Union[EventReport, _Mapping]] = ..., log_chunk: _Optional[_Union[LogChunk, _Mapping]] = ..., exec_output: _Optional[_Union[ExecOutput, _Mapping]] = ..., goodbye: _Optional[_Union[Goodbye, _Mapping]] = ..., credit: _Optional[_Union[Credit, _Mapping]] = ...) -> None: ...
 
 class Goodbye(_message.Message):
     __slots__ = ("reason",)
@@ -152,7 +154,7 @@ class ServiceSync(_message.Message):
     def __init__(self, services: _Optional[_Iterable[_Union[_objects_pb2.Service, _Mapping]]] = ..., endpoints: _Optional[_Iterable[_Union[_objects_pb2.Endpoints, _Mapping]]] = ...) -> None: ...
 
 class LogRequest(_message.Message):
-    __slots__ = ("request_id", "namespace", "pod", "container", "follow", "tail_lines", "previous")
+    __slots__ = ("request_id", "namespace", "pod", "container", "follow", "tail_lines", "previous", "window")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     POD_FIELD_NUMBER: _ClassVar[int]
@@ -160,6 +162,7 @@ class LogRequest(_message.Message):
     FOLLOW_FIELD_NUMBER: _ClassVar[int]
     TAIL_LINES_FIELD_NUMBER: _ClassVar[int]
     PREVIOUS_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     namespace: str
     pod: str
@@ -167,23 +170,26 @@ class LogRequest(_message.Message):
     follow: bool
     tail_lines: int
     previous: bool
-    def __init__(self, request_id: _Optional[str] = ..., namespace: _Optional[str] = ..., pod: _Optional[str] = ..., container: _Optional[str] = ..., follow: _Optional[bool] = ..., tail_lines: _Optional[int] = ..., previous: _Optional[bool] = ...) -> None: ...
+    window: int
+    def __init__(self, request_id: _Optional[str] = ..., namespace: _Optional[str] = ..., pod: _Optional[str] = ..., container: _Optional[str] = ..., follow: _Optional[bool] = ..., tail_lines: _Optional[int] = ..., previous: _Optional[bool] = ..., window: _Optional[int] = ...) -> None: ...
 
 class ExecStart(_message.Message):
-    __slots__ = ("request_id", "namespace", "pod", "container", "command", "stdin")
+    __slots__ = ("request_id", "namespace", "pod", "container", "command", "stdin", "window")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     POD_FIELD_NUMBER: _ClassVar[int]
     CONTAINER_FIELD_NUMBER: _ClassVar[int]
     COMMAND_FIELD_NUMBER: _ClassVar[int]
     STDIN_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     namespace: str
     pod: str
     container: str
     command: _containers.RepeatedScalarFieldContainer[str]
     stdin: bool
-    def __init__(self, request_id: _Optional[str] = ..., namespace: _Optional[str] = ..., pod: _Optional[str] = ..., container: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., stdin: _Optional[bool] = ...) -> None: ...
+    window: int
+    def __init__(self, request_id: _Optional[str] = ..., namespace: _Optional[str] = ..., pod: _Optional[str] = ..., container: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., stdin: _Optional[bool] = ..., window: _Optional[int] = ...) -> None: ...
 
 class ExecInput(_message.Message):
     __slots__ = ("request_id", "data", "eof")
@@ -201,8 +207,16 @@ class Cancel(_message.Message):
     request_id: str
     def __init__(self, request_id: _Optional[str] = ...) -> None: ...
 
+class Credit(_message.Message):
+    __slots__ = ("request_id", "chunks")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    chunks: int
+    def __init__(self, request_id: _Optional[str] = ..., chunks: _Optional[int] = ...) -> None: ...
+
 class MasterMessage(_message.Message):
-    __slots__ = ("registered", "pod_sync", "pod_upsert", "pod_remove", "node_sync", "service_sync", "log_request", "exec_start", "exec_input", "cancel")
+    __slots__ = ("registered", "pod_sync", "pod_upsert", "pod_remove", "node_sync", "service_sync", "log_request", "exec_start", "exec_input", "cancel", "credit")
     REGISTERED_FIELD_NUMBER: _ClassVar[int]
     POD_SYNC_FIELD_NUMBER: _ClassVar[int]
     POD_UPSERT_FIELD_NUMBER: _ClassVar[int]
@@ -213,6 +227,7 @@ class MasterMessage(_message.Message):
     EXEC_START_FIELD_NUMBER: _ClassVar[int]
     EXEC_INPUT_FIELD_NUMBER: _ClassVar[int]
     CANCEL_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_FIELD_NUMBER: _ClassVar[int]
     registered: Registered
     pod_sync: PodSync
     pod_upsert: PodUpsert
@@ -223,7 +238,8 @@ class MasterMessage(_message.Message):
     exec_start: ExecStart
     exec_input: ExecInput
     cancel: Cancel
-    def __init__(self, registered: _Optional[_Union[Registered, _Mapping]] = ..., pod_sync: _Optional[_Union[PodSync, _Mapping]] = ..., pod_upsert: _Optional[_Union[PodUpsert, _Mapping]] = ..., pod_remove: _Optional[_Union[PodRemove, _Mapping]] = ..., node_sync: _Optional[_Union[NodeSync, _Mapping]] = ..., service_sync: _Optional[_Union[ServiceSync, _Mapping]] = ..., log_request: _Optional[_Union[LogRequest, _Mapping]] = ..., exec_start: _Optional[_Union[ExecStart, _Mapping]] = ..., exec_input: _Optional[_Union[ExecInput, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ...) -> None: ...
+    credit: Credit
+    def __init__(self, registered: _Optional[_Union[Registered, _Mapping]] = ..., pod_sync: _Optional[_Union[PodSync, _Mapping]] = ..., pod_upsert: _Optional[_Union[PodUpsert, _Mapping]] = ..., pod_remove: _Optional[_Union[PodRemove, _Mapping]] = ..., node_sync: _Optional[_Union[NodeSync, _Mapping]] = ..., service_sync: _Optional[_Union[ServiceSync, _Mapping]] = ..., log_request: _Optional[_Union[LogRequest, _Mapping]] = ..., exec_start: _Optional[_Union[ExecStart, _Mapping]] = ..., exec_input: _Optional[_Union[ExecInput, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., credit: _Optional[_Union[Credit, _Mapping]] = ...) -> None: ...
 
 class LogsRequest(_message.Message):
     __slots__ = ("namespace", "pod", "container", "follow", "tail_lines", "previous")

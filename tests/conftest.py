@@ -11,6 +11,7 @@ in tests/unit/ that asks for one of those fixtures is an error at collection.
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.fixtures.containerd import (  # noqa: F401
     containerd,
@@ -37,7 +38,22 @@ NEEDS = {
     "host_route_guard": "root",
     "lab": "lab", "ha_lab": "lab",
     "vm_lab": "vagrant",
+    "fuzz_api": "process",
 }
+
+# Hypothesis' profiles, registered here because pytest reads this file before it parses
+# --hypothesis-profile. "short" (the default) is what the suite runs: derandomized, so every run tries the
+# same cases; "long" (`--hypothesis-profile=long`) tries ten times as many, new ones on every run, and prints
+# the blob that replays a failure. max_examples is per test; tests/fuzz has five, so short is 2,100 cases and
+# long 21,000. No example database: nothing is written into the repository.
+_FUZZ_SETTINGS = dict(
+    deadline=None, database=None, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much,
+                           HealthCheck.large_base_example],
+)
+settings.register_profile("short", max_examples=420, derandomize=True, **_FUZZ_SETTINGS)
+settings.register_profile("long", max_examples=4200, derandomize=False, **_FUZZ_SETTINGS)
+settings.load_profile("short")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -20,6 +20,7 @@ from kybernetes.ctl.client import (
     NotFoundError,
     UnavailableError,
 )
+from kybernetes.proto import api_pb2
 from kybernetes.proto import objects_pb2 as pb
 
 
@@ -352,3 +353,155 @@ async def test_a_burst_of_events_is_written_in_few_transactions_and_a_taken_name
         assert resp.kvs[0].lease == lease
     finally:
         await store.close()
+
+
+async def _refused_unwritten(client: Client, call, path: str, rule: str) -> str:
+    """Run a write that must be refused with INVALID_ARGUMENT naming `path` and `rule`, and change nothing (no
+    object of the kinds written here: etcd's revision itself also moves with the master's own background
+    writes, its leader Lease and presence)."""
+    before = await _objects(client)
+    with pytest.raises(InvalidError) as refused:
+        await call
+    assert refused.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"{path}: " in refused.value.message and rule in refused.value.message, refused.value.message
+    assert await _objects(client) == before, "a refused write reached etcd"
+    return refused.value.message
+
+
+async def _objects(client: Client) -> dict[tuple[str, str, str], str]:
+    """(resource, namespace, name) -> resourceVersion of every object of the kinds the refusal tests write."""
+    return {(resource, item.metadata.namespace, item.metadata.name): item.metadata.resource_version
+            for resource in ("pods", "endpoints", "nodes", "events")
+            for item in (await client.list(resource)).items}
+
+
+async def test_a_bound_pod_keeps_its_node_and_spec_but_may_change_its_image(client: Client):
+    unbound = await client.create(make_pod("moving", labels={"app": "web"}))
+    bound = copy_pod(unbound)
+    bound.spec.node_name = "n1"
+    bound = await client.update(bound)  # the binding: nodeName set once
+    moved = copy_pod(bound)
+    moved.spec.node_name = "n2"
+    await _refused_unwritten(client, client.update(moved), "spec.nodeName", "field is immutable once set")
+    host = copy_pod(bound)
+    host.spec.host_network = True
+    message = await _refused_unwritten(client, client.update(host), "spec",
+                                       "Forbidden: pod updates may not change fields other than")
+    assert "spec.hostNetwork" in message
+    extra = copy_pod(bound)
+    extra.spec.containers.add(name="sidecar", image="kyb/busybox:1")
+    await _refused_unwritten(client, client.update(extra), "spec", "pod updates may not change fields")
+    image = copy_pod(bound)
+    image.spec.containers[0].image = "kyb/busybox:2"
+    image.metadata.labels["app"] = "api"
+    updated = await client.update(image)
+    assert (updated.spec.containers[0].image, updated.spec.node_name) == ("kyb/busybox:2", "n1")
+
+
+def copy_pod(pod: pb.Pod) -> pb.Pod:
+    out = pb.Pod()
+    out.CopyFrom(pod)
+    return out
+
+
+async def test_addresses_a_node_would_act_on_are_refused_and_nothing_is_written(client: Client):
+    pod = await client.create(make_pod("addr", node="n1"))
+    for ip in ("fd00::5", "10.9.9.9", "10.244.1.5; rm -rf /"):
+        bad = copy_pod(pod)
+        bad.status.pod_ip = ip
+        await _refused_unwritten(client, client.update_status(bad), "status.podIP", "cluster's pod range")
+    good = copy_pod(pod)
+    good.status.pod_ip = "10.244.1.5"
+    assert (await client.update_status(good)).status.pod_ip == "10.244.1.5"
+    for ip, rule in (("169.254.169.254", "link-local"), ("127.0.0.1", "loopback"), ("fd00::5", "IPv4")):
+        ep = pb.Endpoints()
+        ep.metadata.name = "web"
+        ep.subsets.add().addresses.add(ip=ip)
+        await _refused_unwritten(client, client.create(ep), "subsets[0].addresses[0].ip", rule)
+    probed = make_pod("probed")
+    probed.spec.containers[0].liveness_probe.http_get.host = "169.254.169.254"
+    probed.spec.containers[0].liveness_probe.http_get.port.int_val = 80
+    await _refused_unwritten(client, client.create(probed), "spec.containers[0].livenessProbe.httpGet.host",
+                             "must be an IPv4 address in the cluster's pod range")
+    node = pb.Node()
+    node.metadata.name = "hijack"
+    node.spec.pod_cidr = "0.0.0.0/1"
+    await _refused_unwritten(client, client.create(node), "spec.podCIDR", "must lie within the cluster CIDR")
+
+
+async def test_an_object_over_one_mib_is_invalid_argument_naming_it(client: Client):
+    for size in (1024 * 1024 + 1, 2 * 1024 * 1024):  # under etcd's 1.5 MiB request limit, and over it
+        ev = pb.Event()
+        ev.metadata.name = "huge.1"
+        ev.involved_object.kind, ev.involved_object.name = "Pod", "web"
+        ev.message = "x" * size
+        message = await _refused_unwritten(client, client.create(ev), "message", "more than the 1 MiB limit")
+        assert message.startswith('Event "huge.1" is invalid: message: Too long: the object is ')
+
+
+async def test_one_oversized_event_fails_alone_and_its_batch_is_committed(etcd):
+    """40 Events of 64 KiB queued at once (2.5 MiB: more than etcd takes in one request) and one too large for
+    etcd on its own (written past the API's check, straight to the batcher): the huge one fails with
+    INVALID_ARGUMENT, every other one is written."""
+    from kybernetes.core.api.errors import InvalidError as StoreInvalid
+    from kybernetes.core.api.kinds import kind_of
+    from kybernetes.master.store.batch import CreateBatcher
+    from kybernetes.master.store.etcd import Store
+
+    store = Store(endpoints=[etcd.endpoint], tls=etcd.client_tls)
+    await store.connect()
+    try:
+        batcher = CreateBatcher(store=store, max_batch=100)
+
+        def event(name: str, size: int = 10) -> pb.Event:
+            ev = pb.Event(reason="Started", message="x" * size)
+            ev.metadata.name, ev.metadata.namespace = name, "default"
+            ev.involved_object.kind, ev.involved_object.name = "Pod", "web"
+            return ev
+
+        names = [f"web.{i}" for i in range(40)]
+        writes = [batcher.create(event(n, 64 * 1024)) for n in names[:20]]
+        writes.append(batcher.create(event("huge", 2 * 1024 * 1024)))
+        writes.extend(batcher.create(event(n, 64 * 1024)) for n in names[20:])
+        results = await asyncio.gather(*writes, return_exceptions=True)
+        huge = results[20]
+        assert isinstance(huge, StoreInvalid), huge
+        assert "huge" in huge.message and "too large" in huge.message, huge.message
+        others = results[:20] + results[21:]
+        assert all(isinstance(r, pb.Event) and r.metadata.resource_version for r in others), others[:2]
+        listed, _ = await store.list(kind_of(pb.Event()), "default")
+        assert {e.metadata.name for e in listed} == set(names)
+    finally:
+        await store.close()
+
+
+async def test_refusals_found_by_the_fuzzer_name_their_field(client: Client):
+    # Each of these was answered without a field path before the API fuzzer (tests/fuzz) found it.
+    with pytest.raises(InvalidError, match=r'^labelSelector: Invalid value: "app in \(web": '):
+        await client.list("pods", label_selector="app in (web")
+    with pytest.raises(InvalidError, match=r'^fieldSelector: Invalid value: "spec.bogus=1": field label not'):
+        await client.list("pods", field_selector="spec.bogus=1")
+    ev = pb.Event()
+    ev.metadata.name = "web.1"
+    ev.involved_object.kind, ev.involved_object.name = "Pod", "web"
+    created = await client.create(ev)
+    await _refused_unwritten(client, client.update_status(created), "status", "Forbidden: events have no status")
+
+
+async def test_an_undecodable_or_huge_write_is_invalid_argument_naming_the_field(client: Client,
+                                                                                master: MasterProcess):
+    # Found by the API fuzzer: bytes that are no UTF-8 in a string field were answered UNKNOWN (grpc's own
+    # answer to a DecodeError), and a refusal quoting a 1.2 MB value was lost as RESOURCE_EXHAUSTED.
+    before = (await client.list("pods")).resource_version
+    marker = "\x01mark\x01"
+    raw = api_pb2.CreateRequest(object=pb.Object(pod=make_pod(marker))).SerializeToString()
+    async with master.channel() as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await channel.unary_unary("/kyb.v1.ObjectAPI/Create")(raw.replace(marker.encode(), b"\xff" * 6))
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert raised.value.details() == ("object.pod.metadata.name: Invalid value: not a valid kyb.v1.CreateRequest: "
+                                      "string is not valid UTF-8")
+    message = await _refused_unwritten(client, client.create(make_pod("huge", image="x" * 1_200_000)),
+                                       "spec.containers[0].image", "Invalid value")
+    assert "... (1200002 characters)" in message and len(message) < 4000
+    assert (await client.list("pods")).resource_version == before

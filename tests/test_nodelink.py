@@ -10,11 +10,14 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import grpc
+import pytest
+
 from harness.builders import make_pod
 from harness.master import MasterProcess
 from harness.nodelink import ScriptedNode
 from harness.waiting import until
-from kybernetes.ctl.client import Client, NotFoundError
+from kybernetes.ctl.client import Client, InvalidError, NotFoundError
 from kybernetes.master.store.embedded import EtcdProcess
 from kybernetes.proto import node_pb2, node_pb2_grpc
 from kybernetes.proto import objects_pb2 as pb
@@ -204,3 +207,75 @@ async def test_a_node_that_hangs_up_is_silent_and_a_broken_stream_is_lost(etcd: 
 async def _ready_is(client: Client, name: str, status: str) -> bool:
     node = await client.get("nodes", name)
     return any(c.type == "Ready" and c.status == status for c in node.status.conditions)
+
+
+async def test_pod_cidrs_are_unique_released_with_their_node_and_rebuilt_from_etcd(etcd: EtcdProcess,
+                                                                                     tmp_path: Path):
+    """A /22 holds three /24s for Nodes (the first is skipped). Registration and deletion cycle through many
+    more Nodes than that because a deleted Node's range is released; a range another Node holds is refused
+    at the API; and after a restart the allocator counts what etcd says: Nodes written before claims existed,
+    and claims whose Node is gone (a master that died between the delete and the release)."""
+    from kybernetes.master.store.etcd import Allocations, Store
+
+    store = Store(endpoints=[etcd.endpoint], tls=etcd.client_tls)
+    await store.connect()
+    try:
+        legacy = pb.Node()  # written straight into etcd, as a Node created before pod CIDRs were claimed
+        legacy.metadata.name = "legacy"
+        legacy.spec.pod_cidr = "10.250.1.0/24"
+        await store.create(legacy)
+        await Allocations(store, "podcidrs").claim("10.250.3.0_24", "ghost")  # its Node was deleted
+    finally:
+        await store.close()
+    args = ["--cluster-cidr", "10.250.0.0/22", "--controllers="]
+    async with MasterProcess(etcd=[etcd.endpoint], etcd_tls=etcd.client_tls, log_path=tmp_path / "m.log",
+                             extra_args=args) as master, master.client() as client:
+        keeper = ScriptedNode(master, "keeper")
+        assert (await keeper.connect()).node.spec.pod_cidr == "10.250.2.0/24"  # .1 is the legacy Node's
+        seen: list[str] = []
+        for i in range(8):
+            node = ScriptedNode(master, f"cycle-{i}")
+            try:
+                registered = await node.connect()
+                seen.append(registered.node.spec.pod_cidr)
+                # Another Node may not take this range, whatever it sends.
+                thief = pb.Node()
+                thief.metadata.name = f"thief-{i}"
+                thief.spec.pod_cidr = registered.node.spec.pod_cidr
+                with pytest.raises(InvalidError) as refused:
+                    await client.create(thief)
+                assert refused.value.code == grpc.StatusCode.INVALID_ARGUMENT
+                assert f'spec.podCIDR: Invalid value: "{registered.node.spec.pod_cidr}": provided CIDR is ' \
+                       'already allocated' in refused.value.message, refused.value.message
+                with pytest.raises(NotFoundError):  # nothing written (the revision moves: presence is written)
+                    await client.get("nodes", f"thief-{i}")
+            finally:
+                await node.close()
+            await client.delete("nodes", f"cycle-{i}", unconditional=True)
+        await keeper.close()
+        # The only range left was the ghost's: reclaimed, then released and taken again by every cycle.
+        assert seen == ["10.250.3.0/24"] * 8, seen
+        assert sorted(n.metadata.name for n in (await client.list("nodes")).items) == ["keeper", "legacy"]
+
+
+async def test_a_replaced_stream_leaves_the_next_break_lost_at_once(etcd: EtcdProcess, tmp_path: Path):
+    """A kubelet that reconnects while its old stream is still open replaces it (the master ends the old one).
+    The old stream's end must still count as closed: when the new stream then breaks, the Node is lost at once,
+    not after the grace period (an hour here)."""
+    args = ["--node-monitor-grace-period", "3600", "--controllers", "nodelifecycle"]
+    async with MasterProcess(etcd=[etcd.endpoint], etcd_tls=etcd.client_tls, log_path=tmp_path / "m.log",
+                             extra_args=args) as master, master.client() as client:
+        old, new = ScriptedNode(master, "flappy"), ScriptedNode(master, "flappy")
+        try:
+            await old.connect()
+            await new.connect()
+            assert old.reader is not None
+            await asyncio.wait_for(asyncio.shield(old.reader), 10)  # the master ended the replaced stream
+            await until(lambda: _ready_is(client, "flappy", "True"))
+            assert new.call is not None
+            new.call.cancel()
+            await until(lambda: _ready_is(client, "flappy", "Unknown"), timeout=15,
+                        message="the Node whose newest stream broke lost")
+        finally:
+            await old.close()
+            await new.close()

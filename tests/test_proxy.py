@@ -157,6 +157,17 @@ async def test_unready_endpoints_get_no_traffic_and_no_endpoints_refuses(proxy: 
     assert "refused" in refused, refused
 
 
+async def test_a_bad_endpoint_is_skipped_and_the_others_still_serve(proxy: Iptables):
+    """An IPv6 or malformed address in Endpoints would fail the whole iptables-restore: it is left out."""
+    await wait_listening()
+    ep = endpoints(["kyt-ep1", "kyt-ep2"])
+    ep.subsets[0].addresses.add(ip="fd00::5")
+    ep.subsets[0].addresses.add(ip="10.244.210.14 --to-destination 10.99.210.2")
+    await proxy.apply([service()], [ep])
+    got = await spread(NODE, f"http://{CLUSTER_IP}/", n=30)
+    assert set(got) == {"kyt-ep1", "kyt-ep2"}, got
+
+
 async def test_client_ip_affinity_sticks(proxy: Iptables):
     await wait_listening()
     await proxy.apply([service(affinity=True)], [endpoints(["kyt-ep1", "kyt-ep2", "kyt-ep3"])])

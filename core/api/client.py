@@ -28,6 +28,8 @@ class ListResult:
 
     items: list[Any]
     resource_version: str
+    # Set when the list was asked for a page (limit) and more items follow: the next page's continue token.
+    continue_token: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,10 +64,17 @@ class UnauthorizedError(ApiError):
     reason, code = "Unauthorized", grpc.StatusCode.UNAUTHENTICATED
 
 
+class TooManyRequestsError(ApiError):
+    """A limit of the server is reached (Kubernetes' 429 TooManyRequests): the message names the limit and its
+    flag; retry when the caller holds less (fewer watches, fewer sessions)."""
+
+    reason, code = "TooManyRequests", grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
 # The table: status code <-> error class. DEADLINE_EXCEEDED reads as the API being unavailable.
 _BY_CODE: dict[grpc.StatusCode, type[ApiError]] = {
     c.code: c for c in (NotFoundError, AlreadyExistsError, ConflictError, InvalidError, UnavailableError,
-                        ExpiredError, ForbiddenError, UnauthorizedError)
+                        ExpiredError, ForbiddenError, UnauthorizedError, TooManyRequestsError)
 }
 _BY_CODE[grpc.StatusCode.DEADLINE_EXCEEDED] = UnavailableError
 

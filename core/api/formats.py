@@ -12,20 +12,30 @@ problems, empty when the string is valid. A problem is the text after
 words it (double spaces in the examples included) so users can search for it.
 The patterns are compiled once at import: validation runs on every write and
 selectors are parsed on every list and watch.
+
+IP addresses are here too, because a node acts on them: `endpoint_ip` is the rule
+for an address a Service proxy may send traffic to (Kubernetes' `ValidateEndpointIP`,
+IPv4 only, as the proxy and the pod network are), judged by the API server on
+every Endpoints write and again by each proxy before a rule is written, so an
+address the API would refuse never reaches `iptables-restore`.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 __all__ = [
     "dns1035_label",
     "dns1123_label",
     "dns1123_subdomain",
+    "endpoint_ip",
     "env_var_name",
     "iana_svc_name",
     "image_reference",
+    "ipv4_address",
     "label_value",
+    "parse_ipv4",
     "percent",
     "qualified_name",
 ]
@@ -217,3 +227,38 @@ def image_reference(value: str) -> list[str]:
     if len(match["name"]) > _IMAGE_NAME_MAX:
         return [f"repository name must not be more than {_IMAGE_NAME_MAX} characters"]
     return []
+
+
+# ---------------------------------------------------------------- IP addresses
+
+_IPV4_MSG = "must be a valid IPv4 address (e.g. 10.9.8.7)"
+# Where traffic for a Service must never be sent: the node itself, the link (the metadata service at
+# 169.254.169.254 among others), groups, and no address at all. Kubernetes' ValidateEndpointIP wording.
+_ENDPOINT_FORBIDDEN = (
+    (ipaddress.IPv4Network("0.0.0.0/32"), "may not be unspecified (0.0.0.0)"),
+    (ipaddress.IPv4Network("127.0.0.0/8"), "may not be in the loopback range (127.0.0.0/8)"),
+    (ipaddress.IPv4Network("169.254.0.0/16"), "may not be in the link-local range (169.254.0.0/16)"),
+    (ipaddress.IPv4Network("224.0.0.0/4"), "may not be in the multicast range (224.0.0.0/4)"),
+    (ipaddress.IPv4Network("255.255.255.255/32"), "may not be the broadcast address (255.255.255.255)"),
+)
+
+
+def parse_ipv4(value: str) -> ipaddress.IPv4Address | None:
+    """The address in dotted-quad form (no leading zeros, no spaces, no prefix), or None."""
+    try:
+        return ipaddress.IPv4Address(value)
+    except ValueError:
+        return None
+
+
+def ipv4_address(value: str) -> list[str]:
+    """An IPv4 address in dotted-quad form."""
+    return [] if parse_ipv4(value) is not None else [_IPV4_MSG]
+
+
+def endpoint_ip(value: str) -> list[str]:
+    """An address a Service may send traffic to: IPv4 unicast, not loopback, link-local, multicast or unset."""
+    address = parse_ipv4(value)
+    if address is None:
+        return [_IPV4_MSG]
+    return [message for network, message in _ENDPOINT_FORBIDDEN if address in network]

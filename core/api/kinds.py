@@ -35,6 +35,8 @@ class ApiObject(Protocol):
 
     def HasField(self, field_name: str, /) -> bool: ...  # noqa: N802
 
+    def ByteSize(self) -> int: ...  # noqa: N802 - the serialized size
+
 
 @dataclass(frozen=True, slots=True)
 class Kind:

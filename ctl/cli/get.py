@@ -58,10 +58,13 @@ def validate_output(output: str | None) -> None:
 @click.option("--no-headers", is_flag=True, help="Omit the table header.")
 @click.option("--show-kind", is_flag=True, help="Prefix names with their kind.")
 @click.option("--ignore-not-found", is_flag=True, help="Say nothing about named objects that do not exist.")
+@click.option("--chunk-size", type=click.IntRange(min=0), default=500, show_default=True,
+              help="Return large lists in chunks rather than all at once; 0 turns chunking off.")
 @pass_settings
 def get(settings: Settings, args: tuple[str, ...], all_namespaces: bool, selector: str, field_selector: str,
         output: str | None, watch: bool, watch_only: bool, output_watch_events: bool, show_labels: bool,
-        label_columns: tuple[str, ...], no_headers: bool, show_kind: bool, ignore_not_found: bool) -> None:
+        label_columns: tuple[str, ...], no_headers: bool, show_kind: bool, ignore_not_found: bool,
+        chunk_size: int) -> None:
     """Display one or many objects: get KIND[,KIND…] [NAME…] | get KIND/NAME…"""
     validate_output(output)
     resources = parse_resource_args(args, allow_all=True)
@@ -80,7 +83,7 @@ def get(settings: Settings, args: tuple[str, ...], all_namespaces: bool, selecto
     namespace = "" if all_namespaces else settings.namespace
     query = _Query(settings=settings, resources=resources, namespace=namespace, selector=selector,
                    field_selector=field_selector, output=output, options=options, all_namespaces=all_namespaces,
-                   ignore_not_found=ignore_not_found)
+                   ignore_not_found=ignore_not_found, chunk_size=chunk_size)
     if watch or watch_only:
         try:
             run(settings, lambda client: query.watch(client, list_first=not watch_only))
@@ -106,6 +109,7 @@ class _Query:
     options: printers.TableOptions
     all_namespaces: bool
     ignore_not_found: bool
+    chunk_size: int = 500
 
     async def fetch(self, client: Client) -> _Found:
         found = _Found()
@@ -123,8 +127,9 @@ class _Query:
                 found.by_kind[target.kind.kind].append(obj)
             return found
         for kind in self.resources.kinds:
-            listed = await client.list(kind.resource, namespace=self.namespace if kind.namespaced else "",
-                                       label_selector=self.selector, field_selector=self.field_selector)
+            listed = await client.list_chunked(kind.resource, namespace=self.namespace if kind.namespaced else "",
+                                               label_selector=self.selector, field_selector=self.field_selector,
+                                               chunk_size=self.chunk_size)
             found.by_kind[kind.kind] = printers.sort_for_table(kind.kind, listed.items)
             found.resource_version = listed.resource_version
         return found

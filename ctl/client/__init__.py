@@ -21,6 +21,7 @@ from kybernetes.core.api.errors import (
     ForbiddenError,
     InvalidError,
     NotFoundError,
+    TooManyRequestsError,
     UnauthorizedError,
     UnavailableError,
     error_from_rpc,
@@ -32,5 +33,5 @@ from kybernetes.ctl.client.client import Client
 __all__ = [
     "AlreadyExistsError", "ApiError", "Client", "ConflictError", "Credentials", "DeleteResult", "ExpiredError",
     "ForbiddenError", "InvalidError", "KubeConfigError", "ListResult", "NotFoundError", "ObjectClient",
-    "UnauthorizedError", "UnavailableError", "WatchEvent", "error_from_rpc", "resilient_watch",
+    "TooManyRequestsError", "UnauthorizedError", "UnavailableError", "WatchEvent", "error_from_rpc", "resilient_watch",
 ]

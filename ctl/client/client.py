@@ -88,12 +88,27 @@ class Client:
         return kinds.unwrap(out)
 
     async def list(self, resource: str, *, namespace: str = "", label_selector: str = "",
-                   field_selector: str = "") -> ListResult:
-        """Objects of a kind: in one namespace, or all when namespace is empty."""
+                   field_selector: str = "", limit: int = 0, continue_token: str = "") -> ListResult:
+        """Objects of a kind: in one namespace, or all when namespace is empty. With `limit`, one page of at most
+        that many; the result's continue_token (when set) asks for the next one."""
         out = await self._call(self._stub.List, api_pb2.ListRequest(
             resource=resource, namespace=namespace, label_selector=label_selector,
-            field_selector=field_selector))
-        return ListResult([kinds.unwrap(o) for o in out.items], out.resource_version)
+            field_selector=field_selector, limit=limit, continue_token=continue_token))
+        return ListResult([kinds.unwrap(o) for o in out.items], out.resource_version, out.continue_token)
+
+    async def list_chunked(self, resource: str, *, namespace: str = "", label_selector: str = "",
+                           field_selector: str = "", chunk_size: int = 500) -> ListResult:
+        """The whole list, read in pages of `chunk_size` (kubectl's --chunk-size; 0: one request). The pages
+        are one consistent list at the first page's resourceVersion."""
+        page = await self.list(resource, namespace=namespace, label_selector=label_selector,
+                               field_selector=field_selector, limit=chunk_size)
+        items, rv = list(page.items), page.resource_version
+        while page.continue_token:
+            page = await self.list(resource, namespace=namespace, label_selector=label_selector,
+                                   field_selector=field_selector, limit=chunk_size,
+                                   continue_token=page.continue_token)
+            items.extend(page.items)
+        return ListResult(items, rv)
 
     async def update(self, obj: Message | ApiObject) -> Any:
         """Replace metadata and spec; obj.metadata.resource_version is the precondition."""

@@ -9,6 +9,11 @@ uid, so a pod deleted and re-created under the same name is a new worker.
 Two loops feed the workers what the runtime sees: the exit stream (fast) and a
 periodic relist of all containers (catches anything the stream missed, and
 removes leftovers of pods that have no worker any more).
+
+A pod whose spec.nodeName is not this Node is never run, whatever the link
+brings (the master routes by nodeName, so this only happens through a bug or a
+forged message): it is dropped at the door with a warning naming it and the
+Node it is bound to. In a PodSync it counts as absent.
 """
 
 from __future__ import annotations
@@ -19,8 +24,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-from kybernetes.core.log import get_logger
-from kybernetes.core.machinery.actors import Actor
+from kybernetes.core.log import get_logger, obj_ref
+from kybernetes.core.machinery.actors import Actor, Supervisor
 from kybernetes.kubelet.logs import rotate_if_larger
 from kybernetes.kubelet.memory import release_free_memory
 from kybernetes.kubelet.pods import adoption
@@ -75,10 +80,19 @@ class PodManager(Actor):
     # ---------------------------------------------------------------- inputs
 
     def pod_sync(self, pods: list[pb.Pod]) -> None:
-        self.tell(_Sync(list(pods)))
+        self.tell(_Sync([pod for pod in pods if self._ours(pod)]))
 
     def pod_upsert(self, pod: pb.Pod) -> None:
-        self.tell(_Upsert(pod))
+        if self._ours(pod):
+            self.tell(_Upsert(pod))
+
+    def _ours(self, pod: pb.Pod) -> bool:
+        if pod.spec.node_name == self.ctx.node_name:
+            return True
+        self.log.warning("pod bound to another Node ignored",
+                         object=obj_ref("pods", pod.metadata.name, pod.metadata.namespace),
+                         pod_node=pod.spec.node_name, uid=pod.metadata.uid)
+        return False
 
     def pod_remove(self, uid: str) -> None:
         self.tell(_Remove(uid))
@@ -93,8 +107,11 @@ class PodManager(Actor):
     # ------------------------------------------------------------------ loop
 
     async def run(self) -> None:
-        exits = asyncio.create_task(self._dispatch_exits(), name=f"exits:{self.ctx.node_name}")
-        relist = asyncio.create_task(self._relist_loop(), name=f"relist:{self.ctx.node_name}")
+        # The exit dispatcher and the relist loop are this actor's helpers: each is restarted (with its
+        # traceback logged) if it crashes, instead of leaving the manager running without it.
+        helpers = Supervisor(name=f"pods:{self.ctx.node_name}")
+        helpers.start_fn(f"exits:{self.ctx.node_name}", self._dispatch_exits)
+        helpers.start_fn(f"relist:{self.ctx.node_name}", self._relist_loop)
         try:
             while True:
                 message = await self.mailbox.get()
@@ -110,12 +127,11 @@ class PodManager(Actor):
                 except Exception:
                     self.log.exception("pod manager message failed")
         finally:
-            exits.cancel()
-            relist.cancel()
+            await helpers.stop_all()
             workers = [w.task for w in self.workers.values() if w.task is not None]
             for task in workers:
                 task.cancel()
-            await asyncio.gather(exits, relist, *workers, return_exceptions=True)
+            await asyncio.gather(*workers, return_exceptions=True)
 
     async def _sync(self, pods: list[pb.Pod]) -> None:
         desired = {p.metadata.uid: p for p in pods}

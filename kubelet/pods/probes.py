@@ -10,22 +10,32 @@ liveness starts healthy, as in Kubernetes.
 httpGet goes to the pod IP (or the probe's host) with urllib in a worker
 thread; a status from 200 to 399 is a success. A named port is looked up in
 the container's ports.
+
+A probe connects from the Node's own network namespace, so where it may go is
+limited (defence in depth: the API server already refuses probe hosts outside
+the cluster's pod range): to the pod's own IP (the default; a hostNetwork pod's
+is the Node's) or to an address in this Node's podCIDR. Any other host fails
+the probe without a connection, with a warning naming it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from kybernetes.core.log import get_logger
 from kybernetes.kubelet.runtime.base import ContainerRuntimeError, Runtime
 from kybernetes.proto import objects_pb2 as pb
 
 # Enough of a probe's output for an event message.
 _OUTPUT_LIMIT = 512
+
+log = get_logger("kubelet.probes")
 
 
 @dataclass(frozen=True)
@@ -52,6 +62,20 @@ def resolve_port(port: pb.IntOrString, container: pb.Container) -> int:
     raise ProbeError("port: Required value")
 
 
+def check_host(host: str, *, pod_ip: str, pod_cidr: str | None) -> None:
+    """Raise ProbeError unless a probe may connect to `host`: the pod IP, or an address in the Node's podCIDR."""
+    if host == pod_ip:
+        return
+    try:
+        allowed = pod_cidr is not None and ipaddress.IPv4Address(host) in ipaddress.ip_network(pod_cidr, strict=False)
+    except ValueError:
+        allowed = False
+    if not allowed:
+        log.warning("probe refused: host outside the pod range", host=host, pod_ip=pod_ip, pod_cidr=pod_cidr)
+        raise ProbeError(f'host "{host}" refused: not the pod IP or an address in this Node\'s pod range '
+                         f"({pod_cidr or 'none assigned yet'})")
+
+
 def _http_get(url: str, timeout: float) -> ProbeResult:
     request = urllib.request.Request(url, headers={"User-Agent": "kyb-probe/1.0", "Accept": "*/*"})
     try:
@@ -68,8 +92,8 @@ def _http_get(url: str, timeout: float) -> ProbeResult:
 
 
 async def run_probe(probe: pb.Probe, *, runtime: Runtime, container_id: str, container: pb.Container,
-                    pod_ip: str) -> ProbeResult:
-    """One attempt of a probe, bounded by its timeout."""
+                    pod_ip: str, pod_cidr: str | None = None) -> ProbeResult:
+    """One attempt of a probe, bounded by its timeout; `pod_cidr` is this Node's pod range (see check_host)."""
     timeout = float(probe.timeout_seconds or 1)
     try:
         if probe.HasField("exec"):
@@ -84,6 +108,7 @@ async def run_probe(probe: pb.Probe, *, runtime: Runtime, container_id: str, con
         if probe.HasField("http_get"):
             action = probe.http_get
             host = action.host or pod_ip
+            check_host(host, pod_ip=pod_ip, pod_cidr=pod_cidr)
             port = resolve_port(action.port, container)
             scheme = (action.scheme or "HTTP").lower()
             path = action.path or "/"
@@ -93,6 +118,7 @@ async def run_probe(probe: pb.Probe, *, runtime: Runtime, container_id: str, con
             return await asyncio.to_thread(_http_get, url, timeout)
         if probe.HasField("tcp_socket"):
             host = probe.tcp_socket.host or pod_ip
+            check_host(host, pod_ip=pod_ip, pod_cidr=pod_cidr)
             port = resolve_port(probe.tcp_socket.port, container)
             try:
                 _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
@@ -113,13 +139,15 @@ class Prober:
     """The probing loop of one probe of one container instance."""
 
     def __init__(self, *, kind: str, probe: pb.Probe, runtime: Runtime, container_id: str,
-                 container: pb.Container, pod_ip: str, on_result: Callable[[bool, str], None]) -> None:
+                 container: pb.Container, pod_ip: str, on_result: Callable[[bool, str], None],
+                 pod_cidr: str | None = None) -> None:
         self.kind = kind  # "liveness" | "readiness"
         self.probe = probe
         self.runtime = runtime
         self.container_id = container_id
         self.container = container
         self.pod_ip = pod_ip
+        self.pod_cidr = pod_cidr
         self.on_result = on_result
         self.task: asyncio.Task[None] | None = None
 
@@ -142,7 +170,7 @@ class Prober:
             loop = asyncio.get_running_loop()
             began = loop.time()
             result = await run_probe(probe, runtime=self.runtime, container_id=self.container_id,
-                                     container=self.container, pod_ip=self.pod_ip)
+                                     container=self.container, pod_ip=self.pod_ip, pod_cidr=self.pod_cidr)
             if result.ok:
                 successes, failures = successes + 1, 0
                 if not healthy and successes >= success_threshold:

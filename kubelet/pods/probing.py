@@ -48,6 +48,7 @@ class ProbingMixin:
                 continue
             prober = Prober(kind=kind, probe=getattr(spec, field_name), runtime=self.ctx.runtime,
                             container_id=current.container_id, container=spec, pod_ip=self.pod_ip(),
+                            pod_cidr=self.ctx.pod_cidr(),
                             on_result=self._probe_callback(record, kind, current.container_id))
             prober.start()
             record.probers.append(prober)

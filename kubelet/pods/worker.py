@@ -122,6 +122,8 @@ class WorkerContext:
     services: Callable[[], Sequence[pb.Service]] = lambda: ()
     # The profile of a pod that names none (kubelet --seccomp-default, on by default).
     seccomp_default: str = "RuntimeDefault"
+    # This Node's pod range (spec.podCIDR, once registered): where probes may connect besides the pod IP.
+    pod_cidr: Callable[[], str | None] = lambda: None
 
 
 def should_restart(policy: str, exit_code: int | None) -> bool:

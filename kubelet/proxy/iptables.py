@@ -10,6 +10,8 @@ masquerade jump), which would leave conntrack entries that break a
 connection for good. Nothing is flushed on start: the rules of a previous
 run keep serving until the first sync replaces them, so a kubelet restart
 does not interrupt Service traffic. `remove_all()` (for `down`) leaves no trace.
+An Endpoints address no rule may carry (see `rules`) is left out with a warning
+naming it, and the rest is applied.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 
-from kybernetes.core.log import get_logger
-from kybernetes.kubelet.proxy.rules import OUR_FILTER_CHAINS, OUR_NAT_CHAINS, render, service_ports
+from kybernetes.core.log import get_logger, obj_ref
+from kybernetes.kubelet.proxy.rules import OUR_FILTER_CHAINS, OUR_NAT_CHAINS, render, screen_endpoints, service_ports
 from kybernetes.proto import objects_pb2 as pb
 
 log = get_logger("proxy")
@@ -87,6 +89,10 @@ class Iptables:
 
     async def apply(self, services: Sequence[pb.Service], endpoints: Sequence[pb.Endpoints]) -> str:
         """Program the rules for these Services in one commit; returns the text applied."""
+        endpoints, skipped = screen_endpoints(endpoints)
+        for bad in skipped:
+            log.warning("endpoint skipped: no rule may carry this address", object=obj_ref(
+                "endpoints", bad.name, bad.namespace), ip=bad.ip, reason=bad.reason)
         _, saved = await self.run("iptables-save")
         current = _by_table(saved)
         text = render(service_ports(services, endpoints), stale_nat_chains=_our_chains(current.get("nat", [])),

@@ -14,6 +14,14 @@ nat:
   KYB-POSTROUTING masquerade what was marked
 filter:
   KYB-REJECT      Services without ready endpoints refuse connections at once (tcp-reset)
+
+Every address in the text is judged first, because one line iptables-restore
+refuses fails the whole commit, on every Node, and leaves every Service stale:
+an endpoint must pass `formats.endpoint_ip` (IPv4 unicast, not loopback,
+link-local or multicast: the API server's own rule for Endpoints), a clusterIP
+must be IPv4. What fails is left out and the rest still applies;
+`screen_endpoints` says what was left out and why, for the proxy to log and
+report as an Event.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from kybernetes.core.api import formats
 from kybernetes.proto import objects_pb2 as pb
 
 MASQ_MARK = "0x4000/0x4000"
@@ -59,12 +68,48 @@ class ServicePortRules:
         return chain_name("KYB-SEP", self.namespace, self.name, self.port_name, self.protocol, f"{ip}:{port}")
 
 
+@dataclass(frozen=True, slots=True)
+class SkippedEndpoint:
+    """An Endpoints address left out of the rules, and the rule it broke."""
+
+    namespace: str
+    name: str  # the Endpoints (and Service) name
+    ip: str
+    reason: str
+
+
+def screen_endpoints(endpoints: Iterable[pb.Endpoints]) -> tuple[list[pb.Endpoints], list[SkippedEndpoint]]:
+    """The Endpoints without the addresses no rule may carry, and those addresses (in order)."""
+    clean: list[pb.Endpoints] = []
+    skipped: list[SkippedEndpoint] = []
+    for ep in endpoints:
+        bad = [(a.ip, problems) for subset in ep.subsets for a in (*subset.addresses, *subset.not_ready_addresses)
+               if (problems := formats.endpoint_ip(a.ip))]
+        if not bad:
+            clean.append(ep)
+            continue
+        kept = pb.Endpoints()
+        kept.CopyFrom(ep)
+        for subset in kept.subsets:
+            for field in (subset.addresses, subset.not_ready_addresses):
+                good = [a for a in field if not formats.endpoint_ip(a.ip)]
+                del field[:]
+                field.extend(good)
+        clean.append(kept)
+        skipped.extend(SkippedEndpoint(namespace=ep.metadata.namespace, name=ep.metadata.name, ip=ip,
+                                       reason="; ".join(problems)) for ip, problems in bad)
+    return clean, skipped
+
+
 def service_ports(services: Iterable[pb.Service], endpoints: Iterable[pb.Endpoints]) -> list[ServicePortRules]:
-    """Join Services with their Endpoints into one entry per Service port (sorted, deterministic)."""
+    """Join Services with their Endpoints into one entry per Service port (sorted, deterministic).
+
+    A Service whose clusterIP is not IPv4 is left out, and so is every endpoint address that
+    `screen_endpoints` would remove: no address that could break the restore reaches the rules."""
     by_key = {(e.metadata.namespace, e.metadata.name): e for e in endpoints}
     out = []
     for svc in sorted(services, key=lambda s: (s.metadata.namespace, s.metadata.name)):
-        if not svc.spec.cluster_ip or svc.spec.cluster_ip == "None":
+        if not svc.spec.cluster_ip or svc.spec.cluster_ip == "None" or formats.ipv4_address(svc.spec.cluster_ip):
             continue
         ep = by_key.get((svc.metadata.namespace, svc.metadata.name))
         for sp in svc.spec.ports:
@@ -75,7 +120,7 @@ def service_ports(services: Iterable[pb.Service], endpoints: Iterable[pb.Endpoin
                             None)
                 if port is None:
                     continue
-                targets.update((a.ip, port) for a in subset.addresses)
+                targets.update((a.ip, port) for a in subset.addresses if not formats.endpoint_ip(a.ip))
             out.append(ServicePortRules(
                 namespace=svc.metadata.namespace, name=svc.metadata.name, port_name=sp.name, protocol=protocol,
                 cluster_ip=svc.spec.cluster_ip, port=sp.port,

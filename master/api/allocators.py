@@ -1,9 +1,13 @@
-"""Service cluster IPs and nodePorts, allocated as unique claims in etcd.
+"""Service cluster IPs, nodePorts and Node pod CIDRs, held as unique claims in etcd.
 
 A claim is an etcd create-if-absent transaction, so two requests (or two
-masters) racing for the same IP or port can't both get it. A Service holds
-its claims under its namespace/name; they are released when it is deleted or
-no longer uses them.
+masters) racing for the same IP, port or range can't both get it. A Service
+holds its claims under its namespace/name; they are released when it is
+deleted or no longer uses them. A Node holds its podCIDR under its name
+(`PodCIDRClaims`): every write that gives a Node a range claims it first, so
+no two Nodes ever share one, and the delete that removes the Node releases it.
+The node link's allocator (`master.nodelink.podcidr`) picks free ranges from
+the same claims.
 """
 
 from __future__ import annotations
@@ -111,3 +115,37 @@ class ServiceAllocator:
             if str(port) not in taken and await self.ports.claim(str(port), owner):
                 return port
         raise AllocationError("spec.ports.nodePort: Internal error: no free node port left")
+
+
+class PodCIDRClaims:
+    """Node podCIDRs as claims in etcd (`/registry/allocations/podcidrs/<cidr with _ for />`, owner: the Node)."""
+
+    def __init__(self, *, store: Store) -> None:
+        self.claims = Allocations(store, "podcidrs")
+
+    @staticmethod
+    def key(cidr: str) -> str:
+        return str(ipaddress.ip_network(cidr, strict=False)).replace("/", "_")
+
+    async def owners(self) -> dict[str, str]:
+        """{cidr: Node} for every claimed range."""
+        return {k.replace("_", "/"): v for k, v in (await self.claims.owners()).items()}
+
+    async def claim(self, node: pb.Node) -> bool:
+        """Claim the Node's podCIDR for it; returns whether this call claimed it (False: it already held it).
+
+        Raises AllocationError (INVALID_ARGUMENT) when another Node holds the range."""
+        cidr = node.spec.pod_cidr
+        claimed, holder = await self.claims.take(self.key(cidr), node.metadata.name)
+        if holder != node.metadata.name:
+            raise AllocationError(f'spec.podCIDR: Invalid value: "{cidr}": provided CIDR is already allocated '
+                                  f'(to Node "{holder}")')
+        return claimed
+
+    async def take(self, cidr: str, node: str) -> bool:
+        """Claim `cidr` for the Node named `node`; True when it is (now or already) theirs."""
+        return await self.claims.claim(self.key(cidr), node)
+
+    async def release(self, cidr: str, node: str) -> None:
+        """Give a range back, if `node` holds it."""
+        await self.claims.release(self.key(cidr), node)

@@ -2,8 +2,12 @@
 
 Errors are `kybernetes.core.api.errors.ApiError`s from the store and validation up, each with its status
 code (invalid input INVALID_ARGUMENT, a missing object NOT_FOUND, a taken name ALREADY_EXISTS, a stale
-resourceVersion ABORTED, etcd down UNAVAILABLE, a compacted watch start OUT_OF_RANGE); any other exception is
-a bug, answered INTERNAL and logged with its traceback.
+resourceVersion ABORTED, etcd down UNAVAILABLE, a compacted watch start OUT_OF_RANGE, one watch more than an
+identity may hold RESOURCE_EXHAUSTED); any other exception is a bug, answered INTERNAL and logged with its
+traceback.
+
+Watches are counted per caller identity (master.api.limits): one more than `--max-watches-per-user` is refused
+before anything is read from etcd.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import grpc
 from kybernetes.core.api import kinds
 from kybernetes.core.api.errors import ApiError, code_of
 from kybernetes.core.log import get_logger
+from kybernetes.master.api.limits import WatchLimit
 from kybernetes.master.api.objects import InvalidRequest, ObjectService
 from kybernetes.master.auth.access import AccessControl
 from kybernetes.proto import api_pb2, api_pb2_grpc
@@ -26,14 +31,30 @@ T = TypeVar("T")
 log = get_logger("api")
 
 
+# The status message travels in the grpc-message trailer, percent-encoded (3 bytes for each byte outside
+# printable ASCII); clients drop a response whose metadata exceeds 8-16 KiB, so a refusal is cut to fit.
+MAX_STATUS_MESSAGE_BYTES = 6 * 1024
+
+
+def fit_status_message(message: str, limit: int = MAX_STATUS_MESSAGE_BYTES) -> str:
+    """`message` as sent in grpc-message, cut (at a character) to at most `limit` bytes once percent-encoded."""
+    size = 0
+    for i, char in enumerate(message):
+        size += 1 if " " <= char <= "~" and char != "%" else 3 * len(char.encode("utf-8", "surrogatepass"))
+        if size > limit - 40:
+            return f"{message[:i]}... (message cut: {len(message)} characters)"
+    return message
+
+
 async def _abort(context: grpc.aio.ServicerContext, err: Exception, method: str) -> None:
     """Answer an error: an `ApiError` with its own code (errors.code_of), anything else as INTERNAL.
 
     Anything that is not an `ApiError` is our bug, never the caller's fault: it is logged with its traceback
-    and answered INTERNAL, never INVALID_ARGUMENT.
+    and answered INTERNAL, never INVALID_ARGUMENT. The message is cut to what a client's metadata limit lets
+    through (fit_status_message).
     """
     if isinstance(err, ApiError):
-        await context.abort(code_of(err), err.message)
+        await context.abort(code_of(err), fit_status_message(err.message))
     log.error("internal error", method=method, error=repr(err), exc_info=err)
     await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(err).__name__}")
 
@@ -74,9 +95,10 @@ def _unwrap(envelope: pb.Object) -> Any:
 class ObjectAPIServicer(api_pb2_grpc.ObjectAPIServicer):
     """gRPC front of the object service."""
 
-    def __init__(self, *, service: ObjectService, access: AccessControl) -> None:
+    def __init__(self, *, service: ObjectService, access: AccessControl, watches: WatchLimit | None = None) -> None:
         self.service = service
         self.access = access
+        self.watches = watches or WatchLimit()
 
     def _allow_object(self, verb: str, obj: Any, *, subresource: str = "") -> None:
         kind = kinds.kind_of(obj)
@@ -101,10 +123,11 @@ class ObjectAPIServicer(api_pb2_grpc.ObjectAPIServicer):
     @unary_rpc
     async def List(self, request: api_pb2.ListRequest, context: grpc.aio.ServicerContext) -> api_pb2.ObjectList:  # noqa: N802
         self.access.require(verb="list", resource=request.resource, namespace=request.namespace)
-        items, rv = await self.service.list(request.resource, request.namespace,
-                                            label_selector=request.label_selector,
-                                            field_selector=request.field_selector)
-        return api_pb2.ObjectList(items=[kinds.wrap(o) for o in items], resource_version=rv)
+        items, rv, token = await self.service.list_page(request.resource, request.namespace,
+                                                        label_selector=request.label_selector,
+                                                        field_selector=request.field_selector, limit=request.limit,
+                                                        continue_token=request.continue_token)
+        return api_pb2.ObjectList(items=[kinds.wrap(o) for o in items], resource_version=rv, continue_token=token)
 
     @unary_rpc
     async def Update(self, request: api_pb2.UpdateRequest, context: grpc.aio.ServicerContext) -> pb.Object:  # noqa: N802
@@ -134,17 +157,18 @@ class ObjectAPIServicer(api_pb2_grpc.ObjectAPIServicer):
     async def Watch(self, request: api_pb2.WatchRequest,  # noqa: N802
                     context: grpc.aio.ServicerContext) -> AsyncIterator[api_pb2.WatchEvent]:
         try:
-            self.access.require(verb="watch", resource=request.resource, namespace=request.namespace)
-            async for ev in self.service.watch(request.resource, request.namespace,
-                                               label_selector=request.label_selector,
-                                               field_selector=request.field_selector,
-                                               resource_version=request.resource_version,
-                                               bookmarks=request.allow_bookmarks):
-                if ev.object is None:
-                    yield api_pb2.WatchEvent(type=ev.type, resource_version=ev.resource_version)
-                else:
-                    yield api_pb2.WatchEvent(type=ev.type, object=kinds.wrap(ev.object),
-                                             resource_version=ev.resource_version)
+            identity = self.access.require(verb="watch", resource=request.resource, namespace=request.namespace)
+            with self.watches.hold(identity, resource=request.resource):
+                async for ev in self.service.watch(request.resource, request.namespace,
+                                                   label_selector=request.label_selector,
+                                                   field_selector=request.field_selector,
+                                                   resource_version=request.resource_version,
+                                                   bookmarks=request.allow_bookmarks):
+                    if ev.object is None:
+                        yield api_pb2.WatchEvent(type=ev.type, resource_version=ev.resource_version)
+                    else:
+                        yield api_pb2.WatchEvent(type=ev.type, object=kinds.wrap(ev.object),
+                                                 resource_version=ev.resource_version)
         except grpc.aio.AbortError:
             raise
         except Exception as err:

@@ -11,11 +11,20 @@ A spec change bumps metadata.generation; status is written only by
 UpdateStatus. Deletion of an object with finalizers, or of a pod bound to a
 node, is two-step: the first delete sets deletionTimestamp, and the key goes
 when the finalizers are gone or the kubelet confirms with a zero grace period.
+
+Validation judges addresses against the cluster's pod range (`cluster_cidr`).
+Unique values are claimed in etcd before the object is written and released
+when it goes: a Service's clusterIP and nodePorts, a Node's podCIDR (so no two
+Nodes route the same range, and a deleted Node's range is free again). A write
+that fails after its claim gives back what it claimed, and nothing else.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import builtins
+import json
 import secrets
 import string
 import time
@@ -26,16 +35,16 @@ from dataclasses import dataclass
 from google.protobuf.message import Message
 
 from kybernetes.core.api import kinds
-from kybernetes.core.api.errors import ConflictError, InvalidError, NotFoundError
+from kybernetes.core.api.errors import ConflictError, ExpiredError, InvalidError, NotFoundError
 from kybernetes.core.api.kinds import ApiObject, Kind
 from kybernetes.core.api.objects import copy_of, now_timestamp
 from kybernetes.core.api.selectors import FieldSelector, LabelSelector, parse_field_selector, parse_label_selector
 from kybernetes.core.log import get_logger, obj_ref
-from kybernetes.master.api.allocators import ServiceAllocator
+from kybernetes.master.api.allocators import PodCIDRClaims, ServiceAllocator
 from kybernetes.master.api.defaults import apply_defaults
-from kybernetes.master.api.validation import validate
+from kybernetes.master.api.validation import ClusterNetwork, validate
 from kybernetes.master.store.batch import CreateBatcher
-from kybernetes.master.store.etcd import Store
+from kybernetes.master.store.etcd import Store, key_for, prefix_for
 from kybernetes.proto import objects_pb2 as pb
 
 # How often an unconditional delete reads again when the object changed under it.
@@ -82,10 +91,16 @@ def _parse_rv(value: str, field: str = "metadata.resourceVersion") -> int:
 
 
 def _selectors(label_selector: str, field_selector: str) -> tuple[LabelSelector, FieldSelector]:
+    """Both selectors parsed; one that does not parse is InvalidRequest naming labelSelector or fieldSelector."""
     try:
-        return parse_label_selector(label_selector), parse_field_selector(field_selector)
+        labels = parse_label_selector(label_selector)
     except ValueError as err:
-        raise InvalidRequest(str(err)) from err
+        raise InvalidRequest(f"labelSelector: Invalid value: {json.dumps(label_selector[:256])}: {err}") from err
+    try:
+        fields = parse_field_selector(field_selector)
+    except ValueError as err:
+        raise InvalidRequest(f"fieldSelector: Invalid value: {json.dumps(field_selector[:256])}: {err}") from err
+    return labels, fields
 
 
 def _spec_of(obj: ApiObject) -> bytes:
@@ -102,9 +117,12 @@ def _spec_of(obj: ApiObject) -> bytes:
 class ObjectService:
     """Kubernetes' API semantics over the etcd store."""
 
-    def __init__(self, *, store: Store, service_cidr: str = "10.96.0.0/16") -> None:
+    def __init__(self, *, store: Store, service_cidr: str = "10.96.0.0/16",
+                 cluster_cidr: str = "10.244.0.0/16") -> None:
         self.store = store
+        self.network = ClusterNetwork.of(cluster_cidr=cluster_cidr)
         self.services = ServiceAllocator(store=store, service_cidr=service_cidr)
+        self.pod_cidrs = PodCIDRClaims(store=store)
         self.event_writer = CreateBatcher(store=store)
         self._event_lease: tuple[int, float] | None = None  # (lease id, monotonic time granted)
         self._lease_lock = asyncio.Lock()
@@ -132,7 +150,7 @@ class ObjectService:
         if not kind.namespaced:
             meta.namespace = ""
         apply_defaults(obj)
-        validate(obj)
+        validate(obj, network=self.network)
         meta.uid = str(uuid.uuid4())
         meta.creation_timestamp.CopyFrom(now_timestamp())
         meta.ClearField("deletion_timestamp")
@@ -145,6 +163,8 @@ class ObjectService:
         if kind.kind == "Event":
             lease = await self._shared_event_lease()
         claims = await self.services.allocate(obj) if isinstance(obj, pb.Service) else []
+        node = obj if isinstance(obj, pb.Node) and obj.spec.pod_cidr else None
+        cidr_claimed = node is not None and await self.pod_cidrs.claim(node)
         try:
             if kind.kind == "Event":
                 created = await self.event_writer.create(obj, lease=lease)
@@ -152,6 +172,8 @@ class ObjectService:
                 created = await self.store.create(obj, lease=lease)
         except Exception:
             await self.services.release_claims(ServiceAllocator.owner(obj), claims)
+            if node is not None and cidr_claimed:
+                await self.pod_cidrs.release(node.spec.pod_cidr, meta.name)
             raise
         log.debug("created", object=obj_ref(kind.resource, meta.name, meta.namespace))
         return created
@@ -175,6 +197,44 @@ class ObjectService:
             items = [o for o in items if labels.matches(o.metadata.labels) and fields.matches(o)]
         return items, str(rev)
 
+    async def list_page(self, resource: str, namespace: str = "", *, label_selector: str = "",
+                        field_selector: str = "", limit: int = 0,
+                        continue_token: str = "") -> tuple[builtins.list[ApiObject], str, str]:
+        """Kubernetes' paged list: at most `limit` matching objects (0: all), the list's resourceVersion, and a
+        continue token when more may follow. Every page of one list is read at the first page's revision, so
+        together they are one consistent list; a token whose revision etcd has compacted is ExpiredError."""
+        if limit < 0:
+            raise InvalidRequest(f"limit: Invalid value: {limit}: must be greater than or equal to 0")
+        kind = resolve_kind(resource)
+        namespace = namespace if kind.namespaced else ""
+        if not limit and not continue_token:
+            items, rv = await self.list(resource, namespace, label_selector=label_selector,
+                                        field_selector=field_selector)
+            return items, rv, ""
+        labels, fields = _selectors(label_selector, field_selector)
+        prefix = prefix_for(kind, namespace)
+        revision, start = 0, b""
+        if continue_token:
+            revision, start = decode_continue(continue_token, prefix=prefix)
+        out: builtins.list[ApiObject] = []
+        while True:
+            try:
+                page, revision, following = await self.store.list_page(
+                    kind, namespace, limit=limit or 500, start=start, revision=revision)
+            except ExpiredError as err:
+                raise ExpiredError("continue: the continue token is too old to display a consistent list "
+                                   f"({err.message}): start a new list without it") from err
+            for obj in page:
+                if labels.matches(obj.metadata.labels) and fields.matches(obj):
+                    out.append(obj)
+                    if limit and len(out) == limit:
+                        after = key_for(kind, obj.metadata.name, obj.metadata.namespace) + b"\x00"
+                        more = obj is not page[-1] or bool(following)
+                        return out, str(revision), encode_continue(revision, after) if more else ""
+            if not following:
+                return out, str(revision), ""
+            start = following
+
     # ---------------------------------------------------------------- update
 
     async def update(self, obj: ApiObject) -> ApiObject:
@@ -195,7 +255,7 @@ class ObjectService:
         if isinstance(obj, pb.Service) and isinstance(old, pb.Service):
             _keep_allocated_service_fields(obj, old)
         apply_defaults(obj)
-        validate(obj, old=old)
+        validate(obj, old=old, network=self.network)
         meta = obj.metadata
         meta.uid = old.metadata.uid
         meta.creation_timestamp.CopyFrom(old.metadata.creation_timestamp)
@@ -211,9 +271,10 @@ class ObjectService:
         if meta.HasField("deletion_timestamp") and not meta.finalizers and not self._awaits_kubelet(old):
             # The last finalizer is gone: the two-step deletion completes.
             gone = await self.store.delete(kind, meta.name, meta.namespace, expected_revision=expected)
-            if isinstance(old, pb.Service):
-                await self.services.release_unused(None, old)
+            await self._release(old)
             return gone
+        if isinstance(obj, pb.Node) and isinstance(old, pb.Node) and obj.spec.pod_cidr != old.spec.pod_cidr:
+            return await self._update_node_cidr(obj, old, expected=expected)
         if not isinstance(obj, pb.Service) or not isinstance(old, pb.Service):
             return await self.store.update(obj, expected_revision=expected)
         claims = await self.services.allocate(obj, old=old)
@@ -225,11 +286,29 @@ class ObjectService:
         await self.services.release_unused(updated if isinstance(updated, pb.Service) else None, old)
         return updated
 
+    async def _update_node_cidr(self, node: pb.Node, old: pb.Node, *, expected: int) -> ApiObject:
+        """An update that gives a Node its podCIDR (validation allows only "" to a range): claim it first."""
+        claimed = await self.pod_cidrs.claim(node)
+        try:
+            return await self.store.update(node, expected_revision=expected)
+        except Exception:
+            if claimed:
+                await self.pod_cidrs.release(node.spec.pod_cidr, node.metadata.name)
+            raise
+
+    async def _release(self, gone: ApiObject) -> None:
+        """Give back what an object whose key was just deleted held: a Service's IP and ports, a Node's range."""
+        if isinstance(gone, pb.Service):
+            await self.services.release_unused(None, gone)
+        elif isinstance(gone, pb.Node) and gone.spec.pod_cidr:
+            await self.pod_cidrs.release(gone.spec.pod_cidr, gone.metadata.name)
+            log.info("pod CIDR released", object=obj_ref("nodes", gone.metadata.name), pod_cidr=gone.spec.pod_cidr)
+
     async def update_status(self, obj: ApiObject) -> ApiObject:
         """Replace only an object's status, at the version the caller read; generation is unchanged."""
         kind = kinds.kind_of(obj)
         if not any(f.name == "status" for f in obj.DESCRIPTOR.fields):
-            raise InvalidRequest(f"{kind.resource} have no status")
+            raise InvalidRequest(f"status: Forbidden: {kind.resource} have no status")
         if not obj.metadata.resource_version:
             raise InvalidRequest("metadata.resourceVersion: Required value: must be set for an update")
         expected = _parse_rv(obj.metadata.resource_version)
@@ -240,7 +319,7 @@ class ObjectService:
                            "has been modified; please apply your changes to the latest version and try again")
         new = copy_of(old)
         getattr(new, "status").CopyFrom(getattr(obj, "status"))  # noqa: B009 - any kind with a status
-        validate(new, old=old)
+        validate(new, old=old, network=self.network)
         return await self.store.update(new, expected_revision=expected)
 
     # ---------------------------------------------------------------- delete
@@ -289,8 +368,7 @@ class ObjectService:
         grace = self._grace(old, grace_period_seconds)
         if not finalizers and grace == 0:
             gone = await self.store.delete(kind, name, namespace, expected_revision=current)
-            if isinstance(old, pb.Service):
-                await self.services.release_unused(None, old)
+            await self._release(old)
             return gone, True
         if meta.HasField("deletion_timestamp") and list(meta.finalizers) == finalizers and (
                 grace is None or grace >= meta.deletion_grace_period_seconds):
@@ -390,3 +468,23 @@ def _has_dependents_kind(kind: Kind) -> bool:
 
 
 __all__ = ["InvalidRequest", "NotFoundError", "ObjectService", "WatchEvent", "resolve_kind"]
+
+
+def encode_continue(revision: int, start: bytes) -> str:
+    """A continue token: the list's revision and the key the next page starts at (opaque to clients)."""
+    body = json.dumps({"v": 1, "rv": revision, "start": base64.b64encode(start).decode()}).encode()
+    return base64.urlsafe_b64encode(body).decode()
+
+
+def decode_continue(token: str, *, prefix: bytes) -> tuple[int, bytes]:
+    """The revision and start key of a continue token; InvalidRequest naming `continue` unless it is one this
+    server made for a list of the same resource (and namespace)."""
+    try:
+        body = json.loads(base64.urlsafe_b64decode(token.encode()))
+        revision, start = int(body["rv"]), base64.b64decode(body["start"])
+        if body.get("v") != 1 or revision <= 0 or not start.startswith(prefix):
+            raise ValueError("not a token of this list")
+    except (ValueError, KeyError, TypeError) as err:
+        raise InvalidRequest(f'continue: Invalid value: "{token[:64]}": not a continue token of this list '
+                             f"({err})") from None
+    return revision, start

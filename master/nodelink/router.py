@@ -7,7 +7,9 @@ when it connects (PodSync), and the informer's handlers send every change
 after that (PodUpsert, PodRemove). A pod moving off a node (or deleted) is a
 PodRemove there. A re-list turns into the same handler calls, so nothing is
 missed. Node changes that matter for routing (podCIDR, InternalIP) are
-broadcast, coalesced, to kubelets that asked for them.
+broadcast, coalesced, to kubelets that asked for them; a NodeSync replaces the
+one still pending on a connection (master.nodelink.connections), so a kubelet
+that does not read holds one, not one per broadcast.
 """
 
 from __future__ import annotations

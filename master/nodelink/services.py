@@ -3,7 +3,9 @@
 Two watches feed a cache; any change marks it dirty and a broadcaster sends
 the whole set (ServiceSync), coalesced to at most one send per interval, so a
 burst of endpoint changes during a rollout costs one message per node, while
-a change still reaches every proxy well within a second.
+a change still reaches every proxy well within a second. Each snapshot goes to
+a connection's latest-wins slot (master.nodelink.connections), never to a
+queue: a kubelet that reads slowly, or not at all, has at most one pending.
 """
 
 from __future__ import annotations

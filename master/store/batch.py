@@ -12,6 +12,11 @@ adds no latency when the master is idle.
 The price is that objects written together share a resourceVersion, which is
 why only Events go through here: they are diagnostics, and no controller
 resumes a watch on them.
+
+One bad object must not fail the others queued with it. A transaction holds at
+most `max_batch` objects and `max_bytes` of them (etcd refuses requests over
+1.5 MiB), and when etcd refuses the transaction anyway (a taken name, or too
+large), `Store.create_many` creates each on its own: only the bad one fails.
 """
 
 from __future__ import annotations
@@ -25,14 +30,17 @@ from kybernetes.master.store.etcd import Store
 
 # etcd refuses transactions with more than --max-txn-ops (128 by default) operations per branch.
 MAX_BATCH = 100
+# etcd refuses requests over --max-request-bytes (1.5 MiB by default): a transaction's objects stay under 1 MiB.
+MAX_BATCH_BYTES = 1024 * 1024
 
 
 class CreateBatcher:
     """Queues creates and writes them in transactions of up to `max_batch` objects."""
 
-    def __init__(self, *, store: Store, max_batch: int = MAX_BATCH) -> None:
+    def __init__(self, *, store: Store, max_batch: int = MAX_BATCH, max_bytes: int = MAX_BATCH_BYTES) -> None:
         self.store = store
         self.max_batch = max_batch
+        self.max_bytes = max_bytes
         self._waiting: list[tuple[ApiObject, int, asyncio.Future[ApiObject]]] = []
         self._writer: asyncio.Task[None] | None = None
         self.transactions = 0  # for tests and metrics
@@ -47,8 +55,14 @@ class CreateBatcher:
 
     async def _drain(self) -> None:
         while self._waiting:
-            batch = self._waiting[:self.max_batch]
-            del self._waiting[:self.max_batch]
+            count, size = 0, 0
+            for obj, _, _ in self._waiting[:self.max_batch]:
+                size += obj.ByteSize()
+                if count and size > self.max_bytes:
+                    break
+                count += 1
+            batch = self._waiting[:count]
+            del self._waiting[:count]
             await self._write(batch)
 
     async def _write(self, batch: Sequence[tuple[ApiObject, int, asyncio.Future[ApiObject]]]) -> None:

@@ -11,6 +11,11 @@ client certificate, master.store.etcdtls; aetcd's client has no TLS), and use th
 raw KV/Watch RPCs for transactions and watches because we need the response
 headers (revisions) and the compaction signal. Several endpoints go into one
 gRPC channel with pick_first, so the channel fails over when a member dies.
+
+A request etcd refuses for its size (over --max-request-bytes, or over its gRPC
+message limit) is the caller's object, not our bug: `TooLargeError`, an
+InvalidError (INVALID_ARGUMENT). The API refuses objects over 1 MiB before they
+get here; this covers what is written without that check.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from kybernetes.core.api.errors import (
     ApiError,
     ConflictError,
     ExpiredError,
+    InvalidError,
     NotFoundError,
     UnavailableError,
 )
@@ -118,6 +124,16 @@ class LeaseKeeper:
 
 class LeaseGoneError(ApiError):
     """A write named an etcd lease that has expired or was revoked (a key attached to it cannot be written)."""
+
+
+class TooLargeError(InvalidError):
+    """etcd refused a request for its size (INVALID_ARGUMENT: the object is the caller's)."""
+
+
+def _too_large(err: grpc.RpcError) -> bool:
+    code = err.code() if hasattr(err, "code") else None
+    details = (err.details() if hasattr(err, "details") else "") or ""
+    return code == grpc.StatusCode.RESOURCE_EXHAUSTED or "request is too large" in details
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +225,8 @@ class Store:
                 raise UnavailableError(f"etcd unavailable: {err.details() or err.code().name}") from err
             if "requested lease not found" in (err.details() or ""):
                 raise LeaseGoneError(f"etcd error: {err.details()}") from err
+            if _too_large(err):
+                raise TooLargeError(f"the request is too large for etcd: {err.details()}") from err
             raise ApiError(f"etcd error: {err.details()}") from err
 
     async def _txn(self, txn: Any) -> Any:
@@ -240,6 +258,23 @@ class Store:
         resp = await self._call(self._kv.Range, rpc.RangeRequest(key=prefix, range_end=_prefix_end(prefix)))
         return [_decode(kind, kv) for kv in resp.kvs], resp.header.revision
 
+    async def list_page(self, kind: Kind, namespace: str = "", *, limit: int, start: bytes = b"",
+                        revision: int = 0) -> tuple[builtins.list[ApiObject], int, bytes]:
+        """At most `limit` objects of a kind from key `start` on (the prefix's first key when empty), read at
+        `revision` (0: now). Returns the objects, the revision read, and the key the next page starts at (empty
+        when there is none). A revision etcd has compacted is ExpiredError."""
+        prefix = prefix_for(kind, namespace)
+        try:
+            resp = await self._call(self._kv.Range, rpc.RangeRequest(
+                key=start or prefix, range_end=_prefix_end(prefix), limit=limit, revision=revision))
+        except ApiError as err:
+            if "compacted" in err.message:
+                raise ExpiredError(f"revision {revision} has been compacted") from err
+            raise
+        following = resp.kvs[-1].key + b"\x00" if resp.more and resp.kvs else b""
+        # etcd's header names its current revision, not the one read at: a later page keeps the first's.
+        return [_decode(kind, kv) for kv in resp.kvs], revision or resp.header.revision, following
+
     async def revision(self) -> int:
         """The store's current revision."""
         resp = await self._call(self._kv.Range, rpc.RangeRequest(key=b"/registry/", range_end=b"/registry0",
@@ -256,7 +291,10 @@ class Store:
             compare=[rpc.Compare(key=key, result=rpc.Compare.EQUAL, target=rpc.Compare.CREATE, create_revision=0)],
             success=[rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=_encode(obj), lease=lease))],
         )
-        resp = await self._txn(txn)
+        try:
+            resp = await self._txn(txn)
+        except TooLargeError as err:
+            raise TooLargeError(f'{kind.resource} "{obj.metadata.name}": {err.message}') from err
         if not resp.succeeded:
             raise AlreadyExistsError(f'{kind.resource} "{obj.metadata.name}" already exists')
         out = type(obj)()
@@ -266,9 +304,10 @@ class Store:
 
     async def create_many(self, items: Sequence[tuple[ApiObject, int]]) -> builtins.list[ApiObject | ApiError]:
         """Write several new objects (each with its lease) in one transaction when none of their keys is
-        taken; otherwise each is created on its own. One result per item, in order: the stored object, or
-        the error its own create gave. Objects written together share one revision, so this is only for
-        best-effort kinds that nothing resumes a watch on by exact version (Events)."""
+        taken and etcd takes the transaction; otherwise (a name taken, or the whole too large for one
+        request) each is created on its own, so one bad object fails alone. One result per item, in order:
+        the stored object, or the error its own create gave. Objects written together share one revision,
+        so this is only for best-effort kinds that nothing resumes a watch on by exact version (Events)."""
         if len(items) == 1:
             obj, lease = items[0]
             try:
@@ -283,8 +322,11 @@ class Store:
                 success=[rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=_encode(obj), lease=lease))
                          for key, (obj, lease) in zip(keys, items, strict=True)],
             )
-            resp = await self._txn(txn)
-            if resp.succeeded:
+            try:
+                resp = await self._txn(txn)
+            except TooLargeError:
+                resp = None
+            if resp is not None and resp.succeeded:
                 created: list[ApiObject | ApiError] = []
                 for obj, _ in items:
                     out = type(obj)()
@@ -550,6 +592,13 @@ class Allocations:
 
     async def claim(self, value: str, owner: str) -> bool:
         """Take `value` for `owner`; True if it is now (or already was) theirs."""
+        return (await self.take(value, owner))[1] == owner
+
+    async def take(self, value: str, owner: str) -> tuple[bool, str]:
+        """Take `value` for `owner`: (whether this call claimed it, who holds it now).
+
+        (False, owner) means it already was theirs: a caller that undoes its work on failure must not
+        release what it did not claim."""
         key = self.prefix + value.encode()
         txn = rpc.TxnRequest(
             compare=[rpc.Compare(key=key, result=rpc.Compare.EQUAL, target=rpc.Compare.CREATE, create_revision=0)],
@@ -558,9 +607,9 @@ class Allocations:
         )
         resp = await self.store._txn(txn)
         if resp.succeeded:
-            return True
+            return True, owner
         kvs = resp.responses[0].response_range.kvs
-        return bool(kvs) and kvs[0].value.decode() == owner
+        return False, kvs[0].value.decode() if kvs else ""
 
     async def owners(self) -> dict[str, str]:
         """Every claimed value and its owner."""

@@ -1,9 +1,11 @@
 """Admission validation: every rule refuses what it should, naming the field path and the rule."""
 
+import json
+
 import pytest
 
 from kybernetes.master.api.defaults import apply_defaults
-from kybernetes.master.api.validation import FieldError, ValidationError, validate
+from kybernetes.master.api.validation import ClusterNetwork, FieldError, ValidationError, validate
 from kybernetes.proto import objects_pb2 as pb
 
 DIGEST = "sha256:" + "0123456789abcdef" * 4
@@ -96,6 +98,8 @@ def node() -> pb.Node:
     obj.spec.taints.add(key="dedicated", value="web", effect="NoSchedule")
     obj.spec.taints.add(key="dedicated", value="web", effect="NoExecute")
     obj.status.capacity.update({"cpu": "2", "memory": "4022Mi", "pods": "110"})
+    obj.status.addresses.add(type="InternalIP", address="192.0.2.7")
+    obj.status.addresses.add(type="Hostname", address="node-1")
     return obj
 
 
@@ -116,7 +120,7 @@ def endpoints() -> pb.Endpoints:
     obj.metadata.namespace = "default"
     subset = obj.subsets.add()
     subset.addresses.add(ip="10.244.1.5", node_name="node-1")
-    subset.not_ready_addresses.add(ip="fd00::5")
+    subset.not_ready_addresses.add(ip="192.168.7.5")
     subset.ports.add(name="http", port=8080, protocol="TCP")
     return obj
 
@@ -198,6 +202,29 @@ def test_several_errors_are_joined():
         'Pod "web-1.v2" is invalid: spec.containers[0].image: Required value, '
         'spec.restartPolicy: Unsupported value: "Sometimes": supported values: "Always", "OnFailure", "Never"'
     )
+
+
+def test_a_long_value_is_shown_cut_and_its_length_said():
+    # Found by the API fuzzer: the whole 1.2 MB value went into the message, too big for gRPC's metadata.
+    obj = pod()
+    obj.spec.containers[0].image = "UPPER" * 240_000
+    with pytest.raises(ValidationError) as info:
+        validate(obj)
+    message = str(info.value)
+    assert 'spec.containers[0].image: Invalid value: "UPPERUPPER' in message
+    assert "... (1200002 characters)" in message and len(message) < 2000
+
+
+def test_many_errors_are_listed_up_to_the_message_limit_then_counted():
+    obj = pod()
+    for i in range(5000):
+        obj.metadata.labels[f"bad key {i}"] = "v"
+    with pytest.raises(ValidationError) as info:
+        validate(obj)
+    assert len(info.value.errors) == 5000
+    message = str(info.value)
+    assert message.startswith('Pod "web-1.v2" is invalid: metadata.labels: Invalid value: "bad key ')
+    assert len(message) < 3500 and message.endswith(" more errors")
 
 
 def test_old_of_another_kind_is_a_programming_error():
@@ -429,8 +456,6 @@ CASES = [
      "Forbidden: may not be specified when strategy `type` is 'Recreate'"),
     (deployment, _rolling("abc", 1), "spec.strategy.rollingUpdate.maxSurge",
      "Invalid value: \"abc\": a valid percent string must be a numeric string followed by an ending '%'"),
-    (deployment, _rolling("150%", 1), "spec.strategy.rollingUpdate.maxSurge",
-     'Invalid value: "150%": must not be greater than 100%'),
     (deployment, _rolling(1, "101%"), "spec.strategy.rollingUpdate.maxUnavailable",
      "must not be greater than 100%"),
     (deployment, _rolling(-1, 1), "spec.strategy.rollingUpdate.maxSurge",
@@ -491,9 +516,9 @@ CASES = [
     (event, lambda o: _set(o, count=-1), "count", "must be greater than or equal to 0"),
     # endpoints
     (endpoints, lambda o: _set(o.subsets[0].addresses[0], ip="10.244.1"), "subsets[0].addresses[0].ip",
-     "must be a valid IP address"),
+     "must be a valid IPv4 address"),
     (endpoints, lambda o: _set(o.subsets[0].not_ready_addresses[0], ip=""), "subsets[0].notReadyAddresses[0].ip",
-     "must be a valid IP address"),
+     "must be a valid IPv4 address"),
     (endpoints, lambda o: _set(o.subsets[0].ports[0], port=0), "subsets[0].ports[0].port", PORT_MSG),
     (endpoints, lambda o: _set(o.subsets[0].ports[0], protocol="SCTP"), "subsets[0].ports[0].protocol",
      "Unsupported value"),
@@ -501,9 +526,9 @@ CASES = [
 ]
 
 
-def _refused(obj, *, old=None) -> ValidationError:
+def _refused(obj, *, old=None, network=None) -> ValidationError:
     with pytest.raises(ValidationError) as info:
-        validate(obj, old=old)
+        validate(obj, old=old) if network is None else validate(obj, old=old, network=network)
     return info.value
 
 
@@ -577,3 +602,215 @@ def test_cluster_ip_may_be_set_when_unallocated():
     old = service()
     old.spec.cluster_ip = ""
     validate(service(), old=old)
+
+
+# ---------------------------------------------------------------- hardening: Node podCIDR and addresses
+
+
+@pytest.mark.parametrize(("cidr", "rule"), [
+    ("0.0.0.0/1", "must lie within the cluster CIDR 10.244.0.0/16"),
+    ("10.245.1.0/24", "must lie within the cluster CIDR 10.244.0.0/16"),
+    ("10.244.0.0/15", "must lie within the cluster CIDR 10.244.0.0/16"),
+    ("fd00::/64", "must be an IPv4 network"),
+    ("10.244.1.0/33", "must be a valid CIDR"),
+])
+def test_node_pod_cidr_must_lie_inside_the_cluster_cidr(cidr, rule):
+    obj = node()
+    obj.spec.pod_cidr = cidr
+    error = _refused(obj)
+    assert [e.path for e in error.errors] == ["spec.podCIDR"], error.errors
+    assert f'spec.podCIDR: Invalid value: "{cidr}": {rule}' in str(error)
+
+
+def test_node_pod_cidr_is_judged_against_the_configured_cluster_cidr():
+    obj = node()
+    obj.spec.pod_cidr = "10.200.3.0/24"
+    validate(obj, network=ClusterNetwork.of(cluster_cidr="10.200.0.0/16"))
+    error = _refused(node(), network=ClusterNetwork.of(cluster_cidr="10.200.0.0/16"))
+    assert 'must lie within the cluster CIDR 10.200.0.0/16' in str(error)
+
+
+def test_node_pod_cidr_may_be_set_once_and_is_immutable_after():
+    unset = node()
+    unset.spec.pod_cidr = ""
+    validate(node(), old=unset)  # "" -> a range: the allocation
+    for changed in ("10.244.2.0/24", ""):
+        new = node()
+        new.spec.pod_cidr = changed
+        error = _refused(new, old=node())
+        assert f'spec.podCIDR: Invalid value: "{changed}": field is immutable' in str(error)
+
+
+@pytest.mark.parametrize(("kind", "address", "rule"), [
+    ("InternalIP", "not-an-ip", "must be a valid IP address"),
+    ("InternalIP", "", "Required value"),
+    ("ExternalIP", "10.0.0.1/24", "must be a valid IP address"),
+    ("Elsewhere", "10.0.0.1", 'Unsupported value: "Elsewhere"'),
+])
+def test_node_addresses_must_be_ips(kind, address, rule):
+    obj = node()
+    obj.status.addresses.add(type=kind, address=address)
+    error = _refused(obj)
+    assert any(e.path.startswith("status.addresses[2]") and rule in e.rule for e in error.errors), error.errors
+
+
+# ---------------------------------------------------------------- hardening: pod updates
+
+
+def _bound_pod(node_name: str = "node-1") -> pb.Pod:
+    obj = pod()
+    obj.spec.node_name = node_name
+    return obj
+
+
+@pytest.mark.parametrize("change", [
+    lambda o: _set(_c0(o), image="localhost:5000/team/web:1.3"),
+    lambda o: _set(o.spec.containers[1], image="busybox:1.36"),
+    lambda o: o.metadata.labels.update({"release": "canary"}),
+    lambda o: o.metadata.annotations.update({"example.com/why": "rollout"}),
+    lambda o: o.spec.tolerations.add(key="extra", operator="Exists"),
+], ids=["image", "second-image", "labels", "annotations", "added-toleration"])
+def test_pod_update_may_change_images_metadata_and_add_tolerations(change):
+    new = _bound_pod()
+    change(new)
+    validate(new, old=_bound_pod())
+
+
+FORBIDDEN_POD_UPDATE = "spec: Forbidden: pod updates may not change fields other than `spec.containers[*].image`"
+
+
+@pytest.mark.parametrize(("change", "changed"), [
+    (lambda o: _set(o.spec, host_network=True), "hostNetwork"),
+    (lambda o: _c0(o).command.append("/bin/sh"), "containers"),
+    (lambda o: o.spec.containers.add(name="extra", image="busybox"), "containers"),
+    (lambda o: _set(o.spec, restart_policy="Never"), "restartPolicy"),
+    (lambda o: o.spec.node_selector.update({"disk": "ssd"}), "nodeSelector"),
+    (lambda o: _set(o.spec, termination_grace_period_seconds=5), "terminationGracePeriodSeconds"),
+    (lambda o: _c0(o).resources.limits.update({"cpu": "2"}), "containers"),
+], ids=["hostNetwork", "command", "added-container", "restartPolicy", "nodeSelector", "grace", "limits"])
+def test_pod_update_may_not_change_anything_else(change, changed):
+    new = _bound_pod()
+    change(new)
+    validate(new)  # a valid pod: only the update is refused
+    error = _refused(new, old=_bound_pod())
+    assert FORBIDDEN_POD_UPDATE in str(error), str(error)
+    assert f"spec.{changed}" in next(e.rule for e in error.errors if e.path == "spec")
+
+
+def test_pod_update_may_not_remove_or_change_a_toleration():
+    new = _bound_pod()
+    del new.spec.tolerations[0]
+    error = _refused(new, old=_bound_pod())
+    assert "spec.tolerations: Forbidden: existing toleration can not be modified" in str(error)
+
+
+def test_pod_node_name_may_be_set_once_then_never_changed():
+    unbound = _bound_pod("")
+    validate(_bound_pod("node-1"), old=unbound)  # the binding
+    for changed in ("node-2", ""):
+        error = _refused(_bound_pod(changed), old=_bound_pod("node-1"))
+        assert f'spec.nodeName: Invalid value: "{changed}": field is immutable once set' in str(error)
+
+
+def test_pod_status_update_with_an_unchanged_spec_passes():
+    old = _bound_pod()
+    new = _bound_pod()
+    new.status.phase = "Running"
+    new.status.pod_ip = "10.244.1.5"
+    new.status.host_ip = "192.0.2.7"
+    validate(new, old=old)
+
+
+# ---------------------------------------------------------------- hardening: pod IPs and Endpoints addresses
+
+
+@pytest.mark.parametrize(("ip", "rule"), [
+    ("10.9.9.9", "must be an IPv4 address in the cluster's pod range 10.244.0.0/16"),
+    ("fd00::1", "must be an IPv4 address in the cluster's pod range"),
+    ("10.244.1", "must be an IPv4 address in the cluster's pod range"),
+    ("10.244.1.5 ", "must be an IPv4 address in the cluster's pod range"),
+])
+def test_pod_ip_must_be_ipv4_in_the_pod_range(ip, rule):
+    obj = _bound_pod()
+    obj.status.pod_ip = ip
+    error = _refused(obj)
+    assert f"status.podIP: Invalid value: {json.dumps(ip)}: {rule}" in str(error)
+
+
+def test_host_network_pod_ip_is_its_host_ip():
+    obj = _bound_pod()
+    obj.spec.host_network = True
+    obj.status.host_ip = obj.status.pod_ip = "192.0.2.7"
+    validate(obj)
+    obj.status.pod_ip = "192.0.2.8"
+    assert 'status.podIP: Invalid value: "192.0.2.8": must be equal to status.hostIP' in str(_refused(obj))
+    obj.status.pod_ip = obj.status.host_ip = "fd00::7"
+    assert "status.podIP" in str(_refused(obj))
+
+
+def test_host_ip_must_be_an_ip():
+    obj = _bound_pod()
+    obj.status.host_ip = "node-1"
+    assert 'status.hostIP: Invalid value: "node-1": must be a valid IPv4 address' in str(_refused(obj))
+
+
+@pytest.mark.parametrize(("ip", "rule"), [
+    ("127.0.0.1", "may not be in the loopback range (127.0.0.0/8)"),
+    ("169.254.169.254", "may not be in the link-local range (169.254.0.0/16)"),
+    ("169.254.3.4", "may not be in the link-local range (169.254.0.0/16)"),
+    ("224.0.0.1", "may not be in the multicast range (224.0.0.0/4)"),
+    ("0.0.0.0", "may not be unspecified (0.0.0.0)"),
+    ("255.255.255.255", "may not be the broadcast address"),
+    ("fd00::5", "must be a valid IPv4 address"),
+    ("10.244.1.5 -j ACCEPT", "must be a valid IPv4 address"),
+    ("010.244.1.5", "must be a valid IPv4 address"),
+])
+@pytest.mark.parametrize("field", ["addresses", "not_ready_addresses"])
+def test_endpoints_addresses_refuse_what_a_proxy_must_never_reach(ip, rule, field):
+    obj = endpoints()
+    getattr(obj.subsets[0], field)[0].ip = ip
+    error = _refused(obj)
+    camel = {"addresses": "addresses", "not_ready_addresses": "notReadyAddresses"}[field]
+    assert f"subsets[0].{camel}[0].ip: Invalid value: {json.dumps(ip)}: {rule}" in str(error), str(error)
+
+
+# ---------------------------------------------------------------- hardening: probe hosts
+
+
+@pytest.mark.parametrize("host", ["169.254.169.254", "127.0.0.1", "example.com", "10.96.0.1", "fd00::1"])
+@pytest.mark.parametrize("factory", [pod, deployment])
+def test_probe_hosts_outside_the_pod_range_are_refused(host, factory):
+    obj = factory()
+    _c0(obj).liveness_probe.http_get.host = host
+    _c0(obj).readiness_probe.tcp_socket.host = host
+    error = _refused(obj)
+    prefix = TC if factory is deployment else C
+    rule = f"Invalid value: {json.dumps(host)}: must be an IPv4 address in the cluster's pod range 10.244.0.0/16"
+    assert f"{prefix}.livenessProbe.httpGet.host: {rule}" in str(error), str(error)
+    assert f"{prefix}.readinessProbe.tcpSocket.host: {rule}" in str(error), str(error)
+
+
+def test_probe_host_inside_the_pod_range_or_empty_passes():
+    obj = pod()
+    _c0(obj).liveness_probe.http_get.host = "10.244.3.7"
+    validate(obj)
+
+
+# ---------------------------------------------------------------- hardening: sizes and maxSurge
+
+
+def test_an_object_over_one_mib_is_refused_naming_it():
+    obj = event()
+    obj.message = "x" * (1024 * 1024)
+    error = _refused(obj)
+    assert str(error).startswith('Event "web.17a2b" is invalid: message: Too long: the object is ')
+    assert "bytes serialized, more than the 1 MiB limit (1048576 bytes)" in str(error)
+    obj.message = "x" * (1024 * 1024 - 200)
+    validate(obj)
+
+
+@pytest.mark.parametrize("surge", ["150%", "1000%", 50])
+def test_max_surge_may_exceed_100_percent_as_in_kubernetes(surge):
+    obj = deployment()
+    _rolling(surge, 0)(obj)
+    validate(obj)

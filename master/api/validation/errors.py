@@ -42,12 +42,41 @@ class ValidationError(InvalidError, ValueError):
         self.name = name
         self.errors = list(errors)
         qualified = f"{kind}.{group}" if group else kind
-        details = ", ".join(str(error) for error in self.errors)
-        super().__init__(f"{qualified} {json.dumps(name)} is invalid: {details}")
+        shown = json.dumps(name) if len(name) <= MAX_SHOWN else \
+            f"{json.dumps(name[:MAX_SHOWN])}... ({len(name)} characters)"
+        super().__init__(f"{qualified} {shown} is invalid: {_listed(self.errors)}")
+
+
+def _listed(errors: list[FieldError]) -> str:
+    """The errors joined by commas, as many as fit in MAX_MESSAGE characters, then how many more there are."""
+    shown: list[str] = []
+    size = 0
+    for i, error in enumerate(errors):
+        text = str(error)
+        if shown and size + len(text) > MAX_MESSAGE:
+            return ", ".join(shown) + f", and {len(errors) - i} more errors"
+        shown.append(text)
+        size += len(text) + 2
+    return ", ".join(shown)
+
+
+# A refusal travels back in gRPC's grpc-message trailer, which clients refuse beyond 8-16 KiB (the stream is
+# then lost as RESOURCE_EXHAUSTED, "received metadata size exceeds hard limit", and the caller never learns
+# why): a value is shown up to MAX_SHOWN characters, and a message lists errors up to MAX_MESSAGE characters.
+MAX_SHOWN = 256
+MAX_MESSAGE = 3000
 
 
 def show(value: object) -> str:
-    """A value as Kubernetes prints it inside an error: strings quoted, maps and lists as JSON."""
+    """A value as Kubernetes prints it inside an error: strings quoted, maps and lists as JSON; a long one cut
+    at MAX_SHOWN characters with its full length said."""
+    text = _show(value)
+    if len(text) > MAX_SHOWN:
+        return f"{text[:MAX_SHOWN]}... ({len(text)} characters)"
+    return text
+
+
+def _show(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | Decimal):

@@ -1,9 +1,23 @@
-"""Pods: the pod spec (containers, images, ports, env, resources, probes, tolerations) and pod status.
+"""Pods: the pod spec (containers, images, ports, env, resources, probes, tolerations), pod status, and
+what an update may change.
 
 `validate_pod_spec` is shared with the workload kinds, whose pod templates
 carry a pod spec (`kybernetes.master.api.validation.apps`). Port rules come from
 `ports`, taint effects from `nodes`, and the name and image syntax from
 `kybernetes.core.api.formats`.
+
+Addresses the kubelet acts on are judged against the cluster's pod range
+(`network`): a probe's `httpGet.host` / `tcpSocket.host`, when given, must be an
+IPv4 address in it (empty means the pod IP, the default), so no pod author can
+make a kubelet connect anywhere from the Node's namespace; `status.podIP` is an
+IPv4 address in it, except for a hostNetwork pod, whose IP is its Node's
+(`status.hostIP`).
+
+Updates follow Kubernetes' ValidatePodUpdate: a pod's spec is fixed once it
+exists, except container images, added tolerations, and nodeName, which is set
+once (the binding) and never changed after; the router would otherwise move a
+running pod. Anything else is `spec: Forbidden: pod updates may not change
+fields other than ...`, naming the fields that changed.
 """
 
 from __future__ import annotations
@@ -14,6 +28,7 @@ from kybernetes.core.api import formats
 from kybernetes.core.api.quantity import QuantityError, parse_quantity
 from kybernetes.master.api.validation.errors import Errors
 from kybernetes.master.api.validation.meta import validate_labels
+from kybernetes.master.api.validation.network import ClusterNetwork, pod_range_ip
 from kybernetes.master.api.validation.nodes import TAINT_EFFECTS
 from kybernetes.master.api.validation.ports import PROTOCOLS, validate_int_or_string_port, validate_port_number
 from kybernetes.proto import objects_pb2 as pb
@@ -61,7 +76,7 @@ def _resources(errors: Errors, path: str, resources: pb.ResourceRequirements) ->
             )
 
 
-def _probe(errors: Errors, path: str, probe: pb.Probe, *, liveness: bool) -> None:
+def _probe(errors: Errors, path: str, probe: pb.Probe, *, liveness: bool, network: ClusterNetwork) -> None:
     handlers = [field for field in ("exec", "http_get", "tcp_socket") if probe.HasField(field)]
     if not handlers:
         errors.required(path, "must specify a handler type")
@@ -72,8 +87,12 @@ def _probe(errors: Errors, path: str, probe: pb.Probe, *, liveness: bool) -> Non
     if probe.HasField("http_get"):
         validate_int_or_string_port(errors, f"{path}.httpGet.port", probe.http_get.port, required=True)
         errors.enum(f"{path}.httpGet.scheme", probe.http_get.scheme, _HTTP_SCHEMES)
+        if probe.http_get.host:
+            pod_range_ip(errors, f"{path}.httpGet.host", probe.http_get.host, network)
     if probe.HasField("tcp_socket"):
         validate_int_or_string_port(errors, f"{path}.tcpSocket.port", probe.tcp_socket.port, required=True)
+        if probe.tcp_socket.host:
+            pod_range_ip(errors, f"{path}.tcpSocket.host", probe.tcp_socket.host, network)
     for field in (
         "initial_delay_seconds",
         "period_seconds",
@@ -103,7 +122,8 @@ _CAMEL = {
 SECCOMP_TYPES = ("RuntimeDefault", "Unconfined")
 
 
-def _container(errors: Errors, path: str, container: pb.Container, port_names: set[str]) -> None:
+def _container(errors: Errors, path: str, container: pb.Container, port_names: set[str], *,
+               network: ClusterNetwork) -> None:
     if not container.name:
         errors.required(f"{path}.name")
     else:
@@ -135,9 +155,9 @@ def _container(errors: Errors, path: str, container: pb.Container, port_names: s
     if container.HasField("resources"):
         _resources(errors, f"{path}.resources", container.resources)
     if container.HasField("liveness_probe"):
-        _probe(errors, f"{path}.livenessProbe", container.liveness_probe, liveness=True)
+        _probe(errors, f"{path}.livenessProbe", container.liveness_probe, liveness=True, network=network)
     if container.HasField("readiness_probe"):
-        _probe(errors, f"{path}.readinessProbe", container.readiness_probe, liveness=False)
+        _probe(errors, f"{path}.readinessProbe", container.readiness_probe, liveness=False, network=network)
 
 
 def _toleration(errors: Errors, path: str, toleration: pb.Toleration) -> None:
@@ -163,7 +183,7 @@ def _toleration(errors: Errors, path: str, toleration: pb.Toleration) -> None:
         )
 
 
-def validate_pod_spec(errors: Errors, path: str, spec: pb.PodSpec) -> None:
+def validate_pod_spec(errors: Errors, path: str, spec: pb.PodSpec, *, network: ClusterNetwork) -> None:
     if not spec.containers:
         errors.required(f"{path}.containers")
     container_names: set[str] = set()
@@ -174,7 +194,7 @@ def validate_pod_spec(errors: Errors, path: str, spec: pb.PodSpec) -> None:
             if container.name in container_names:
                 errors.duplicate(f"{container_path}.name", container.name)
             container_names.add(container.name)
-        _container(errors, container_path, container, port_names)
+        _container(errors, container_path, container, port_names, network=network)
     errors.enum(f"{path}.restartPolicy", spec.restart_policy, _RESTART_POLICIES)
     errors.enum(f"{path}.securityContext.seccompProfile.type", spec.security_context.seccomp_profile.type,
                 SECCOMP_TYPES)
@@ -188,6 +208,53 @@ def validate_pod_spec(errors: Errors, path: str, spec: pb.PodSpec) -> None:
         errors.check(f"{path}.hostname", spec.hostname, formats.dns1123_label)
 
 
-def validate_pod(errors: Errors, pod: pb.Pod, old: pb.Pod | None) -> None:
-    validate_pod_spec(errors, "spec", pod.spec)
-    errors.enum("status.phase", pod.status.phase, _POD_PHASES)
+def validate_pod(errors: Errors, pod: pb.Pod, old: pb.Pod | None, *,
+                 network: ClusterNetwork) -> None:
+    validate_pod_spec(errors, "spec", pod.spec, network=network)
+    _status(errors, pod, network=network)
+    if old is not None:
+        _spec_update(errors, pod.spec, old.spec)
+
+
+def _status(errors: Errors, pod: pb.Pod, *, network: ClusterNetwork) -> None:
+    status = pod.status
+    errors.enum("status.phase", status.phase, _POD_PHASES)
+    if status.host_ip:
+        errors.check("status.hostIP", status.host_ip, formats.ipv4_address)
+    if not status.pod_ip:
+        return
+    if not pod.spec.host_network:
+        pod_range_ip(errors, "status.podIP", status.pod_ip, network)
+    elif errors.check("status.podIP", status.pod_ip, formats.ipv4_address) and status.host_ip and \
+            status.pod_ip != status.host_ip:
+        errors.invalid("status.podIP", status.pod_ip, "must be equal to status.hostIP for a hostNetwork pod")
+
+
+# What Kubernetes lets a pod update change, as its message names them (we have no initContainers and no
+# activeDeadlineSeconds; nodeName is ours: the scheduler binds by update, once).
+_POD_UPDATE_MSG = ("pod updates may not change fields other than `spec.containers[*].image`, "
+                   "`spec.tolerations` (only additions to existing tolerations) and `spec.nodeName` "
+                   "(only to bind an unbound pod)")
+
+
+def _spec_update(errors: Errors, spec: pb.PodSpec, old: pb.PodSpec) -> None:
+    """Kubernetes' ValidatePodUpdate: the new spec, with the mutable fields taken from the old, must equal it."""
+    if old.node_name and spec.node_name != old.node_name:
+        errors.invalid("spec.nodeName", spec.node_name, f'field is immutable once set (bound to "{old.node_name}")')
+    mutable = pb.PodSpec()
+    mutable.CopyFrom(spec)
+    mutable.node_name = old.node_name
+    if len(mutable.containers) == len(old.containers):
+        for container, old_container in zip(mutable.containers, old.containers, strict=True):
+            container.image = old_container.image
+    if all(toleration in spec.tolerations for toleration in old.tolerations):
+        del mutable.tolerations[:]
+        mutable.tolerations.extend(old.tolerations)
+    else:
+        errors.forbidden("spec.tolerations", "existing toleration can not be modified except its tolerationSeconds")
+        del mutable.tolerations[:]
+        mutable.tolerations.extend(old.tolerations)
+    if mutable != old:
+        changed = sorted(f"spec.{field.json_name}" for field in pb.PodSpec.DESCRIPTOR.fields
+                         if getattr(mutable, field.name) != getattr(old, field.name))
+        errors.forbidden("spec", f"{_POD_UPDATE_MSG}; changed: {', '.join(changed)}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from kybernetes.master.api.validation.errors import Errors
+from kybernetes.master.api.validation.network import ClusterNetwork
 from kybernetes.proto import objects_pb2 as pb
 
 RBAC_GROUP = "rbac.authorization.k8s.io"
@@ -46,7 +47,8 @@ def _rules(errors: Errors, rules: Any) -> None:
                 errors.invalid(f"{path}.resources[{j}]", resource, "must be a resource, resource/subresource or *")
 
 
-def validate_role(errors: Errors, role: pb.Role | pb.ClusterRole, old: Any) -> None:
+def validate_role(errors: Errors, role: pb.Role | pb.ClusterRole, old: Any, *,
+                  network: ClusterNetwork) -> None:
     _rules(errors, role.rules)
 
 
@@ -70,10 +72,12 @@ def _binding(errors: Errors, binding: pb.RoleBinding | pb.ClusterRoleBinding, ol
             errors.required(f"subjects[{i}].name")
 
 
-def validate_role_binding(errors: Errors, binding: pb.RoleBinding, old: pb.RoleBinding | None) -> None:
+def validate_role_binding(errors: Errors, binding: pb.RoleBinding, old: pb.RoleBinding | None, *,
+                          network: ClusterNetwork) -> None:
     _binding(errors, binding, old, role_kinds=("Role", "ClusterRole"))
 
 
 def validate_cluster_role_binding(errors: Errors, binding: pb.ClusterRoleBinding,
-                                  old: pb.ClusterRoleBinding | None) -> None:
+                                  old: pb.ClusterRoleBinding | None, *,
+                                  network: ClusterNetwork) -> None:
     _binding(errors, binding, old, role_kinds=("ClusterRole",))

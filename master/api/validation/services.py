@@ -5,8 +5,11 @@ there are several, unique by name and by port/protocol, targetPort a number or
 a container port's name, nodePort only on NodePort services and in the node
 port range), the label selector map, and a clusterIP that is an IP address the
 server allocates once and an update may not change. Endpoints: each subset's
-addresses are IP addresses and its ports are valid. Port rules come from
-`ports`, name syntax from `kybernetes.core.api.formats`.
+addresses are where every Node's proxy sends Service traffic, so each must be
+an IPv4 unicast address a pod can have (`formats.endpoint_ip`: not loopback,
+link-local, the metadata address, multicast or unspecified), and its ports are
+valid. Port rules come from `ports`, name syntax from
+`kybernetes.core.api.formats`.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import ipaddress
 from kybernetes.core.api import formats
 from kybernetes.master.api.validation.errors import Errors
 from kybernetes.master.api.validation.meta import validate_labels
+from kybernetes.master.api.validation.network import ClusterNetwork
 from kybernetes.master.api.validation.ports import PROTOCOLS, validate_int_or_string_port, validate_port_number
 from kybernetes.proto import objects_pb2 as pb
 
@@ -31,7 +35,8 @@ def _ip_address(errors: Errors, path: str, address: str) -> None:
         errors.invalid(path, address, "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)")
 
 
-def validate_service(errors: Errors, service: pb.Service, old: pb.Service | None) -> None:
+def validate_service(errors: Errors, service: pb.Service, old: pb.Service | None, *,
+                     network: ClusterNetwork) -> None:
     spec = service.spec
     errors.enum("spec.type", spec.type, _SERVICE_TYPES)
     errors.enum("spec.sessionAffinity", spec.session_affinity, _SESSION_AFFINITIES)
@@ -79,7 +84,8 @@ def validate_service(errors: Errors, service: pb.Service, old: pb.Service | None
         errors.invalid("spec.clusterIP", spec.cluster_ip, "field is immutable")
 
 
-def validate_endpoints(errors: Errors, endpoints: pb.Endpoints, old: pb.Endpoints | None) -> None:
+def validate_endpoints(errors: Errors, endpoints: pb.Endpoints, old: pb.Endpoints | None, *,
+                       network: ClusterNetwork) -> None:
     for i, subset in enumerate(endpoints.subsets):
         path = f"subsets[{i}]"
         for field, addresses in (
@@ -87,7 +93,7 @@ def validate_endpoints(errors: Errors, endpoints: pb.Endpoints, old: pb.Endpoint
             ("notReadyAddresses", subset.not_ready_addresses),
         ):
             for j, address in enumerate(addresses):
-                _ip_address(errors, f"{path}.{field}[{j}].ip", address.ip)
+                errors.check(f"{path}.{field}[{j}].ip", address.ip, formats.endpoint_ip)
         for j, port in enumerate(subset.ports):
             port_path = f"{path}.ports[{j}]"
             if port.name:

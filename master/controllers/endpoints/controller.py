@@ -6,18 +6,22 @@ Endpoints from the caches and writes it only if it differs. A pod appears
 under `addresses` when it has an IP and is Ready, under `notReadyAddresses`
 when it has an IP but is not Ready, and disappears the moment it starts
 terminating (deletionTimestamp), before its containers are signalled, so the
-proxies stop sending it new connections first.
+proxies stop sending it new connections first. A pod whose IP the API would
+refuse in Endpoints (`formats.endpoint_ip`: a hostNetwork pod on a Node whose
+address is loopback, say) is left out, so one such pod cannot make every write
+of its Service's Endpoints fail.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+from kybernetes.core.api import formats
 from kybernetes.core.api.client import ObjectClient
 from kybernetes.core.api.errors import AlreadyExistsError, ConflictError, NotFoundError
 from kybernetes.core.api.objects import is_pod_ready
 from kybernetes.core.api.selectors import from_labels
-from kybernetes.core.log import get_logger
+from kybernetes.core.log import get_logger, obj_ref
 from kybernetes.core.machinery.actors import Supervisor
 from kybernetes.core.machinery.informer import Informer, by_namespace, object_key, split_key
 from kybernetes.core.machinery.workqueue import WorkQueue, run_workers
@@ -45,6 +49,11 @@ def build_subsets(service: pb.Service, pods: Iterable[pb.Pod]) -> list[pb.Endpoi
         if not pod.status.pod_ip or pod.metadata.HasField("deletion_timestamp"):
             continue
         if pod.status.phase in ("Succeeded", "Failed"):
+            continue
+        problems = formats.endpoint_ip(pod.status.pod_ip)
+        if problems:
+            log.warning("pod left out of Endpoints: its IP cannot be an endpoint", ip=pod.status.pod_ip,
+                        object=obj_ref("pods", pod.metadata.name, pod.metadata.namespace), error="; ".join(problems))
             continue
         ports = []
         for sp in service.spec.ports:
