@@ -30,7 +30,7 @@ from typing import Any
 
 import grpc
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kybernetes.core.api import kinds
@@ -39,7 +39,9 @@ from kybernetes.proto import api_pb2
 from tests.fuzz.api import FIGURES, Answer, FuzzApi
 from tests.fuzz.strategies import VOCABULARY, Draw, mutate, random_message, unicode, valid_object
 
-pytestmark = pytest.mark.etcd
+# The suite's 300 s per test fits the short profile; the long one (ten times the cases, on a loaded machine)
+# gets a second per case.
+pytestmark = [pytest.mark.etcd, pytest.mark.timeout(max(300, settings.default.max_examples))]
 
 _SCOPES = itertools.count(1)
 RESOURCES = tuple(k.resource for k in KINDS)
