@@ -40,6 +40,13 @@ def _blackhole_present(cidr: str) -> bool:
     return any(line.startswith("blackhole") and f"metric {GUARD_METRIC}" in line for line in result.stdout.splitlines())
 
 
+def _write_state(path: Path, state: dict[str, Any]) -> None:
+    """Written whole or not at all (a holder killed mid-write must not leave half a record for the next)."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    partial.write_text(json.dumps(state))
+    os.replace(partial, path)
+
+
 @contextlib.contextmanager
 def guard_host_routes(routes: tuple[str, ...] = GUARDED_ROUTES) -> Iterator[None]:
     """Hold the blackhole routes (and the ip_forward value) for as long as the block runs."""
@@ -57,7 +64,7 @@ def guard_host_routes(routes: tuple[str, ...] = GUARDED_ROUTES) -> Iterator[None
                 run_command(["ip", "route", "add", "blackhole", cidr, "metric", GUARD_METRIC], check=True)
                 state["added"] = sorted(set(state["added"]) | {cidr})
         state["holders"] = [*holders, os.getpid()]
-        state_path.write_text(json.dumps(state))
+        _write_state(state_path, state)
     try:
         yield
     finally:
@@ -65,7 +72,7 @@ def guard_host_routes(routes: tuple[str, ...] = GUARDED_ROUTES) -> Iterator[None
             state = json.loads(state_path.read_text()) if state_path.exists() else {"holders": [], "added": []}
             state["holders"] = [pid for pid in state.get("holders", []) if pid != os.getpid() and pid_alive(pid)]
             if state["holders"]:
-                state_path.write_text(json.dumps(state))
+                _write_state(state_path, state)
             else:
                 for cidr in state.get("added", []):
                     run_command(["ip", "route", "del", "blackhole", cidr, "metric", GUARD_METRIC])

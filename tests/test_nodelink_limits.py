@@ -16,22 +16,14 @@ from pathlib import Path
 import grpc
 
 from harness.master import MasterProcess
+from harness.memory import MIB, PeakRSS
 from harness.nodelink import ScriptedNode
 from harness.waiting import until
 from kybernetes.master.store.embedded import EtcdProcess
 from kybernetes.proto import node_pb2
 from kybernetes.proto import objects_pb2 as pb
 
-MIB = 1024 * 1024
 SERVICES = 500  # each created, then updated: 1,000 Service changes
-
-
-def rss_bytes(pid: int) -> int:
-    """The resident set of a process, from /proc/<pid>/status."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError(f"no VmRSS in /proc/{pid}/status")
 
 
 def service(i: int) -> pb.Service:
@@ -70,31 +62,19 @@ async def test_a_kubelet_that_never_reads_is_bounded_and_disconnected_while_othe
 
             call = stuck.stub.Connect(register_then_nothing())  # never read until the end
             await until(lambda: _connected(log_path, "stuck"), message="the stuck Node connected")
-            baseline = rss_bytes(pid)
-            peak = baseline
-            sampling = True
-
-            async def sample() -> None:
-                nonlocal peak
-                while sampling:
-                    peak = max(peak, rss_bytes(pid))
-                    await asyncio.sleep(0.05)
-
-            sampler = asyncio.create_task(sample())
-            for start in range(0, SERVICES, 25):
-                await asyncio.gather(*(client.create(service(i)) for i in range(start, min(start + 25, SERVICES))))
-            for start in range(0, SERVICES, 25):
-                batch = [await client.get("services", f"svc-{i:04d}")
-                         for i in range(start, min(start + 25, SERVICES))]
-                for svc in batch:
-                    svc.metadata.labels["version"] = "2"
-                await asyncio.gather(*(client.update(svc) for svc in batch))
-            # The other kubelet sees the end state of every change.
-            await reader.expect("service_sync", timeout=60, where=_all_updated)
-            sampling = False
-            await sampler
-            grown = peak - baseline
-            assert grown < 50 * MIB, f"master RSS grew {grown / MIB:.1f} MiB (from {baseline / MIB:.1f} MiB)"
+            async with PeakRSS(pid, interval=0.05) as rss:
+                for start in range(0, SERVICES, 25):
+                    await asyncio.gather(*(client.create(service(i)) for i in range(start, min(start + 25, SERVICES))))
+                for start in range(0, SERVICES, 25):
+                    batch = [await client.get("services", f"svc-{i:04d}")
+                             for i in range(start, min(start + 25, SERVICES))]
+                    for svc in batch:
+                        svc.metadata.labels["version"] = "2"
+                    await asyncio.gather(*(client.update(svc) for svc in batch))
+                # The other kubelet sees the end state of every change.
+                await reader.expect("service_sync", timeout=60, where=_all_updated)
+            grown = rss.grown
+            assert grown < 50 * MIB, f"master RSS grew {grown / MIB:.1f} MiB (from {rss.baseline / MIB:.1f} MiB)"
 
             await until(lambda: _closed_for_not_reading(log_path), timeout=60,
                         message="the master closed the stuck kubelet's stream")

@@ -23,17 +23,16 @@ import pytest
 
 from harness.builders import make_pod
 from harness.master import REPO, MasterProcess
+from harness.memory import MIB, PeakRSS, rss_bytes
 from harness.nodelink import ScriptedNode
 from harness.waiting import until
 from kybernetes.master.store.embedded import EtcdProcess
 from kybernetes.proto import node_pb2, node_pb2_grpc
 from kybernetes.proto import objects_pb2 as pb
-from tests.test_nodelink_limits import rss_bytes
 
 if TYPE_CHECKING:
     from harness.kubelet import KubeletProcess
 
-MIB = 1024 * 1024
 LOG_BYTES = 10 * MIB
 # Issue 17's figure is "less than the log" (10 MiB). Without flow control a client's own buffers (its HTTP/2
 # window, grown to a few MiB) hide part of the log, so that figure alone is met by a master that queues 6 MiB
@@ -80,40 +79,29 @@ async def test_logs_to_a_client_that_pauses_grow_the_master_by_a_few_chunks(
         out, err = await asyncio.wait_for(warm.communicate(), 60)
         assert warm.returncode == 0 and out == content[content.rindex(b"\n", 0, -1) + 1:], err
 
-        baseline = peak = rss_bytes(pid)
-        sampling = True
-
-        async def sample() -> None:
-            nonlocal peak
-            while sampling:
-                peak = max(peak, rss_bytes(pid))
-                await asyncio.sleep(0.02)
-
-        sampler = asyncio.create_task(sample())
-        paused = await _kybctl(master, "logs", "talker")  # its stdout is not read: it stops reading its stream
-        try:
-            # Until the kubelet says the session is held back (the whole path is full), or the master grew past
-            # the bound (no flow control: the kubelet sends the whole log into the master).
-            await until(lambda: HELD_BACK in kubelet.log_path.read_bytes() or peak - baseline >= GROWTH_BOUND,
-                        timeout=120, message="the kubelet held back, or the master took the whole log")
-            paused_growth = peak - baseline
-            # The client reads again: everything arrives, in order, nothing lost.
-            assert paused.stdout is not None
-            received = await asyncio.wait_for(paused.stdout.read(), 120)
-            await asyncio.wait_for(paused.wait(), 30)
-        finally:
-            sampling = False
-            await sampler
-            if paused.returncode is None:
-                paused.kill()
-                await paused.wait()
+        async with PeakRSS(pid) as rss:
+            paused = await _kybctl(master, "logs", "talker")  # its stdout is not read: it stops reading its stream
+            try:
+                # Until the kubelet says the session is held back (the whole path is full), or the master grew
+                # past the bound (no flow control: the kubelet sends the whole log into the master).
+                await until(lambda: HELD_BACK in kubelet.log_path.read_bytes() or rss.grown >= GROWTH_BOUND,
+                            timeout=120, message="the kubelet held back, or the master took the whole log")
+                paused_growth = rss.mark()
+                # The client reads again: everything arrives, in order, nothing lost.
+                assert paused.stdout is not None
+                received = await asyncio.wait_for(paused.stdout.read(), 120)
+                await asyncio.wait_for(paused.wait(), 30)
+            finally:
+                if paused.returncode is None:
+                    paused.kill()
+                    await paused.wait()
         assert paused.returncode == 0
         assert len(received) == len(content) and received == content
-        grown = peak - baseline
-        print(f"master RSS: baseline {baseline / MIB:.1f} MiB, grew {paused_growth / MIB:.2f} MiB while the "
+        grown = rss.grown
+        print(f"master RSS: baseline {rss.baseline / MIB:.1f} MiB, grew {paused_growth / MIB:.2f} MiB while the "
               f"client paused, {grown / MIB:.2f} MiB over the whole transfer")
         assert grown < GROWTH_BOUND < LOG_BYTES, \
-            f"master RSS grew {grown / MIB:.1f} MiB (from {baseline / MIB:.1f} MiB)"
+            f"master RSS grew {grown / MIB:.1f} MiB (from {rss.baseline / MIB:.1f} MiB)"
 
 
 def _exec_master(etcd: EtcdProcess, tmp_path: Path, *args: str) -> MasterProcess:
@@ -210,7 +198,7 @@ async def test_a_kubelet_that_ignores_flow_control_ends_its_session_not_the_mast
         try:
             await node.connect()
             await client.create(make_pod("shell", node="flood"))
-            baseline = rss_bytes(master.proc.pid)
+            baseline = rss_bytes(master.proc.pid)  # at the end, not a peak: the session's buffers are what count
             call = ExecCall(node_pb2_grpc.PodAPIStub(client.channel), pod="shell")  # never read until the end
             start = (await node.expect("exec_start")).exec_start
             chunk = b"x" * (64 * 1024)
