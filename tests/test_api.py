@@ -488,6 +488,21 @@ async def test_refusals_found_by_the_fuzzer_name_their_field(client: Client):
     await _refused_unwritten(client, client.update_status(created), "status", "Forbidden: events have no status")
 
 
+async def test_a_resource_version_beyond_int64_or_not_plain_digits_is_invalid_argument(client: Client):
+    # A watch from 10**30 was INTERNAL (etcd's request takes an int64) until the fuzzer's watches found it;
+    # " 5", "+5" and "5_0" were taken for 5 and 50 by int().
+    for value in ("1" + "0" * 30, str(2**63), " 5", "+5", "5_0"):
+        with pytest.raises(InvalidError, match=r"^resourceVersion: Invalid value: "):
+            async for _ in client.watch_once("pods", resource_version=value):
+                pass
+    pod = await client.create(make_pod("versioned"))
+    stale = pb.Pod()
+    stale.CopyFrom(pod)
+    stale.metadata.resource_version = str(2**64)
+    with pytest.raises(InvalidError, match=r"^metadata.resourceVersion: Invalid value: .*between 1 and"):
+        await client.update(stale)
+
+
 async def test_an_undecodable_or_huge_write_is_invalid_argument_naming_the_field(client: Client,
                                                                                 master: MasterProcess):
     # Found by the API fuzzer: bytes that are no UTF-8 in a string field were answered UNKNOWN (grpc's own

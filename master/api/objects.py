@@ -80,13 +80,17 @@ def resolve_kind(resource: str) -> Kind:
         raise InvalidRequest(f"resource: Unsupported value: {resource!r}") from err
 
 
+# etcd's revisions are int64: a larger version is no version etcd can have, and would not even fit its request.
+_MAX_RV = 2**63 - 1
+
+
 def _parse_rv(value: str, field: str = "metadata.resourceVersion") -> int:
-    try:
-        rv = int(value)
-    except ValueError:
-        raise InvalidRequest(f"{field}: Invalid value: {value!r}: must be a decimal integer") from None
-    if rv <= 0:
-        raise InvalidRequest(f"{field}: Invalid value: {value!r}: must be positive")
+    """A resourceVersion as etcd's revision: decimal digits only (no sign, space or `_`, which int() takes)."""
+    if not (value.isascii() and value.isdigit()):
+        raise InvalidRequest(f"{field}: Invalid value: {json.dumps(value[:64])}: must be a decimal integer")
+    rv = int(value)
+    if rv <= 0 or rv > _MAX_RV:
+        raise InvalidRequest(f"{field}: Invalid value: {json.dumps(value[:64])}: must be between 1 and {_MAX_RV}")
     return rv
 
 

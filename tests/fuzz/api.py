@@ -13,7 +13,11 @@ credentials) and checks the fuzzer's properties on each answer:
   /kybernetes/, which is left out. The check reads the number of keys under /registry/ and the highest
   mod_revision among them before and after: a put raises the highest, a delete lowers the count;
 - an accepted write reads back exactly: Get answers the very object the write answered (byte for byte,
-  deterministic serialization), or NOT_FOUND when the write deleted it.
+  deterministic serialization), or NOT_FOUND when the write deleted it;
+- a watch is refused as a unary call is, or streams events of the four types, each object whole and in the
+  namespace asked for. A watch that is accepted never ends by itself, so the client reads it for
+  `WATCH_LOOK` seconds (or `WATCH_EVENTS` events) and ends it: a deadline there is the answer "watching", not
+  a failure. The one thing this cannot see is a refusal slower than WATCH_LOOK, counted as watching.
 
 The calls are blocking (grpc's synchronous channel, etcd's KV stub on another) because hypothesis runs each
 example as a plain function; the master and etcd are child processes, so nothing here shares their loop.
@@ -54,6 +58,9 @@ CALL_TIMEOUT = 60.0
 RESPONSES: dict[str, Any] = {"Create": pb.Object, "Get": pb.Object, "Update": pb.Object, "UpdateStatus": pb.Object,
                              "List": api_pb2.ObjectList, "Delete": api_pb2.DeleteResponse}
 REGISTRY, REGISTRY_END = b"/registry/", b"/registry0"
+WATCH_LOOK = 0.5
+WATCH_EVENTS = 20
+WATCH_TYPES = frozenset({"ADDED", "MODIFIED", "DELETED", "BOOKMARK"})
 
 
 @dataclass
@@ -141,6 +148,41 @@ class FuzzApi:
         FIGURES.answers[answer.code.name if answer.code else "OK"] += 1
         self._check_code(answer, request)
         return answer
+
+    def watch(self, request: api_pb2.WatchRequest) -> Answer:
+        """One watch, read for WATCH_LOOK seconds: its refusal checked as a call's, or its events checked."""
+        events: list[api_pb2.WatchEvent] = []
+        stream = self.stub.Watch(request, timeout=WATCH_LOOK)
+        try:
+            for event in stream:
+                events.append(event)
+                if len(events) >= WATCH_EVENTS:
+                    stream.cancel()
+                    break
+            answer = Answer("Watch", response=events)
+        except grpc.RpcError as err:
+            if err.code() in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED):
+                answer = Answer("Watch", response=events)
+            else:
+                answer = Answer("Watch", code=err.code(), details=err.details() or "")
+        FIGURES.answers[answer.code.name if answer.code else "OK"] += 1
+        self._check_code(answer, request)
+        for event in events:
+            self._check_event(event, request)
+        return answer
+
+    def _check_event(self, event: api_pb2.WatchEvent, request: api_pb2.WatchRequest) -> None:
+        if event.type not in WATCH_TYPES:
+            raise FuzzFailure(f"a watch event of no known type: {_short(event)}\nrequest: {_short(request)}")
+        if event.type == "BOOKMARK":
+            return
+        try:
+            obj = kinds.unwrap(event.object)
+        except Exception as err:  # any failure to read it is the finding
+            raise FuzzFailure(f"a watch event whose object does not read ({err!r}): {_short(event)}") from err
+        if request.namespace and kinds.kind_of(obj).namespaced and obj.metadata.namespace != request.namespace:
+            raise FuzzFailure(f"a watch of namespace {request.namespace!r} sent an object of "
+                              f"{obj.metadata.namespace!r}: {_short(event)}")
 
     def _check_code(self, answer: Answer, request: Message | bytes) -> None:
         if answer.ok:

@@ -16,7 +16,10 @@ The five tests differ in what they send:
 - `test_stale_and_future_resource_versions`: writes of a stored object carrying an older, a newer, a
   malformed or an out-of-range resourceVersion;
 - `test_undecodable_requests`: wire bytes no protobuf parser accepts as the method's request: random bytes,
-  truncated or flipped valid requests, invalid UTF-8 inside a string field.
+  truncated or flipped valid requests, invalid UTF-8 inside a string field;
+- `test_watches`: Watch requests, all random or built from the vocabulary (kinds and their aliases, selectors,
+  resourceVersions stale, future, malformed), over an example namespace that holds an object of the kind;
+  each accepted watch is read for half a second (tests/fuzz/api.py), so this test has a quarter of the cases.
 
 Each example works in a namespace of its own (and suffixes cluster-scoped names), so examples do not collide,
 and deletes what it made at the end (those deletes are checked writes too). Every case counts in the figures
@@ -313,4 +316,34 @@ def test_undecodable_requests(fuzz_api: FuzzApi, data: st.DataObject) -> None:
         assert answer.code == grpc.StatusCode.INVALID_ARGUMENT, (answer.code, answer.details)
     if method not in ("Get", "List"):
         example._note(answer)
+    example.close()
+
+
+# ---------------------------------------------------------------- watches
+
+
+@settings(max_examples=max(1, settings.default.max_examples // 4))
+@given(data=st.data())
+def test_watches(fuzz_api: FuzzApi, data: st.DataObject) -> None:
+    example = Example(fuzz_api, "watch")
+    kind = data.draw(kind_strategy, label="kind")
+    obj = data.draw(valid_object(kind), label="object")
+    example.place(obj, kind)
+    stored = example.write("Create", obj)
+    if data.draw(st.booleans(), label="all random"):
+        request = data.draw(random_message(api_pb2.WatchRequest), label="request")
+    else:
+        rv = int(stored.metadata.resource_version) if stored is not None else 1
+        request = api_pb2.WatchRequest(
+            resource=data.draw(st.sampled_from((kind.resource, *VOCABULARY["resource"])), label="resource"),
+            namespace=data.draw(st.sampled_from((example.namespace, "", "default", "no-such", "Bad_NS")),
+                                label="namespace"),
+            label_selector=data.draw(st.sampled_from(("", *VOCABULARY["label_selector"])), label="labels"),
+            field_selector=data.draw(st.sampled_from(("", *VOCABULARY["field_selector"])), label="fields"),
+            resource_version=data.draw(st.one_of(
+                st.just(""), st.integers(-3, 50).map(lambda back: str(rv - back)),
+                st.sampled_from(("0", "-1", "x", "9" * 30, str(2**63), " 5")), unicode(12)), label="resourceVersion"),
+            allow_bookmarks=data.draw(st.booleans(), label="bookmarks"))
+    fuzz_api.watch(request)
+    fuzz_api.check_alive()
     example.close()
