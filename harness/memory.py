@@ -23,25 +23,18 @@ def rss_bytes(pid: int) -> int:
 
 class PeakRSS:
     """`async with PeakRSS(pid) as rss:` samples the resident set every `interval` seconds; `rss.grown` is the
-    peak above the resident set at entry. `rss.mark()` keeps the growth so far (`rss.marked`) while sampling
-    goes on."""
+    peak above the resident set at entry, so far while the block runs and in all after it."""
 
     def __init__(self, pid: int, *, interval: float = 0.02) -> None:
         self.pid = pid
         self.interval = interval
         self.baseline = 0
         self.peak = 0
-        self.marked = 0
         self._task: asyncio.Task[None] | None = None
 
     @property
     def grown(self) -> int:
         return self.peak - self.baseline
-
-    def mark(self) -> int:
-        self.sample()
-        self.marked = self.grown
-        return self.marked
 
     def sample(self) -> None:
         self.peak = max(self.peak, rss_bytes(self.pid))

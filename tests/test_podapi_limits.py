@@ -86,7 +86,8 @@ async def test_logs_to_a_client_that_pauses_grow_the_master_by_a_few_chunks(
                 # past the bound (no flow control: the kubelet sends the whole log into the master).
                 await until(lambda: HELD_BACK in kubelet.log_path.read_bytes() or rss.grown >= GROWTH_BOUND,
                             timeout=120, message="the kubelet held back, or the master took the whole log")
-                paused_growth = rss.mark()
+                rss.sample()
+                paused_growth = rss.grown
                 # The client reads again: everything arrives, in order, nothing lost.
                 assert paused.stdout is not None
                 received = await asyncio.wait_for(paused.stdout.read(), 120)
@@ -198,10 +199,18 @@ async def test_a_kubelet_that_ignores_flow_control_ends_its_session_not_the_mast
         try:
             await node.connect()
             await client.create(make_pod("shell", node="flood"))
-            baseline = rss_bytes(master.proc.pid)  # at the end, not a peak: the session's buffers are what count
-            call = ExecCall(node_pb2_grpc.PodAPIStub(client.channel), pod="shell")  # never read until the end
-            start = (await node.expect("exec_start")).exec_start
+            stub = node_pb2_grpc.PodAPIStub(client.channel)
             chunk = b"x" * (64 * 1024)
+            # Once through the exec path within flow control first (a chunk, then the exit), so that the
+            # baseline has its code loaded and its buffers made, as the logs test does.
+            warm = ExecCall(stub, pod="shell")
+            warm_id = (await node.expect("exec_start")).exec_start.request_id
+            node.send(exec_output=node_pb2.ExecOutput(request_id=warm_id, stream=1, data=chunk))
+            node.send(exec_output=node_pb2.ExecOutput(request_id=warm_id, exited=True))
+            assert (await asyncio.wait_for(_all(warm.call), 60))[-1].exited
+            baseline = rss_bytes(master.proc.pid)  # at the end, not a peak: the session's buffers are what count
+            call = ExecCall(stub, pod="shell")  # never read until the end
+            start = (await node.expect("exec_start")).exec_start
             for _ in range(LOG_BYTES // len(chunk)):  # 10 MiB, ignoring every credit
                 node.send(exec_output=node_pb2.ExecOutput(request_id=start.request_id, stream=1, data=chunk))
             await until(lambda: _logged(master, "session overrun"), timeout=60,
