@@ -265,6 +265,11 @@ class Master:
             ("grpc.max_send_message_length", 256 * 1024 * 1024),
             # SETTINGS_MAX_CONCURRENT_STREAMS: a client's further streams on one connection wait for a free slot.
             ("grpc.max_concurrent_streams", self.config.http2_max_streams_per_connection),
+            # No bandwidth-delay probing: it grows a connection's receive window to many MiB, so a peer that
+            # floods (a kubelet ignoring its credits) parks that much in the master's transport before the
+            # application reads and drops it (tests/test_podapi_limits.py: 6-10 MiB in 2 of 10 runs with it,
+            # none without). Flow control stays HTTP/2's fixed window; the cost is throughput on long-latency links.
+            ("grpc.http2.bdp_probe", 0),
             *SERVER_KEEPALIVE_OPTIONS,
         ])
         access = self.access
