@@ -68,7 +68,7 @@ from kybernetes.master.pki.authority import ClusterAuthority
 from kybernetes.master.pki.service import CertificatesServicer
 from kybernetes.master.pki.serving import ServingCredentials, serving_names
 from kybernetes.master.pki.stored import cluster_authority, server_token
-from kybernetes.master.store.embedded import HOST, EtcdSupervisor, choose_ports
+from kybernetes.master.store.embedded import HOST, EtcdSupervisor, RaftTiming, choose_ports
 from kybernetes.master.store.etcd import Store
 from kybernetes.master.store.etcdtls import EtcdClientTLS
 from kybernetes.master.store.fencing import Fence
@@ -192,6 +192,8 @@ class MasterConfig:
     etcd_peer_port: int | None = None
     # The etcd member's name; empty: <hostname>-<random>, kept in the data dir.
     etcd_name: str = ""
+    # The embedded member's raft timing (--etcd-heartbeat-interval, --etcd-election-timeout).
+    etcd_timing: RaftTiming = RaftTiming()
 
     @property
     def kubeconfig_path(self) -> Path:
@@ -388,7 +390,7 @@ class Master:
         else:
             initial, state = None, "new"
         sup = EtcdSupervisor(data_dir=folder, client_port=client_port, peer_port=peer_port, host=host, name=name,
-                             initial_cluster=initial, initial_cluster_state=state)
+                             initial_cluster=initial, initial_cluster_state=state, timing=config.etcd_timing)
         self.etcd_process = sup
         if promote_id:
             # A learner answers almost nothing and is healthy only once promoted: promote it through the

@@ -15,6 +15,7 @@ from kybernetes.master.api.limits import DEFAULT_MAX_STREAMS_PER_CONNECTION, DEF
 from kybernetes.master.app import Master, MasterConfig, enabled_controllers
 from kybernetes.master.join.masters import JoinError, bootstrap_address
 from kybernetes.master.nodelink.relay import DEFAULT_EXEC_IDLE_TIMEOUT, DEFAULT_MAX_EXEC_SESSIONS_PER_NODE
+from kybernetes.master.store.embedded import DEFAULT_ELECTION_MS, DEFAULT_HEARTBEAT_MS, RaftTiming
 from kybernetes.master.store.etcdtls import EtcdClientTLS
 
 
@@ -86,8 +87,9 @@ from kybernetes.master.store.etcdtls import EtcdClientTLS
               help="Validity of the client certificates the master issues to Nodes and users, e.g. 720h; "
                    "kubelets renew theirs after two thirds of it (the admin file's is a year).")
 @click.option("--leader-lease-duration", type=click.IntRange(min=1, max=60), default=1, show_default=True,
-              help="Seconds of the control loops' leadership lease: a dead leader is replaced after about this "
-                   "(etcd grants at least 1.5 × its election timeout, rounded up: 1 s for ours).")
+              help="Seconds of the control loops' leadership lease: a dead leader is replaced after about this. "
+                   "etcd grants at least 1.5 × its election timeout, rounded up (1 s for the default timing); the "
+                   "leader renews and stands down on the lease etcd grants.")
 @click.option("--leader-retry-period", type=click.FloatRange(min=0.05, max=10), default=0.2, show_default=True,
               help="Seconds between a standby master's checks of the leadership.")
 @click.option("--cluster-init", is_flag=True, default=False,
@@ -104,6 +106,13 @@ from kybernetes.master.store.etcdtls import EtcdClientTLS
               help="Peer port of the embedded etcd.  [default: 2380, or the one it used last time]")
 @click.option("--etcd-name", default="", help="Name of the embedded etcd member.  [default: <hostname>-<random>, "
                                               "kept in the data dir]")
+@click.option("--etcd-heartbeat-interval", type=click.IntRange(1, 10_000), default=DEFAULT_HEARTBEAT_MS,
+              show_default=True, metavar="MS",
+              help="Milliseconds between the embedded etcd leader's heartbeats: about the round trip between members.")
+@click.option("--etcd-election-timeout", type=click.IntRange(5, 50_000), default=DEFAULT_ELECTION_MS,
+              show_default=True, metavar="MS",
+              help="Milliseconds a member of the embedded etcd waits for its leader before it campaigns: at least 5, "
+                   "best 10, heartbeat intervals. Raise both on slow machines (emulated VMs, busy disks).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True)
 def main(listen: str, etcd: str, etcd_cafile: Path | None, etcd_certfile: Path | None, etcd_keyfile: Path | None,
@@ -115,7 +124,8 @@ def main(listen: str, etcd: str, etcd_cafile: Path | None, etcd_certfile: Path |
          token: str, token_file: Path | None, bootstrap_listen: str, tls_sans: tuple[str, ...],
          write_kubeconfig: Path | None, certificate_validity: str, leader_lease_duration: int,
          leader_retry_period: float, cluster_init: bool, join: str, advertise_address: str,
-         etcd_client_port: int | None, etcd_peer_port: int | None, etcd_name: str, log_level: str) -> None:
+         etcd_client_port: int | None, etcd_peer_port: int | None, etcd_name: str, etcd_heartbeat_interval: int,
+         etcd_election_timeout: int, log_level: str) -> None:
     """Run the Kybernetes master: the API server, the node link and the control loops."""
     configure(level=log_level)
     config = MasterConfig(listen=listen, etcd=[e for e in etcd.split(",") if e], data_dir=data_dir,
@@ -136,6 +146,10 @@ def main(listen: str, etcd: str, etcd_cafile: Path | None, etcd_certfile: Path |
     config.max_watches_per_user = max_watches_per_user
     config.max_exec_sessions_per_node = max_exec_sessions_per_node
     config.exec_idle_timeout = exec_idle_timeout
+    try:
+        config.etcd_timing = RaftTiming(heartbeat_ms=etcd_heartbeat_interval, election_ms=etcd_election_timeout)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--etcd-election-timeout") from None
     endpoints = config.etcd
     if (cluster_init or join) and endpoints:
         raise click.UsageError("--cluster-init and --join are for the embedded etcd: with --etcd, every master "

@@ -32,6 +32,11 @@
 #   --run-registry yes|no              whether this master machine runs the registry (default yes)
 #   --master A:6443,B:6443,...         several masters: kubelets and kybctl fail over among them; a master's
 #                                      own --master-listen then defaults to IP:6443
+#   --etcd-heartbeat-ms MS             etcd's --heartbeat-interval (default 50) and --election-timeout (default
+#   --etcd-election-ms MS              600), for the member(s) this script runs; with --etcd embedded they go to
+#                                      kyb-master. Raise both on slow machines, e.g. 500 and 5000 under QEMU's
+#                                      software emulation (the Vagrantfile does): the election timeout must be at
+#                                      least 5 heartbeats; etcd grants leases of at least 1.5 × it.
 #
 # Roles and their components (in start order):
 #   master  etcd (unless --etcd embedded or URLs), registry, master
@@ -72,7 +77,7 @@ cmd_configure() {
     local cluster_cidr=10.244.0.0/16 service_cidr=10.96.0.0/16 etc=/etc/kybernetes state=/var/lib/kybernetes
     local run=/run/kybernetes logs=/var/log/kybernetes containerd=own ctr_ns=kyb bridge=kyb0
     local venv=${KYB_VENV:-$REPO/.venv} master_args="" kubelet_args="" join_token_file=""
-    local etcd_peers="" server_token_file="" run_registry=yes
+    local etcd_peers="" server_token_file="" run_registry=yes etcd_heartbeat=50 etcd_election=600
     while [[ $# -gt 0 ]]; do
         case $1 in
             --role) role=$2 ;;
@@ -99,6 +104,8 @@ cmd_configure() {
             --etcd-peers) etcd_peers=$2 ;;
             --server-token-file) server_token_file=$2 ;;
             --run-registry) run_registry=$2 ;;
+            --etcd-heartbeat-ms) etcd_heartbeat=$2 ;;
+            --etcd-election-ms) etcd_election=$2 ;;
             *) die "configure: unknown option $1 (see provision.sh --help)" ;;
         esac
         shift 2 || die "configure: $1 needs a value"
@@ -113,6 +120,10 @@ cmd_configure() {
         if [[ $master == *,* ]]; then master_listen=$ip:${first##*:}; else master_listen=$master; fi
     fi
     case $run_registry in yes|no) ;; *) die "configure: --run-registry must be yes or no (got '$run_registry')" ;; esac
+    [[ $etcd_heartbeat =~ ^[1-9][0-9]{0,4}$ && $etcd_heartbeat -le 10000 ]] ||
+        die "configure: --etcd-heartbeat-ms must be a whole number of milliseconds from 1 to 10000 (got '$etcd_heartbeat')"
+    [[ $etcd_election =~ ^[1-9][0-9]{0,4}$ && $etcd_election -le 50000 && $etcd_election -ge $((5 * etcd_heartbeat)) ]] ||
+        die "configure: --etcd-election-ms must be milliseconds from 5 × --etcd-heartbeat-ms ($((5 * etcd_heartbeat))) to 50000 (got '$etcd_election')"
     if [[ -n $etcd_peers ]]; then
         [[ $etcd == separate ]] || die "configure: --etcd-peers needs --etcd separate (got '$etcd')"
         check_peers "$etcd_peers" "$name"
@@ -141,6 +152,7 @@ cmd_configure() {
         [KYB_CONTAINERD_NAMESPACE]=$ctr_ns [KYB_POD_BRIDGE]=$bridge [KYB_MASTER_ARGS]=$master_args
         [KYB_KUBELET_ARGS]=$kubelet_args [KYB_JOIN_TOKEN_FILE]=$join_token_file [KYB_ETCD_PEERS]=$etcd_peers
         [KYB_SERVER_TOKEN_FILE]=$server_token_file [KYB_RUN_REGISTRY]=$run_registry
+        [KYB_ETCD_HEARTBEAT_MS]=$etcd_heartbeat [KYB_ETCD_ELECTION_MS]=$etcd_election
     )
     {
         echo "# Written by deploy/provision/provision.sh configure; read by its run/start/units commands."
@@ -291,14 +303,16 @@ component_argv() {  # fills the global array ARGV with the component's command l
                   --trusted-ca-file "$pki/ca.crt" --peer-cert-file "$pki/server.crt" --peer-key-file "$pki/server.key"
                   --peer-client-cert-auth --peer-trusted-ca-file "$pki/ca.crt"
                   --auto-compaction-mode periodic --auto-compaction-retention 1h
-                  --heartbeat-interval 50 --election-timeout 600 --pre-vote=true
+                  --heartbeat-interval "${KYB_ETCD_HEARTBEAT_MS:-50}" --election-timeout "${KYB_ETCD_ELECTION_MS:-600}"
+                  --pre-vote=true
                   --logger zap --log-outputs stderr) ;;
         registry)
             ARGV=(docker-registry serve "$KYB_ETC/registry.yml") ;;
         master)
             local etcd_flags=()
             case $KYB_ETCD in
-                embedded) ;;
+                embedded) etcd_flags=(--etcd-heartbeat-interval "${KYB_ETCD_HEARTBEAT_MS:-50}"
+                                      --etcd-election-timeout "${KYB_ETCD_ELECTION_MS:-600}") ;;
                 separate) etcd_flags=(--etcd "$(etcd_client_urls)") ;;
                 *) etcd_flags=(--etcd "$KYB_ETCD") ;;
             esac

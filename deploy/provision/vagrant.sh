@@ -45,6 +45,10 @@ ETCD_PKI=/var/lib/kybernetes/etcd-pki
 # What the first master hands to the others (through the host): the server token, the etcd CA, the client.
 SECRETS=(server-token ca.crt ca.key client.crt client.key)
 
+# etcd's raft timing (provision.sh configure --etcd-heartbeat-ms/--etcd-election-ms): the Vagrantfile sets it,
+# larger under software emulation, where a 50 ms heartbeat cannot be kept.
+ETCD_TIMING=(--etcd-heartbeat-ms "${KYB_ETCD_HEARTBEAT_MS:-50}" --etcd-election-ms "${KYB_ETCD_ELECTION_MS:-600}")
+
 role=${1:?role: master or node}
 name=${2:?node name}
 ip=${3:?the private IP of this VM}
@@ -137,7 +141,7 @@ master_several() {  # one member of an etcd cluster per master VM
     fi
     "$PROVISION" configure --role master --name "$name" --ip "$ip" --master "$masters" --master-listen "$ip:6443" \
         --registry "$ip_of_first:5000" --etcd separate --etcd-peers "$peers" --server-token-file "$SERVER_TOKEN" \
-        --run-registry "$([[ $name == "$first" ]] && echo yes || echo no)" --venv "$VENV"
+        --run-registry "$([[ $name == "$first" ]] && echo yes || echo no)" --venv "$VENV" "${ETCD_TIMING[@]}"
     say "starting etcd, $([[ $name == "$first" ]] && echo "the registry, ")the master"
     "$PROVISION" units
     # The first member alone has no quorum: its API answers once the second master's member is up.
@@ -157,7 +161,7 @@ case $role in
             master_several "$extra"
         else
             "$PROVISION" configure --role master --name "$name" --ip "$ip" --master "$ip:6443" \
-                --registry "$ip:5000" --etcd separate --cluster-cidr "$CLUSTER_CIDR" --venv "$VENV"
+                --registry "$ip:5000" --etcd separate --cluster-cidr "$CLUSTER_CIDR" --venv "$VENV" "${ETCD_TIMING[@]}"
             say "starting etcd, the registry and the master"
             "$PROVISION" units
             "$PROVISION" wait master --timeout 300

@@ -7,6 +7,9 @@ create-if-absent transaction and attached to an etcd lease of `lease_seconds`:
   idle cluster's leadership costs no etcd writes), from a thread of its own so that a busy event loop does not
   cost it the lead; when it has not renewed for `renew_deadline` it stops its loops itself, before etcd could
   expire the claim under it;
+- etcd grants no lease shorter than 1.5 × its election timeout: when it grants more than `lease_seconds` (an etcd
+  tuned for slow machines), that term's renewal interval and deadline grow in proportion, and the claim records
+  the granted TTL. Standing down after 0.75 s on a lease that lives 8 s would only cost the lead for nothing;
 - when the holder dies, etcd deletes the claim as its lease expires (`lease_seconds` after the last renewal);
   the others poll the claim every `retry_period` and the first create wins;
 - the claim's create revision is the fence: every write of the leader's loops compares it in the same etcd
@@ -22,6 +25,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 
 from kybernetes.core.api.errors import AlreadyExistsError, ApiError, NotFoundError
 from kybernetes.core.api.kinds import kind_of
@@ -47,6 +51,14 @@ def lease_name(loops: Iterable[str], *, every: Iterable[str]) -> str:
 Stop = Callable[[], Awaitable[None]]
 
 
+@dataclass(frozen=True, slots=True)
+class TermTiming:
+    """One term's lease renewal: every `renew_interval` seconds; stand down after `renew_deadline` without one."""
+
+    renew_interval: float
+    renew_deadline: float
+
+
 class LeaderElector:
     """Campaigns for the control loops' leadership forever; runs them while it holds it."""
 
@@ -66,14 +78,14 @@ class LeaderElector:
         self._kind = kind_of(pb.Lease())
         self.key = key_for(self._kind, name, LEASE_NAMESPACE)
 
-    def _claim(self) -> pb.Lease:
+    def _claim(self, *, ttl: int) -> pb.Lease:
         lease = pb.Lease(api_version="coordination.k8s.io/v1", kind="Lease")
         lease.metadata.name, lease.metadata.namespace = self.name, LEASE_NAMESPACE
         lease.metadata.uid = str(uuid.uuid4())
         now = now_timestamp()
         lease.metadata.creation_timestamp.CopyFrom(now)
         lease.spec.holder_identity = self.identity
-        lease.spec.lease_duration_seconds = self.lease_seconds
+        lease.spec.lease_duration_seconds = ttl
         lease.spec.acquire_time.CopyFrom(now)
         lease.spec.renew_time.CopyFrom(now)
         return lease
@@ -99,9 +111,10 @@ class LeaderElector:
         # A standby only reads until the claim is free: granting a lease is a raft write, reading is not.
         while await self.holder():
             await asyncio.sleep(self.retry_period)
-        lease_id = await self.store.grant_lease(self.lease_seconds)
+        granted = await self.store.grant(self.lease_seconds)
+        lease_id = granted.id
         try:
-            created = await self.store.create(self._claim(), lease=lease_id)
+            created = await self.store.create(self._claim(ttl=granted.ttl), lease=lease_id)
         except AlreadyExistsError:
             with contextlib.suppress(ApiError):
                 await self.store.revoke_lease(lease_id)
@@ -115,30 +128,39 @@ class LeaderElector:
         self.terms += 1
         log.info("elected leader of the control loops", lease=self.name, holder=self.identity, term=self.terms,
                  fence=fence.create_revision)
+        timing = self.term_timing(granted.ttl)
+        if granted.ttl != self.lease_seconds:
+            log.info("etcd granted a longer leadership lease", lease=self.name, asked=self.lease_seconds,
+                     granted=granted.ttl, renew_interval=timing.renew_interval, renew_deadline=timing.renew_deadline)
         stop = await self.on_elected(fence)
         self.leading.set()
         try:
-            await self._hold(lease_id)
+            await self._hold(lease_id, timing)
         finally:
             self.leading.clear()
             await stop()
             log.warning("stopped leading the control loops", holder=self.identity)
             with contextlib.suppress(ApiError, asyncio.CancelledError, TimeoutError):
-                await asyncio.wait_for(self.store.revoke_lease(lease_id), self.renew_interval)
+                await asyncio.wait_for(self.store.revoke_lease(lease_id), timing.renew_interval)
 
-    async def _hold(self, lease_id: int) -> None:
+    def term_timing(self, granted_ttl: int) -> TermTiming:
+        """How often a term renews and when it gives up, scaled to the TTL etcd granted (never below ours)."""
+        scale = max(granted_ttl, self.lease_seconds) / self.lease_seconds
+        return TermTiming(renew_interval=self.renew_interval * scale, renew_deadline=self.renew_deadline * scale)
+
+    async def _hold(self, lease_id: int, timing: TermTiming) -> None:
         """Lead while the lease keeper (a thread: master.store.etcd.LeaseKeeper) renews the lease; stop when etcd
-        says it is gone, or when no renewal succeeded for `renew_deadline`."""
-        keeper = self.store.lease_keeper(lease_id, interval=self.renew_interval, deadline=self.renew_deadline)
+        says it is gone, or when no renewal succeeded for the term's renew deadline."""
+        keeper = self.store.lease_keeper(lease_id, interval=timing.renew_interval, deadline=timing.renew_deadline)
         keeper.start()
         try:
             while True:
-                await asyncio.sleep(self.renew_interval / 2)
+                await asyncio.sleep(timing.renew_interval / 2)
                 if keeper.gone:
                     log.warning("leadership lease expired")
                     return
                 late = time.monotonic() - keeper.renewed_at
-                if late > self.renew_deadline:
+                if late > timing.renew_deadline:
                     log.warning("leadership not renewed in time", seconds=round(late, 2))
                     return
         finally:

@@ -137,6 +137,14 @@ def _too_large(err: grpc.RpcError) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
+class GrantedLease:
+    """An etcd lease as granted: etcd raises a TTL below its shortest (1.5 × its election timeout)."""
+
+    id: int
+    ttl: int
+
+
+@dataclass(frozen=True, slots=True)
 class StoreEvent:
     """One change seen by a watch: ADDED, MODIFIED or DELETED, with the object after (or before, for DELETED)."""
 
@@ -399,8 +407,12 @@ class Store:
 
     async def grant_lease(self, ttl: int) -> int:
         """A new etcd lease (Events expire through one)."""
+        return (await self.grant(ttl)).id
+
+    async def grant(self, ttl: int) -> GrantedLease:
+        """A new etcd lease and the TTL etcd gave it: at least its shortest (1.5 × the election timeout)."""
         resp = await self._call(self._lease.LeaseGrant, rpc.LeaseGrantRequest(TTL=ttl))
-        return resp.ID
+        return GrantedLease(id=int(resp.ID), ttl=int(resp.TTL))
 
     async def keep_alive(self, lease_id: int) -> int:
         """Renew a lease once; its remaining TTL in seconds (0: it has expired). No key is written."""
