@@ -10,7 +10,7 @@ create-if-absent transaction and attached to an etcd lease of `lease_seconds`:
 - etcd grants no lease shorter than 1.5 × its election timeout: when it grants more than `lease_seconds` (an etcd
   tuned for slow machines), that term's renewal interval and deadline grow in proportion, and the claim records
   the granted TTL. Standing down after 0.75 s on a lease that lives 8 s would only cost the lead for nothing;
-- when the holder dies, etcd deletes the claim as its lease expires (`lease_seconds` after the last renewal);
+- when the holder dies, etcd deletes the claim as its lease expires (the granted TTL after the last renewal);
   the others poll the claim every `retry_period` and the first create wins;
 - the claim's create revision is the fence: every write of the leader's loops compares it in the same etcd
   transaction (master.store.fencing), so a deposed leader that has not noticed yet writes nothing.
