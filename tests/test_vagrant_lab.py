@@ -336,6 +336,9 @@ def test_destroy_leaves_the_host_as_it_was(vm_lab: VmLab):
     links = run("ip", "-o", "link", "show").stdout
     assert f"{LAB_NAME}vm0" not in links and f"{LAB_NAME}vm1" not in links
     assert not (LAB_DIR / "libvirtd.pid").exists() and not (LAB_DIR / "lab.env").exists()
+    # No credentials of the lab stay on the host: the join token, the masters' server token and etcd CA key.
+    dotfile = LAB_DIR / "dot-vagrant"
+    assert not (dotfile / "kyb-join-token").exists() and not (dotfile / "kyb-master-secrets").exists()
 
 
 async def _get(ip: str, port: int) -> str:

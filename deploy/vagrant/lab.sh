@@ -468,6 +468,7 @@ cmd_down() {
     restore_autostart
     remove_libvirt_chains
     rm -f "$DOTFILE/kyb-join-token" "$DIR/ssh-config" "$DIR/admin.conf" "$DIR/lab.env" "$DIR/box-version"
+    rm -rf "$DOTFILE/kyb-master-secrets"  # the server token and the etcd CA key the masters shared
     if [[ $purge == yes ]]; then
         local version
         while read -r version; do
