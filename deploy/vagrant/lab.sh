@@ -362,11 +362,17 @@ ssh_config() {  # Vagrant's ssh settings for every VM, for quick ssh without sta
 vm_ssh() {  # vm_ssh NAME CMD...
     local name=$1; shift
     [[ -f $DIR/ssh-config ]] || ssh_config
-    ssh -F "$DIR/ssh-config" -o ConnectTimeout=10 -o LogLevel=ERROR "$name" "$@"
+    # 60 s to connect, banner included: an emulated guest under load (6 VMs on 2 cores) was seen to take over 10.
+    ssh -F "$DIR/ssh-config" -o ConnectTimeout=60 -o LogLevel=ERROR "$name" "$@"
 }
 
 fetch_admin_config() {  # the master's admin credentials, for kybctl on this host (it reaches every master)
-    (umask 077 && vm_ssh master sudo cat /var/lib/kybernetes/master/admin.conf > "$DIR/admin.conf.tmp")
+    local attempt
+    for attempt in 1 2 3; do
+        (umask 077 && vm_ssh master sudo cat /var/lib/kybernetes/master/admin.conf > "$DIR/admin.conf.tmp") && break
+        [[ $attempt -lt 3 ]] || die "could not read the admin credentials from the master VM (ssh failed 3 times)"
+        say "ssh to the master failed (attempt $attempt of 3); trying again"
+    done
     local servers="" name
     while read -r name; do servers+=${servers:+,}$(vm_ip "$name"):6443; done < <(master_names)
     if [[ -x $REPO/.venv/bin/python ]]; then
