@@ -252,6 +252,21 @@ def test_every_master_runs_etcd_with_the_timing_for_its_acceleration(vm_lab: VmL
         assert f"--election-timeout {election} " in command, (master, command)
 
 
+def test_nothing_in_the_lab_is_routed_off_this_machine(vm_lab: VmLab):
+    """The lab's two libvirt networks forward nothing, and no VM has a default route: traffic from a VM, or from
+    a pod (its node routes it), to any address off the VMs' networks fails on the VM and never leaves it.
+    (`ip route get` asks the VM's routing table; it sends nothing.)"""
+    for network in (f"{LAB_NAME}-lab", f"{LAB_NAME}-mgmt"):
+        xml = run("virsh", "-c", "qemu:///system", "net-dumpxml", network).stdout
+        assert "<network" in xml and "<forward" not in xml, (network, xml)
+    for vm in [*MASTER_NAMES, *NODE_NAMES]:
+        # (`|| true`: a guest without IPv6 has no IPv6 routes to show.)
+        routes = vm_lab.ssh(vm, "ip -4 route show default; ip -6 route show default 2>/dev/null || true").stdout
+        assert routes.strip() == "", (vm, routes)
+        off_machine = vm_lab.ssh(vm, "ip route get 203.0.113.1", check=False)
+        assert off_machine.returncode != 0 and "unreachable" in off_machine.stderr.lower(), (vm, off_machine)
+
+
 async def test_tutorial_flow_from_the_host(vm_lab: VmLab):
     started = time.monotonic()
     image = f"{vm_lab.registry}/kyb/hello"
